@@ -1,0 +1,203 @@
+//! Test-case assertions, named as promptfoo names them.
+
+use crate::error::Problems;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The deterministic assertion types promptfoo defines that Promptcards evaluates.
+pub const BASE_TYPES: &[&str] = &[
+    "equals",
+    "contains",
+    "icontains",
+    "contains-any",
+    "contains-all",
+    "icontains-any",
+    "icontains-all",
+    "starts-with",
+    "regex",
+    "is-json",
+    "contains-json",
+    "levenshtein",
+    "word-count",
+    "latency",
+    "cost",
+];
+
+pub const MAX_ASSERTIONS: usize = 100;
+
+/// One assertion as promptfoo writes it: `{type, value?, threshold?, weight?}`. `value` may
+/// contain `{{ var }}` placeholders, rendered with the test case's vars at run time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assertion {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+impl Assertion {
+    /// The type without its `not-` prefix, and whether it was negated.
+    pub fn base_type(&self) -> (&str, bool) {
+        match self.kind.strip_prefix("not-") {
+            Some(base) => (base, true),
+            None => (self.kind.as_str(), false),
+        }
+    }
+}
+
+fn is_text(value: &Value) -> bool {
+    value.is_string() || value.is_number()
+}
+
+fn is_text_list(value: &Value) -> bool {
+    match value {
+        Value::String(_) => true, // promptfoo also accepts a comma-separated string
+        Value::Array(items) => !items.is_empty() && items.iter().all(is_text),
+        _ => false,
+    }
+}
+
+fn is_word_count(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_u64().is_some(),
+        Value::Object(bounds) => {
+            let bound = |k: &str| bounds.get(k).map(|v| v.as_u64().is_some());
+            let (min, max) = (bound("min"), bound("max"));
+            bounds.keys().all(|k| k == "min" || k == "max")
+                && (min.is_some() || max.is_some())
+                && min.unwrap_or(true)
+                && max.unwrap_or(true)
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems) {
+    if assertions.len() > MAX_ASSERTIONS {
+        problems.add(
+            "assertions",
+            format!("at most {MAX_ASSERTIONS} assertions, got {}", assertions.len()),
+        );
+    }
+    for (i, assertion) in assertions.iter().enumerate() {
+        let field = format!("assertions[{i}]");
+        let (base, _) = assertion.base_type();
+        if !BASE_TYPES.contains(&base) {
+            problems.add(
+                format!("{field}.type"),
+                format!(
+                    "{:?} is not a supported assertion type; expected one of {} (each also with a not- prefix)",
+                    assertion.kind,
+                    BASE_TYPES.join(", ")
+                ),
+            );
+            continue;
+        }
+        let value = assertion.value.as_ref();
+        let value_problem = match base {
+            "equals" if value.is_none() => Some("is required"),
+            "contains" | "icontains" | "starts-with" | "regex" | "levenshtein"
+                if !value.is_some_and(is_text) =>
+            {
+                Some("must be a string")
+            }
+            "contains-any" | "contains-all" | "icontains-any" | "icontains-all"
+                if !value.is_some_and(is_text_list) =>
+            {
+                Some("must be a non-empty list of strings")
+            }
+            "word-count" if !value.is_some_and(is_word_count) => {
+                Some("must be a word count or {min, max}")
+            }
+            "is-json" | "contains-json" if value.is_some_and(|v| !v.is_object()) => {
+                Some("must be a JSON schema object when given")
+            }
+            _ => None,
+        };
+        if let Some(message) = value_problem {
+            problems.add(format!("{field}.value"), message);
+        }
+        if matches!(base, "latency" | "cost") && assertion.threshold.is_none() {
+            problems.add(format!("{field}.threshold"), "is required");
+        }
+        if assertion.threshold.is_some_and(|t| !t.is_finite() || t < 0.0) {
+            problems.add(format!("{field}.threshold"), "must be a non-negative number");
+        }
+        if assertion.weight.is_some_and(|w| !w.is_finite() || w < 0.0) {
+            problems.add(format!("{field}.weight"), "must be a non-negative number");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn assertion(kind: &str, value: Option<Value>, threshold: Option<f64>) -> Assertion {
+        Assertion {
+            kind: kind.into(),
+            value,
+            threshold,
+            weight: None,
+        }
+    }
+
+    fn problems_of(assertions: &[Assertion]) -> Vec<String> {
+        let mut problems = Problems::default();
+        check_assertions(assertions, &mut problems);
+        match problems.into_result() {
+            Ok(()) => vec![],
+            Err(crate::DomainError::Invalid(fields)) => fields.into_iter().map(|f| f.field).collect(),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_promptfoo_type_and_its_negation_is_accepted() {
+        for base in BASE_TYPES {
+            let (value, threshold) = match *base {
+                "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => {
+                    (Some(json!(["a", "b"])), None)
+                }
+                "word-count" => (Some(json!({"min": 1, "max": 5})), None),
+                "is-json" | "contains-json" => (None, None),
+                "latency" => (None, Some(1000.0)),
+                "cost" => (None, Some(0.01)),
+                _ => (Some(json!("x")), None),
+            };
+            for kind in [base.to_string(), format!("not-{base}")] {
+                assert_eq!(
+                    problems_of(&[assertion(&kind, value.clone(), threshold)]),
+                    Vec::<String>::new(),
+                    "{kind}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_types_and_missing_values_are_named() {
+        let problems = problems_of(&[
+            assertion("llm-rubric", Some(json!("be nice")), None),
+            assertion("contains", None, None),
+            assertion("latency", None, None),
+            assertion("word-count", Some(json!({"min": "1"})), None),
+            assertion("not-contains-any", Some(json!([])), None),
+        ]);
+        assert_eq!(
+            problems,
+            vec![
+                "assertions[0].type",
+                "assertions[1].value",
+                "assertions[2].threshold",
+                "assertions[3].value",
+                "assertions[4].value"
+            ]
+        );
+    }
+}

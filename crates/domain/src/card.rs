@@ -1,0 +1,470 @@
+//! Prompt cards: versioned templates. Every update is a new immutable version; labels such as
+//! `production` point at versions.
+
+use crate::error::Problems;
+use crate::template::{check_template, check_variables, VarType, Variable};
+use crate::{Aggregate, DecodeError, DomainError, Event};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+pub const MAX_TAGS: usize = 20;
+
+static LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$").expect("valid regex"));
+
+/// What one version of a card says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardContent {
+    pub title: String,
+    pub description: String,
+    pub template: String,
+    pub variables: Vec<Variable>,
+    pub tags: Vec<String>,
+}
+
+impl CardContent {
+    /// Trims what users do not mean to keep and checks every rule, reporting all problems.
+    fn validated(mut self) -> Result<Self, DomainError> {
+        let mut problems = Problems::default();
+        self.title = self.title.trim().to_owned();
+        let title_len = self.title.chars().count();
+        if title_len == 0 || title_len > 500 {
+            problems.add("title", "must be 1 to 500 characters");
+        }
+        if self.description.chars().count() > 5_000 {
+            problems.add("description", "must be at most 5,000 characters");
+        }
+        check_variables(&self.variables, &mut problems);
+        check_template(&self.template, &self.variables, &mut problems);
+        if self.tags.len() > MAX_TAGS {
+            problems.add("tags", format!("at most {MAX_TAGS} tags, got {}", self.tags.len()));
+        }
+        for (i, tag) in self.tags.iter_mut().enumerate() {
+            *tag = tag.trim().to_owned();
+            let len = tag.chars().count();
+            if len == 0 || len > 50 {
+                problems.add(format!("tags[{i}]"), "must be 1 to 50 characters");
+            }
+        }
+        let mut sorted = self.tags.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.tags.len() {
+            problems.add("tags", "must not repeat a tag");
+        }
+        problems.into_result().map(|()| self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardVersion {
+    pub version: u32,
+    pub content: CardContent,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptCard {
+    pub id: Option<Uuid>,
+    pub workspace_id: Option<Uuid>,
+    /// Every version ever written, oldest first; `versions[n - 1].version == n`.
+    pub versions: Vec<CardVersion>,
+    pub labels: BTreeMap<String, u32>,
+    pub archived: bool,
+}
+
+impl PromptCard {
+    pub fn current(&self) -> Option<&CardVersion> {
+        self.versions.last()
+    }
+
+    pub fn version(&self) -> u32 {
+        self.versions.len() as u32
+    }
+
+    pub fn at_version(&self, version: u32) -> Option<&CardVersion> {
+        version
+            .checked_sub(1)
+            .and_then(|i| self.versions.get(i as usize))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum CardCommand {
+    Create {
+        card_id: Uuid,
+        workspace_id: Uuid,
+        content: CardContent,
+    },
+    Update {
+        expected_version: u32,
+        content: CardContent,
+    },
+    MoveLabel {
+        label: String,
+        version: u32,
+    },
+    Archive,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum CardEvent {
+    PromptCardCreated {
+        card_id: Uuid,
+        workspace_id: Uuid,
+        #[serde(flatten)]
+        content: CardContent,
+    },
+    PromptCardUpdated {
+        version: u32,
+        #[serde(flatten)]
+        content: CardContent,
+    },
+    PromptCardLabelMoved {
+        label: String,
+        version: u32,
+        previous_version: Option<u32>,
+    },
+    PromptCardArchived {},
+}
+
+impl Event for CardEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            CardEvent::PromptCardCreated { .. } => "PromptCardCreated",
+            CardEvent::PromptCardUpdated { .. } => "PromptCardUpdated",
+            CardEvent::PromptCardLabelMoved { .. } => "PromptCardLabelMoved",
+            CardEvent::PromptCardArchived { .. } => "PromptCardArchived",
+        }
+    }
+
+    /// Version 2 of the content-carrying events declares typed variables; version 1 listed
+    /// bare names, all of which were strings and required.
+    fn schema_version(event_type: &str) -> u32 {
+        match event_type {
+            "PromptCardCreated" | "PromptCardUpdated" => 2,
+            _ => 1,
+        }
+    }
+
+    fn upcast(event_type: &str, schema_version: u32, mut data: Value) -> Result<Value, DecodeError> {
+        match (event_type, schema_version) {
+            ("PromptCardCreated" | "PromptCardUpdated", 1) => {
+                if let Some(vars) = data.get_mut("variables").and_then(Value::as_array_mut) {
+                    for var in vars.iter_mut() {
+                        if let Value::String(name) = var {
+                            *var = serde_json::json!({
+                                "name": name,
+                                "type": VarType::String,
+                                "required": true,
+                            });
+                        }
+                    }
+                }
+                Ok(data)
+            }
+            (t, v) if v == Self::schema_version(t) => Ok(data),
+            (t, v) => Err(DecodeError::UnknownSchemaVersion {
+                event_type: t.to_owned(),
+                schema_version: v,
+            }),
+        }
+    }
+}
+
+impl PromptCard {
+    fn ensure_live(&self) -> Result<(), DomainError> {
+        if self.id.is_none() {
+            return Err(DomainError::NotFound("prompt card not found".into()));
+        }
+        if self.archived {
+            return Err(DomainError::Conflict("the prompt card is archived".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for PromptCard {
+    const STREAM_TYPE: &'static str = "prompt_card";
+    type Command = CardCommand;
+    type Event = CardEvent;
+
+    fn decide(&self, command: CardCommand) -> Result<Vec<CardEvent>, DomainError> {
+        match command {
+            CardCommand::Create {
+                card_id,
+                workspace_id,
+                content,
+            } => {
+                if self.id.is_some() {
+                    return Err(DomainError::Conflict("the prompt card already exists".into()));
+                }
+                Ok(vec![CardEvent::PromptCardCreated {
+                    card_id,
+                    workspace_id,
+                    content: content.validated()?,
+                }])
+            }
+            CardCommand::Update {
+                expected_version,
+                content,
+            } => {
+                self.ensure_live()?;
+                let content = content.validated()?;
+                if expected_version != self.version() {
+                    return Err(DomainError::VersionMismatch {
+                        expected: expected_version,
+                        current: self.version(),
+                    });
+                }
+                Ok(vec![CardEvent::PromptCardUpdated {
+                    version: self.version() + 1,
+                    content,
+                }])
+            }
+            CardCommand::MoveLabel { label, version } => {
+                self.ensure_live()?;
+                let mut problems = Problems::default();
+                if !LABEL.is_match(&label) {
+                    problems.add(
+                        "label",
+                        "must be 1 to 50 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                    );
+                }
+                if version == 0 || version > self.version() {
+                    problems.add(
+                        "version",
+                        format!("must be an existing version, 1 to {}", self.version()),
+                    );
+                }
+                problems.into_result()?;
+                let previous_version = self.labels.get(&label).copied();
+                if previous_version == Some(version) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![CardEvent::PromptCardLabelMoved {
+                    label,
+                    version,
+                    previous_version,
+                }])
+            }
+            CardCommand::Archive => {
+                self.ensure_live()?;
+                Ok(vec![CardEvent::PromptCardArchived {}])
+            }
+        }
+    }
+
+    fn evolve(mut self, event: &CardEvent) -> Self {
+        match event {
+            CardEvent::PromptCardCreated {
+                card_id,
+                workspace_id,
+                content,
+            } => {
+                self.id = Some(*card_id);
+                self.workspace_id = Some(*workspace_id);
+                self.versions = vec![CardVersion {
+                    version: 1,
+                    content: content.clone(),
+                }];
+            }
+            CardEvent::PromptCardUpdated { version, content } => {
+                self.versions.push(CardVersion {
+                    version: *version,
+                    content: content.clone(),
+                });
+            }
+            CardEvent::PromptCardLabelMoved { label, version, .. } => {
+                self.labels.insert(label.clone(), *version);
+            }
+            CardEvent::PromptCardArchived {} => self.archived = true,
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{decode, encode};
+    use crate::given_when;
+
+    fn content(template: &str, vars: &[&str]) -> CardContent {
+        CardContent {
+            title: "Summarise".into(),
+            description: String::new(),
+            template: template.into(),
+            variables: vars
+                .iter()
+                .map(|n| Variable {
+                    name: (*n).into(),
+                    kind: VarType::String,
+                    description: None,
+                    default: None,
+                    required: true,
+                })
+                .collect(),
+            tags: vec!["support".into()],
+        }
+    }
+
+    fn created() -> CardEvent {
+        CardEvent::PromptCardCreated {
+            card_id: Uuid::new_v4(),
+            workspace_id: Uuid::new_v4(),
+            content: content("Summarise {{ text }}", &["text"]),
+        }
+    }
+
+    fn invalid_fields(err: DomainError) -> Vec<String> {
+        match err {
+            DomainError::Invalid(fields) => fields.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn creating_a_card_makes_version_one() {
+        let events = given_when::<PromptCard>(
+            &[],
+            CardCommand::Create {
+                card_id: Uuid::new_v4(),
+                workspace_id: Uuid::new_v4(),
+                content: content("Hi {{ name }}", &["name"]),
+            },
+        )
+        .unwrap();
+        let card = PromptCard::fold(&events);
+        assert_eq!(card.version(), 1);
+        assert_eq!(card.current().unwrap().content.template, "Hi {{ name }}");
+    }
+
+    #[test]
+    fn every_rule_is_reported_at_once() {
+        let mut bad = content("{{ a }} {{ undeclared }}", &["a", "a", "9bad"]);
+        bad.title = " ".into();
+        bad.description = "x".repeat(5_001);
+        bad.tags = (0..21).map(|i| format!("t{i}")).collect();
+        bad.tags[0] = "x".repeat(51);
+        let err = given_when::<PromptCard>(
+            &[],
+            CardCommand::Create {
+                card_id: Uuid::new_v4(),
+                workspace_id: Uuid::new_v4(),
+                content: bad,
+            },
+        )
+        .unwrap_err();
+        let fields = invalid_fields(err);
+        for expected in ["title", "description", "variables[1].name", "variables[2].name", "template", "tags", "tags[0]"] {
+            assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn an_update_is_a_new_version_and_old_ones_stay() {
+        let events = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::Update {
+                expected_version: 1,
+                content: content("Summarise briefly: {{ text }}", &["text"]),
+            },
+        )
+        .unwrap();
+        assert!(matches!(events[0], CardEvent::PromptCardUpdated { version: 2, .. }));
+        let card = PromptCard::fold([created()].iter().chain(&events));
+        assert_eq!(card.version(), 2);
+        assert_eq!(card.at_version(1).unwrap().content.template, "Summarise {{ text }}");
+    }
+
+    #[test]
+    fn a_stale_update_names_the_current_version() {
+        let err = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::Update {
+                expected_version: 3,
+                content: content("x {{ text }}", &["text"]),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, DomainError::VersionMismatch { expected: 3, current: 1 });
+    }
+
+    #[test]
+    fn labels_point_at_existing_versions_and_remember_the_previous_one() {
+        let moved = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::MoveLabel {
+                label: "production".into(),
+                version: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            moved,
+            vec![CardEvent::PromptCardLabelMoved {
+                label: "production".into(),
+                version: 1,
+                previous_version: None
+            }]
+        );
+        let err = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::MoveLabel {
+                label: "production".into(),
+                version: 2,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(invalid_fields(err), vec!["version"]);
+    }
+
+    #[test]
+    fn an_archived_card_refuses_changes_but_keeps_its_history() {
+        let given = [created(), CardEvent::PromptCardArchived {}];
+        let err = given_when::<PromptCard>(&given, CardCommand::Archive).unwrap_err();
+        assert!(matches!(err, DomainError::Conflict(_)));
+        let card = PromptCard::fold(&given);
+        assert!(card.archived);
+        assert_eq!(card.version(), 1);
+    }
+
+    #[test]
+    fn a_version_one_event_is_upcast_to_typed_variables() {
+        let v1 = serde_json::json!({
+            "card_id": Uuid::nil(), "workspace_id": Uuid::nil(), "title": "t",
+            "description": "", "template": "{{ q }}", "variables": ["q"], "tags": []
+        });
+        let event: CardEvent = decode("PromptCardCreated", 1, v1).unwrap();
+        let CardEvent::PromptCardCreated { content, .. } = event else {
+            panic!("wrong variant")
+        };
+        assert_eq!(content.variables[0].name, "q");
+        assert_eq!(content.variables[0].kind, VarType::String);
+        assert!(content.variables[0].required);
+    }
+
+    #[test]
+    fn events_round_trip_through_their_encoding() {
+        for event in [
+            created(),
+            CardEvent::PromptCardArchived {},
+            CardEvent::PromptCardLabelMoved {
+                label: "prod".into(),
+                version: 1,
+                previous_version: Some(1),
+            },
+        ] {
+            let encoded = encode(&event);
+            assert_eq!(encoded.event_type, event.event_type());
+            let back: CardEvent =
+                decode(encoded.event_type, encoded.schema_version, encoded.data).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+}
