@@ -1,0 +1,230 @@
+//! The command API: REST commands under `/v1`, OpenAPI at `/openapi.json`.
+
+pub mod auth;
+pub mod command;
+pub mod context;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod settings;
+pub mod telemetry;
+
+pub use settings::{Secret, Settings};
+
+use auth::TokenKeys;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use event_store::{EventStore, Repository};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Reservation scope mapping an API key id to its workspace.
+pub const API_KEY_SCOPE: &str = "api_key";
+
+/// Handles shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub repo: Repository,
+    pub tokens: Arc<TokenKeys>,
+    /// Requests per caller (user, API key or client address); checked on every command.
+    pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    pub settings: Arc<Settings>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(store: EventStore, settings: Settings) -> Self {
+        let per_second = NonZeroU32::new(settings.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(per_second);
+        Self {
+            repo: Repository::new(store, 10_000),
+            tokens: Arc::new(TokenKeys::new(
+                settings.jwt_secret.expose(),
+                settings.access_token_ttl,
+                settings.refresh_token_ttl,
+            )),
+            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            settings: Arc::new(settings),
+            metrics: metrics_handle(),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed once.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests build several apps).
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+#[derive(OpenApi)]
+#[openapi(info(title = "Promptcards command API", description = "Commands on prompt cards, test cases and workspaces. Every 2xx that appended carries `position`, the global event position."))]
+struct ApiDoc;
+
+/// The API's routes with their OpenAPI description, generated from the handlers.
+fn api() -> OpenApiRouter<AppState> {
+    use routes::{auth, cards, test_cases, workspaces};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(workspaces::create_workspace))
+        .routes(routes!(workspaces::add_member))
+        .routes(routes!(workspaces::change_member_role, workspaces::remove_member))
+        .routes(routes!(workspaces::create_api_key))
+        .routes(routes!(cards::create_card))
+        .routes(routes!(cards::update_card))
+        .routes(routes!(cards::move_label))
+        .routes(routes!(cards::archive_card))
+        .routes(routes!(test_cases::create_test_case))
+        .routes(routes!(test_cases::update_test_case, test_cases::delete_test_case))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// The whole HTTP surface, ready to serve or to drive in tests.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api().split_for_parts();
+    let openapi = Arc::new(openapi);
+    api.route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            context::hash_idempotent_requests,
+        ))
+        .layer(middleware::from_fn(record_request_metrics))
+        .layer(DefaultBodyLimit::max(state.settings.body_limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let path = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str)
+                    .unwrap_or("unmatched");
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path, request_id)
+            })
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn record_request_metrics(request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "http_request_duration_seconds",
+        "method" => method,
+        "path" => path,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A bound listener and the app it serves.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Connects to Postgres, applies migrations, and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = EventStore::connect(
+            settings.database_url.expose(),
+            settings.database_max_connections,
+        )
+        .await?;
+        store.migrate().await?;
+        let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+        let state = AppState::new(store, settings);
+        let limiter = state.limiter.clone();
+        tokio::spawn(async move {
+            // Forget callers idle long enough to be back at full burst, bounding memory.
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.retain_recent();
+            }
+        });
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, finishing requests in flight.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "Command API listening.");
+        axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("Shutdown signal received; draining requests.");
+}

@@ -1,0 +1,5 @@
+pub mod auth;
+pub mod cards;
+pub mod health;
+pub mod test_cases;
+pub mod workspaces;

@@ -1,0 +1,65 @@
+//! Typed settings from the environment, with development defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A value that must never reach a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub database_url: Secret,
+    pub database_max_connections: u32,
+    pub jwt_secret: Secret,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Largest request body accepted, in bytes; larger gets 413.
+    pub body_limit: usize,
+    /// Sustained commands per second per user, API key or anonymous client address.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            addr: env_or("COMMAND_API_ADDR", "127.0.0.1:8080").parse()?,
+            database_url: Secret::new(env_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/promptcards",
+            )),
+            database_max_connections: env_or("DATABASE_MAX_CONNECTIONS", "20").parse()?,
+            jwt_secret: Secret::new(env_or("JWT_SECRET", "dev-only-secret-change-me")),
+            access_token_ttl: Duration::from_secs(env_or("ACCESS_TOKEN_TTL_SECONDS", "900").parse()?),
+            refresh_token_ttl: Duration::from_secs(
+                env_or("REFRESH_TOKEN_TTL_SECONDS", "2592000").parse()?,
+            ),
+            body_limit: env_or("BODY_LIMIT_BYTES", "1048576").parse()?,
+            rate_limit_per_second: env_or("RATE_LIMIT_PER_SECOND", "1000").parse()?,
+            rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,
+        })
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}

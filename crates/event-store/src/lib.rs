@@ -1,0 +1,287 @@
+//! The Postgres event store. All SQL touching the store's tables is in [`sql`]; nothing else in
+//! the workspace writes them.
+//!
+//! Guarantees (see `../shared/INVARIANTS.md`): a single winner among appends at the same expected
+//! version, contiguous stream versions, idempotent retries by key or by event id, and a tailing
+//! reader that never passes an uncommitted transaction's events.
+
+mod repository;
+mod sql;
+
+pub use repository::{fold_recorded, LoadError, Loaded, Repository};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Every schema migration of the project's Postgres database, read models included.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// What the writer believes about a stream before appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version (0 means "does not exist yet").
+    Exact(i64),
+    /// Append whatever the current version is; never loses an append.
+    Any,
+}
+
+/// An event ready to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: Value,
+}
+
+impl NewEvent {
+    pub fn from_domain<E: domain::Event>(event: &E) -> Self {
+        let encoded = domain::event::encode(event);
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: encoded.event_type.to_owned(),
+            schema_version: encoded.schema_version as i32,
+            data: encoded.data,
+        }
+    }
+}
+
+/// Who and what caused an append; recorded with each of its events.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    pub actor_id: Option<Uuid>,
+    pub workspace_id: Option<Uuid>,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// W3C trace context of the request that caused the append.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// Events for one stream within an append.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream_id: Uuid,
+    pub stream_type: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// A uniqueness claim made atomically with the append, e.g. an email for a user.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub scope: String,
+    pub value: String,
+    pub stream_id: Uuid,
+}
+
+/// An idempotency key, a hash of the request it came with, and the response to give again
+/// when the request is retried (the store adds nothing to it but keeps it with the outcome).
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: String,
+    pub response: Value,
+}
+
+/// One atomic append: any number of streams, reservations and an optional idempotency key.
+#[derive(Debug, Clone, Default)]
+pub struct Append {
+    pub streams: Vec<StreamAppend>,
+    pub metadata: Metadata,
+    pub reservations: Vec<Reservation>,
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamVersion {
+    pub stream_id: Uuid,
+    pub version: i64,
+}
+
+/// The outcome of an append, or of the first append when a retry is replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// Each stream's version after the append, in the order the append listed them.
+    pub streams: Vec<StreamVersion>,
+    /// Global position of the last event appended.
+    pub position: i64,
+    /// True when this is the stored result of an earlier identical append.
+    #[serde(skip)]
+    pub replayed: bool,
+    /// The response stored with the idempotency key, if the append carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream_id} is at version {actual:?}, not the expected {expected:?}")]
+    WrongExpectedVersion {
+        stream_id: Uuid,
+        expected: ExpectedVersion,
+        actual: Option<i64>,
+    },
+    #[error("{scope} {value:?} is already taken")]
+    Reserved { scope: String, value: String },
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("event {0} was already appended with different content")]
+    DuplicateEvent(Uuid),
+    #[error("an append needs at least one event")]
+    Empty,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// An event as stored, with its metadata.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub tx_id: i64,
+    pub event_id: Uuid,
+    pub stream_id: Uuid,
+    pub stream_type: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub workspace_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub data: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Decodes into a domain event, upcasting older schema versions.
+    pub fn decode<E: domain::Event>(&self) -> Result<E, domain::DecodeError> {
+        domain::event::decode(
+            &self.event_type,
+            self.schema_version as u32,
+            self.data.clone(),
+        )
+    }
+}
+
+/// Where a tailing reader stands in the global order `(tx_id, position)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cursor {
+    pub tx_id: i64,
+    pub position: i64,
+}
+
+impl Cursor {
+    pub const START: Cursor = Cursor {
+        tx_id: 0,
+        position: 0,
+    };
+
+    pub fn after(event: &RecordedEvent) -> Cursor {
+        Cursor {
+            tx_id: event.tx_id,
+            position: event.position,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    pool: PgPool,
+}
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects with the session settings the store relies on: a transaction left idle is
+    /// ended, because an open transaction holds back every tailing reader.
+    pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let options = PgConnectOptions::from_str(database_url)?
+            .options([("idle_in_transaction_session_timeout", "30s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    /// Appends atomically. See [`AppendError`] for every way it refuses.
+    #[tracing::instrument(skip_all, fields(streams = append.streams.len()), err(level = "debug"))]
+    pub async fn append(&self, append: Append) -> Result<Appended, AppendError> {
+        sql::append(&self.pool, append).await
+    }
+
+    /// The stored result of an earlier append with this idempotency key, if any.
+    pub async fn idempotent_result(
+        &self,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Appended>, AppendError> {
+        sql::idempotent_result(&self.pool, idempotency).await
+    }
+
+    /// Events of one stream with a version above `after_version`, in version order.
+    pub async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        sql::read_stream(&self.pool, stream_id, after_version).await
+    }
+
+    /// The stream's type, current version and workspace, if it exists.
+    pub async fn stream_info(&self, stream_id: Uuid) -> Result<Option<StreamInfo>, sqlx::Error> {
+        sql::stream_info(&self.pool, stream_id).await
+    }
+
+    /// The next events in the global order after `cursor`, never passing a transaction that may
+    /// still commit (INVARIANTS 4 and 5).
+    pub async fn read_all(
+        &self,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        sql::read_all(&self.pool, after, limit).await
+    }
+
+    /// The stream that claimed `value` in `scope`, if any.
+    pub async fn reservation(&self, scope: &str, value: &str) -> Result<Option<Uuid>, sqlx::Error> {
+        sql::reservation(&self.pool, scope, value).await
+    }
+
+    /// Age in seconds of the oldest transaction open on this database; it stalls every tailer.
+    pub async fn oldest_transaction_age_seconds(&self) -> Result<f64, sqlx::Error> {
+        sql::oldest_transaction_age_seconds(&self.pool).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StreamInfo {
+    pub stream_id: Uuid,
+    pub stream_type: String,
+    pub version: i64,
+    pub workspace_id: Option<Uuid>,
+    /// Global position of the stream's last event.
+    pub last_position: i64,
+}
