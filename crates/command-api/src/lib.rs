@@ -7,22 +7,23 @@ pub mod error;
 pub mod extract;
 pub mod routes;
 pub mod settings;
-pub mod telemetry;
 
 pub use settings::{Secret, Settings};
 
 use auth::TokenKeys;
+use error::ApiError;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use event_store::{EventStore, Repository};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -57,26 +58,9 @@ impl AppState {
             )),
             limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
             settings: Arc::new(settings),
-            metrics: metrics_handle(),
+            metrics: service::metrics_handle(),
         }
     }
-}
-
-/// The process-wide Prometheus recorder, installed once.
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
-                .expect("static buckets are valid")
-                .build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (tests build several apps).
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
 }
 
 #[derive(OpenApi)]
@@ -115,6 +99,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
+        // Unknown paths and methods get the same JSON error shape as every other failure.
+        .fallback(|uri: Uri| async move { ApiError::NotFound(format!("no route for {}", uri.path())) })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+        })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             context::hash_idempotent_requests,
@@ -204,27 +193,8 @@ impl Application {
             self.listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(service::shutdown_signal())
         .await?;
         Ok(())
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("Shutdown signal received; draining requests.");
 }

@@ -1,8 +1,8 @@
-use command_api::{telemetry, Application, Settings};
+use command_api::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init("command-api");
+    service::init_telemetry("command-api");
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;
     app.run_until_stopped().await

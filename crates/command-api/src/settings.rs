@@ -1,28 +1,9 @@
 //! Typed settings from the environment, with development defaults.
 
-use std::fmt;
+pub use service::Secret;
+use service::env_or;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// A value that must never reach a log line.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -58,8 +39,4 @@ impl Settings {
             rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,
         })
     }
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }

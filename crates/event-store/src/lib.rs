@@ -19,6 +19,9 @@ use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The Postgres NOTIFY channel signalled by every append.
+pub const EVENTS_CHANNEL: &str = "promptcards_events";
+
 /// Every schema migration of the project's Postgres database, read models included.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
@@ -144,7 +147,7 @@ pub enum AppendError {
 }
 
 /// An event as stored, with its metadata.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
 pub struct RecordedEvent {
     pub position: i64,
     pub tx_id: i64,
@@ -263,6 +266,11 @@ impl EventStore {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         sql::read_all(&self.pool, after, limit).await
+    }
+
+    /// The highest global position written so far (0 for an empty store).
+    pub async fn head(&self) -> Result<i64, sqlx::Error> {
+        sql::head(&self.pool).await
     }
 
     /// The stream that claimed `value` in `scope`, if any.

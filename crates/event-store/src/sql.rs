@@ -29,6 +29,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append) -> Result<Appended, Ap
         return Err(AppendError::Empty);
     }
     let mut tx = pool.begin().await?;
+    lock_streams(&mut tx, &append.streams).await?;
 
     if let Some(idempotency) = &append.idempotency {
         // ON CONFLICT waits for a concurrent holder of the key to commit or roll back, so
@@ -80,6 +81,12 @@ pub(crate) async fn append(pool: &PgPool, append: Append) -> Result<Appended, Ap
         let Some(version) = bump_stream_version(&mut tx, stream, append.metadata.workspace_id).await?
         else {
             drop(tx);
+            // A verbatim retry of an append that committed finds the stream moved on by its own
+            // events: it gets the original outcome, not a conflict (INVARIANT 3).
+            match already_appended(pool, &append.streams).await {
+                Err(AppendError::DuplicateEvent(_)) => {}
+                outcome => return outcome,
+            }
             let actual = stream_info(pool, stream.stream_id).await?.map(|s| s.version);
             return Err(AppendError::WrongExpectedVersion {
                 stream_id: stream.stream_id,
@@ -115,8 +122,40 @@ pub(crate) async fn append(pool: &PgPool, append: Append) -> Result<Appended, Ap
             .execute(&mut *tx)
             .await?;
     }
+    // Wakes tailing readers (the Kafka relay) as soon as the events are committed.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::EVENTS_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(appended)
+}
+
+/// Serialises appends per stream before the transaction writes anything. Tailing readers order
+/// by transaction id, and a transaction gets its id at its first write: an append that wrote
+/// (an idempotency key, a reservation, another stream) and then waited for a stream's row lock
+/// would commit that stream's next versions under an older id than the append it waited for,
+/// and be delivered before it (INVARIANT 6). Advisory locks assign no transaction id, so the
+/// one taken here makes id order follow each stream's version order. Keys are taken in sorted
+/// order so multi-stream appends cannot deadlock; two streams sharing a key only serialise.
+async fn lock_streams(tx: &mut PgConnection, streams: &[StreamAppend]) -> Result<(), sqlx::Error> {
+    let mut keys: Vec<i64> = streams
+        .iter()
+        .filter(|s| !s.events.is_empty())
+        .map(|s| {
+            let (high, low) = s.stream_id.as_u64_pair();
+            (high ^ low) as i64
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Moves the stream's version forward by the number of new events if the expectation holds,
@@ -351,4 +390,10 @@ pub(crate) async fn oldest_transaction_age_seconds(pool: &PgPool) -> Result<f64,
     )
     .fetch_one(pool)
     .await
+}
+
+pub(crate) async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
+        .fetch_one(pool)
+        .await
 }
