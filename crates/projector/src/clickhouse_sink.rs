@@ -1,0 +1,110 @@
+//! ClickHouse analytics: one row per domain event in `events`, written in batches. Rows are
+//! keyed by (stream, version) in a ReplacingMergeTree, so a retried batch collapses.
+
+use crate::Sink;
+use clickhouse::{Client, Compression, Row};
+use event_store::RecordedEvent;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The ClickHouse migrations, applied in order at start; each statement is idempotent.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_events_and_results",
+    include_str!("../../../migrations/clickhouse/0001_events_and_results.sql"),
+)];
+
+#[derive(Clone)]
+pub struct ClickHouseSink {
+    client: Client,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct EventRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    event_id: Uuid,
+    position: i64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    stream_id: Uuid,
+    stream_type: String,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    #[serde(with = "clickhouse::serde::uuid")]
+    workspace_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    actor_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    correlation_id: Uuid,
+    recorded_at: u32,
+    recorded_at_ms: i64,
+    data: String,
+}
+
+/// A client for the old and the new servers alike: HTTP without compression, no schema
+/// validation (18.16 lacks RowBinaryWithNamesAndTypes).
+pub fn client(url: &str, database: &str) -> Client {
+    Client::default()
+        .with_url(url)
+        .with_database(database)
+        .with_compression(Compression::None)
+        .with_validation(false)
+}
+
+impl ClickHouseSink {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Creates the database and tables if missing.
+    pub async fn migrate(url: &str, database: &str) -> clickhouse::error::Result<()> {
+        let admin = Client::default()
+            .with_url(url)
+            .with_compression(Compression::None)
+            .with_validation(false);
+        for (name, sql) in MIGRATIONS {
+            let without_comments: String = sql
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for statement in without_comments.replace("{database}", database).split(';') {
+                if !statement.trim().is_empty() {
+                    admin.query(statement).execute().await?;
+                }
+            }
+            tracing::info!(migration = name, "ClickHouse migration applied.");
+        }
+        Ok(())
+    }
+}
+
+impl Sink for ClickHouseSink {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        let mut insert = self.client.insert::<EventRow>("events").await?;
+        for event in events {
+            insert
+                .write(&EventRow {
+                    event_id: event.event_id,
+                    position: event.position,
+                    stream_id: event.stream_id,
+                    stream_type: event.stream_type.clone(),
+                    version: event.version,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    workspace_id: event.workspace_id.unwrap_or_default(),
+                    actor_id: event.actor_id.unwrap_or_default(),
+                    correlation_id: event.correlation_id,
+                    recorded_at: event.recorded_at.timestamp().max(0) as u32,
+                    recorded_at_ms: event.recorded_at.timestamp_millis(),
+                    data: event.data.to_string(),
+                })
+                .await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The projector: one Kafka consumer group per sink (Postgres read models, Redis, ClickHouse),
+//! each with its own committed offsets, so a slow or failing sink never stalls the others.
+//! Offsets are committed only after the sink's effect is durable; redelivered events are
+//! skipped by stream version (Postgres) or collapse by key (Redis, ClickHouse).
+
+pub mod clickhouse_sink;
+pub mod postgres;
+pub mod redis_sink;
+mod worker;
+
+pub use worker::{Outcome, Worker};
+
+use event_store::RecordedEvent;
+use service::{env_or, Secret};
+use std::future::Future;
+use std::net::SocketAddr;
+
+/// Somewhere events are projected to. `apply` must be idempotent for redelivered events.
+pub trait Sink: Clone + Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn apply(&self, events: &[RecordedEvent]) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub database_url: Secret,
+    pub redis_url: Secret,
+    pub kafka_brokers: String,
+    pub topic: String,
+    /// Consumer groups are named `<prefix>.<sink>`.
+    pub group_prefix: String,
+    pub clickhouse_url: String,
+    pub clickhouse_database: String,
+    /// Most events applied per batch (and per transaction, for Postgres).
+    pub batch_size: usize,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            addr: env_or("PROJECTOR_ADDR", "127.0.0.1:8082").parse()?,
+            database_url: Secret::new(env_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/promptcards",
+            )),
+            redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
+            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            group_prefix: env_or("PROJECTOR_GROUP_PREFIX", "promptcards-projector"),
+            clickhouse_url: env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+            clickhouse_database: env_or("CLICKHOUSE_DATABASE", "promptcards"),
+            batch_size: env_or("PROJECTOR_BATCH_SIZE", "500").parse()?,
+        })
+    }
+}

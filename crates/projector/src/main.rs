@@ -1,0 +1,83 @@
+use event_store::EventStore;
+use projector::clickhouse_sink::{self, ClickHouseSink};
+use projector::postgres::PostgresSink;
+use projector::redis_sink::RedisSink;
+use projector::{Settings, Sink, Worker};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service::init_telemetry("projector");
+    let settings = Settings::from_env()?;
+    let store = EventStore::connect(settings.database_url.expose(), 8).await?;
+    store.migrate().await?;
+
+    let readiness: service::ReadinessCheck = {
+        let (store, settings) = (store.clone(), settings.clone());
+        Arc::new(move || {
+            let (store, settings) = (store.clone(), settings.clone());
+            Box::pin(async move { ready(&store, &settings).await })
+        })
+    };
+    tokio::spawn(service::serve_ops(settings.addr, readiness));
+
+    spawn_worker(&settings, &store, PostgresSink::new(store.pool().clone()))?;
+    let redis = retry("Redis", || RedisSink::connect(settings.redis_url.expose())).await;
+    spawn_worker(&settings, &store, redis)?;
+    retry("ClickHouse", || ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)).await;
+    let clickhouse = ClickHouseSink::new(clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database));
+    spawn_worker(&settings, &store, clickhouse)?;
+
+    service::shutdown_signal().await;
+    Ok(())
+}
+
+fn spawn_worker<S: Sink>(settings: &Settings, store: &EventStore, sink: S) -> anyhow::Result<()> {
+    let group = format!("{}.{}", settings.group_prefix, sink.name());
+    let worker = Worker::new(&settings.kafka_brokers, &group, &settings.topic, sink, store.clone(), settings.batch_size)?;
+    tokio::spawn(worker.run());
+    Ok(())
+}
+
+/// Retries a connection until the service answers; the others keep projecting meanwhile.
+async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &'static str,
+    mut connect: impl FnMut() -> F,
+) -> T {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match connect().await {
+            Ok(value) => return value,
+            Err(error) => {
+                tracing::warn!(service = what, error = %error, "Not reachable yet; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn ready(store: &EventStore, settings: &Settings) -> Result<serde_json::Value, serde_json::Value> {
+    let postgres = sqlx::query("SELECT 1").execute(store.pool()).await.is_ok();
+    let redis = async {
+        let client = redis::Client::open(settings.redis_url.expose()).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
+    };
+    let redis = tokio::time::timeout(Duration::from_secs(2), redis).await.ok().flatten().is_some();
+    let clickhouse = clickhouse_sink::client(&settings.clickhouse_url, "default")
+        .query("SELECT 1")
+        .fetch_one::<u8>();
+    let clickhouse = tokio::time::timeout(Duration::from_secs(2), clickhouse).await.is_ok_and(|r| r.is_ok());
+    let brokers = settings.kafka_brokers.clone();
+    let kafka = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create();
+        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+    })
+    .await
+    .unwrap_or(false);
+    let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka, "redis": redis, "clickhouse": clickhouse });
+    if postgres && kafka && redis && clickhouse { Ok(checks) } else { Err(checks) }
+}

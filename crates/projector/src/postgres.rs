@@ -1,0 +1,309 @@
+//! The Postgres read models (schema `read`). Each batch is one transaction that also records
+//! the applied stream versions, so a crash anywhere neither loses nor doubles an effect.
+
+use crate::Sink;
+use domain::card::{CardContent, CardEvent};
+use domain::test_case::TestCaseEvent;
+use domain::user::UserEvent;
+use domain::workspace::WorkspaceEvent;
+use event_store::RecordedEvent;
+use sqlx::{PgConnection, PgPool};
+
+#[derive(Clone)]
+pub struct PostgresSink {
+    pool: PgPool,
+}
+
+impl PostgresSink {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl Sink for PostgresSink {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for event in events {
+            let applied: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM read.stream_versions WHERE stream_id = $1 FOR UPDATE",
+            )
+            .bind(event.stream_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if applied.is_some_and(|v| event.version <= v) {
+                metrics::counter!("projector_redeliveries_skipped_total", "sink" => "postgres").increment(1);
+                continue;
+            }
+            apply_event(&mut tx, event).await?;
+            sqlx::query(
+                "INSERT INTO read.stream_versions (stream_id, version, position) VALUES ($1, $2, $3)
+                 ON CONFLICT (stream_id) DO UPDATE SET version = $2, position = $3",
+            )
+            .bind(event.stream_id)
+            .bind(event.version)
+            .bind(event.position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Applies one event to the read models. Events of stream types this projection does not
+/// know are recorded as applied and otherwise ignored.
+async fn apply_event(tx: &mut PgConnection, event: &RecordedEvent) -> anyhow::Result<()> {
+    match event.stream_type.as_str() {
+        "user" => apply_user(tx, event, event.decode()?).await,
+        "workspace" => apply_workspace(tx, event, event.decode()?).await,
+        "prompt_card" => apply_card(tx, event, event.decode()?).await,
+        "test_case" => apply_test_case(tx, event, event.decode()?).await,
+        _ => Ok(()),
+    }
+}
+
+async fn apply_user(tx: &mut PgConnection, event: &RecordedEvent, user: UserEvent) -> anyhow::Result<()> {
+    match user {
+        UserEvent::UserRegistered { user_id, email, .. } => {
+            sqlx::query("INSERT INTO read.users (user_id, email, created_at) VALUES ($1, $2, $3)")
+                .bind(user_id)
+                .bind(email)
+                .bind(event.recorded_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_workspace(
+    tx: &mut PgConnection,
+    event: &RecordedEvent,
+    workspace: WorkspaceEvent,
+) -> anyhow::Result<()> {
+    let id = event.stream_id;
+    let at = event.recorded_at;
+    match workspace {
+        WorkspaceEvent::WorkspaceCreated { name, owner_id, .. } => {
+            sqlx::query(
+                "INSERT INTO read.workspaces (workspace_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            upsert_member(tx, id, owner_id, "owner", at).await?;
+        }
+        WorkspaceEvent::MemberAdded { user_id, role } => {
+            upsert_member(tx, id, user_id, role.as_str(), at).await?;
+        }
+        WorkspaceEvent::MemberRoleChanged { user_id, to, .. } => {
+            sqlx::query("UPDATE read.members SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .bind(to.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        WorkspaceEvent::MemberRemoved { user_id } => {
+            sqlx::query("DELETE FROM read.members WHERE workspace_id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        WorkspaceEvent::ApiKeyCreated { key_id, name, role, .. } => {
+            sqlx::query(
+                "INSERT INTO read.api_keys (key_id, workspace_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(key_id)
+            .bind(id)
+            .bind(name)
+            .bind(role.as_str())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE read.workspaces SET updated_at = $2 WHERE workspace_id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_member(
+    tx: &mut PgConnection,
+    workspace_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    role: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO read.members (workspace_id, user_id, role, added_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = $3",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .bind(role)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_card_version(
+    tx: &mut PgConnection,
+    event: &RecordedEvent,
+    version: u32,
+    content: &CardContent,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO read.card_versions (card_id, version, title, description, template, variables, tags, actor_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(event.stream_id)
+    .bind(version as i32)
+    .bind(&content.title)
+    .bind(&content.description)
+    .bind(&content.template)
+    .bind(serde_json::to_value(&content.variables)?)
+    .bind(&content.tags)
+    .bind(event.actor_id)
+    .bind(event.recorded_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEvent) -> anyhow::Result<()> {
+    let id = event.stream_id;
+    let at = event.recorded_at;
+    match card {
+        CardEvent::PromptCardCreated { workspace_id, content, .. } => {
+            sqlx::query(
+                "INSERT INTO read.prompt_cards
+                   (card_id, workspace_id, title, description, template, variables, tags, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+            )
+            .bind(id)
+            .bind(workspace_id)
+            .bind(&content.title)
+            .bind(&content.description)
+            .bind(&content.template)
+            .bind(serde_json::to_value(&content.variables)?)
+            .bind(&content.tags)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            insert_card_version(tx, event, 1, &content).await?;
+        }
+        CardEvent::PromptCardUpdated { version, content } => {
+            sqlx::query(
+                "UPDATE read.prompt_cards SET title = $2, description = $3, template = $4, variables = $5,
+                        tags = $6, version = $7, updated_at = $8
+                 WHERE card_id = $1",
+            )
+            .bind(id)
+            .bind(&content.title)
+            .bind(&content.description)
+            .bind(&content.template)
+            .bind(serde_json::to_value(&content.variables)?)
+            .bind(&content.tags)
+            .bind(version as i32)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            insert_card_version(tx, event, version, &content).await?;
+        }
+        CardEvent::PromptCardLabelMoved { label, version, previous_version } => {
+            sqlx::query(
+                "UPDATE read.prompt_cards SET labels = labels || jsonb_build_object($2::text, $3::int), updated_at = $4
+                 WHERE card_id = $1",
+            )
+            .bind(id)
+            .bind(&label)
+            .bind(version as i32)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO read.label_moves (card_id, position, label, version, previous_version, actor_id, moved_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(event.position)
+            .bind(&label)
+            .bind(version as i32)
+            .bind(previous_version.map(|v| v as i32))
+            .bind(event.actor_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        CardEvent::PromptCardArchived {} => {
+            sqlx::query("UPDATE read.prompt_cards SET archived = true, updated_at = $2 WHERE card_id = $1")
+                .bind(id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_test_case(
+    tx: &mut PgConnection,
+    event: &RecordedEvent,
+    case: TestCaseEvent,
+) -> anyhow::Result<()> {
+    let id = event.stream_id;
+    let at = event.recorded_at;
+    match case {
+        TestCaseEvent::TestCaseCreated { card_id, workspace_id, content, .. } => {
+            sqlx::query(
+                "INSERT INTO read.test_cases
+                   (case_id, card_id, workspace_id, name, vars, expected_output, assertions, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(id)
+            .bind(card_id)
+            .bind(workspace_id)
+            .bind(&content.name)
+            .bind(serde_json::Value::Object(content.vars.clone()))
+            .bind(&content.expected_output)
+            .bind(serde_json::to_value(&content.assertions)?)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        TestCaseEvent::TestCaseUpdated { content } => {
+            sqlx::query(
+                "UPDATE read.test_cases SET name = $2, vars = $3, expected_output = $4, assertions = $5, updated_at = $6
+                 WHERE case_id = $1",
+            )
+            .bind(id)
+            .bind(&content.name)
+            .bind(serde_json::Value::Object(content.vars.clone()))
+            .bind(&content.expected_output)
+            .bind(serde_json::to_value(&content.assertions)?)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        TestCaseEvent::TestCaseDeleted {} => {
+            sqlx::query("UPDATE read.test_cases SET deleted = true, updated_at = $2 WHERE case_id = $1")
+                .bind(id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Redis: the latest applied version per stream (so cached documents older than it are never
+//! served) and pub/sub notifications per workspace for GraphQL subscriptions.
+
+use crate::Sink;
+use event_store::RecordedEvent;
+use redis::aio::ConnectionManager;
+use serde_json::json;
+
+/// Raises `KEYS[1]` to `ARGV[1]` and never lowers it, so a redelivered event is harmless.
+const RAISE_VERSION: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1";
+
+/// The key holding a stream's latest applied version.
+pub fn version_key(stream_id: uuid::Uuid) -> String {
+    format!("promptcards:version:{stream_id}")
+}
+
+/// The channel carrying a workspace's events as `AuditEntry` JSON.
+pub fn workspace_channel(workspace_id: uuid::Uuid) -> String {
+    format!("promptcards:workspace:{workspace_id}:events")
+}
+
+#[derive(Clone)]
+pub struct RedisSink {
+    connection: ConnectionManager,
+}
+
+impl RedisSink {
+    pub async fn connect(url: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        Ok(Self {
+            connection: ConnectionManager::new(client).await?,
+        })
+    }
+}
+
+/// The shape GraphQL's `AuditEntry` serves.
+pub fn audit_entry(event: &RecordedEvent) -> serde_json::Value {
+    json!({
+        "position": event.position,
+        "streamId": event.stream_id,
+        "streamType": event.stream_type,
+        "version": event.version,
+        "eventType": event.event_type,
+        "actorId": event.actor_id,
+        "workspaceId": event.workspace_id,
+        "recordedAt": event.recorded_at,
+        "data": event.data,
+    })
+}
+
+impl Sink for RedisSink {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        for event in events {
+            pipe.cmd("EVAL")
+                .arg(RAISE_VERSION)
+                .arg(1)
+                .arg(version_key(event.stream_id))
+                .arg(event.version)
+                .ignore();
+            if let Some(workspace_id) = event.workspace_id {
+                pipe.publish(workspace_channel(workspace_id), audit_entry(event).to_string())
+                    .ignore();
+            }
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+}

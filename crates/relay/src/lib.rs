@@ -1,0 +1,247 @@
+//! The Kafka relay: tails the event store in its safe global order and publishes every event to
+//! the events topic, keyed by stream id. The checkpoint moves only after the broker acknowledged
+//! every event up to it, so a crash or an outage can duplicate messages but never lose one.
+
+use event_store::{Cursor, EventStore, RecordedEvent, EVENTS_CHANNEL};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use service::{env_or, Secret};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub database_url: Secret,
+    pub kafka_brokers: String,
+    pub topic: String,
+    /// Events read and published per step.
+    pub batch_size: i64,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            addr: env_or("RELAY_ADDR", "127.0.0.1:8084").parse()?,
+            database_url: Secret::new(env_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/promptcards",
+            )),
+            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            batch_size: env_or("RELAY_BATCH_SIZE", "1000").parse()?,
+        })
+    }
+}
+
+/// A producer that never drops a message: idempotent, acknowledged by all replicas, and
+/// retried for as long as the broker is away.
+pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "2")
+        .create()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("publishing to Kafka failed: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Events were published and the checkpoint moved to `position`.
+    Published { count: usize, position: i64 },
+    /// Nothing new to publish.
+    Idle,
+}
+
+pub struct Relay {
+    store: EventStore,
+    producer: FutureProducer,
+    topic: String,
+    /// Checkpoint row name; one per topic.
+    name: String,
+    batch_size: i64,
+    /// The last event acknowledged by the broker and checkpointed.
+    cursor: Cursor,
+}
+
+impl Relay {
+    /// Resumes from the stored checkpoint for `topic`.
+    pub async fn new(store: EventStore, producer: FutureProducer, topic: &str, batch_size: i64) -> Result<Self, sqlx::Error> {
+        let name = format!("kafka:{topic}");
+        let cursor = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT tx_id, position FROM relay_checkpoints WHERE name = $1",
+        )
+        .bind(&name)
+        .fetch_optional(store.pool())
+        .await?
+        .map(|(tx_id, position)| Cursor { tx_id, position })
+        .unwrap_or(Cursor::START);
+        Ok(Self {
+            store,
+            producer,
+            topic: topic.to_owned(),
+            name,
+            batch_size,
+            cursor,
+        })
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Publishes the next batch and waits for every delivery report before checkpointing.
+    #[tracing::instrument(skip_all, fields(after = self.cursor.position), err)]
+    pub async fn step(&mut self) -> Result<Outcome, RelayError> {
+        let events = self.store.read_all(self.cursor, self.batch_size).await?;
+        let Some(last) = events.last() else {
+            metrics::gauge!("relay_lag_events").set(0.0);
+            metrics::gauge!("relay_lag_seconds").set(0.0);
+            return Ok(Outcome::Idle);
+        };
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in &events {
+            let delivery = self.enqueue(event, &mut deliveries).await?;
+            deliveries.push(delivery);
+        }
+        for delivery in deliveries {
+            wait_for(delivery).await?;
+        }
+        let cursor = Cursor::after(last);
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (name, tx_id, position) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET tx_id = $2, position = $3, updated_at = now()",
+        )
+        .bind(&self.name)
+        .bind(cursor.tx_id)
+        .bind(cursor.position)
+        .execute(self.store.pool())
+        .await?;
+        self.cursor = cursor;
+
+        let head = self.store.head().await?;
+        metrics::counter!("relay_events_published_total").increment(events.len() as u64);
+        metrics::histogram!("relay_batch_size").record(events.len() as f64);
+        metrics::histogram!("relay_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("relay_lag_events").set((head - last.position).max(0) as f64);
+        let age = chrono_age_seconds(last);
+        metrics::gauge!("relay_lag_seconds").set(age);
+        Ok(Outcome::Published {
+            count: events.len(),
+            position: last.position,
+        })
+    }
+
+    /// Queues one message in order. When the producer's queue is full, waits for the oldest
+    /// pending delivery to make room, so the order of the topic stays the order of the store.
+    async fn enqueue(
+        &self,
+        event: &RecordedEvent,
+        pending: &mut Vec<DeliveryFuture>,
+    ) -> Result<DeliveryFuture, RelayError> {
+        let key = event.stream_id.to_string();
+        let payload = serde_json::to_vec(event).expect("recorded events always serialize");
+        let event_id = event.event_id.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event_type",
+                value: Some(event.event_type.as_bytes()),
+            })
+            .insert(Header {
+                key: "event_id",
+                value: Some(event_id.as_bytes()),
+            });
+        if let Some(traceparent) = &event.traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(traceparent.as_bytes()),
+            });
+        }
+        loop {
+            let record = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers.clone());
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if pending.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    } else {
+                        wait_for(pending.remove(0)).await?;
+                    }
+                }
+                Err((error, _)) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Runs until the process stops: publishes whenever an append notifies, and polls briefly
+    /// in between because an event can become safe to read without a new notification (when
+    /// an older transaction ends).
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(self.store.pool()).await?;
+        listener.listen(EVENTS_CHANNEL).await?;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.step().await {
+                Ok(Outcome::Published { .. }) => backoff = Duration::from_millis(100),
+                Ok(Outcome::Idle) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), listener.recv()).await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "Relay step failed; retrying from the checkpoint.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    // Whatever was sent since the checkpoint is sent again: duplicates, no gaps.
+                    self = Relay::new(self.store, self.producer, &self.topic, self.batch_size).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for(delivery: DeliveryFuture) -> Result<(), RelayError> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _))) => Err(error.into()),
+        Err(_cancelled) => Err(KafkaError::Canceled.into()),
+    }
+}
+
+fn chrono_age_seconds(event: &RecordedEvent) -> f64 {
+    let age = chrono::Utc::now() - event.recorded_at;
+    age.num_milliseconds().max(0) as f64 / 1000.0
+}
+
+/// Holds a session-level advisory lock so only one relay per topic publishes; a standby waits.
+pub async fn acquire_leadership(
+    store: &EventStore,
+    topic: &str,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    let mut connection = store.pool().acquire().await?;
+    loop {
+        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(format!("relay:{topic}"))
+            .fetch_one(&mut *connection)
+            .await?;
+        if acquired {
+            tracing::info!(topic, "This relay is the active publisher.");
+            return Ok(connection);
+        }
+        tracing::info!(topic, "Another relay is publishing; standing by.");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

@@ -1,0 +1,44 @@
+use event_store::EventStore;
+use relay::{acquire_leadership, producer, Relay, Settings};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service::init_telemetry("relay");
+    let settings = Settings::from_env()?;
+    let store = EventStore::connect(settings.database_url.expose(), 4).await?;
+    store.migrate().await?;
+
+    let readiness_store = store.clone();
+    let brokers = settings.kafka_brokers.clone();
+    let readiness: service::ReadinessCheck = Arc::new(move || {
+        let store = readiness_store.clone();
+        let brokers = brokers.clone();
+        Box::pin(async move { ready(&store, &brokers).await })
+    });
+    tokio::spawn(service::serve_ops(settings.addr, readiness));
+
+    let _leadership = acquire_leadership(&store, &settings.topic).await?;
+    let relay = Relay::new(store, producer(&settings.kafka_brokers)?, &settings.topic, settings.batch_size).await?;
+    tokio::select! {
+        result = relay.run() => result,
+        _ = service::shutdown_signal() => Ok(()),
+    }
+}
+
+async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, serde_json::Value> {
+    let postgres = sqlx::query("SELECT 1").execute(store.pool()).await.is_ok();
+    let brokers = brokers.to_owned();
+    let kafka = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create();
+        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+    })
+    .await
+    .unwrap_or(false);
+    let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka });
+    if postgres && kafka { Ok(checks) } else { Err(checks) }
+}
