@@ -21,7 +21,7 @@ CH_DIR="$LOCAL_DIR/clickhouse"
 TANSU_DIR="$LOCAL_DIR/tansu"
 
 # The four processes of the stack, in start order.
-STACK_PROCESSES=(command-api query-api projector runner)
+STACK_PROCESSES=(command-api relay query-api projector runner)
 
 # Backing services on this machine.
 PG_HOST=127.0.0.1
@@ -488,6 +488,7 @@ process_addr() {
     query-api) echo "${QUERY_API_ADDR:-127.0.0.1:8081}" ;;
     projector) echo "${PROJECTOR_ADDR:-127.0.0.1:8082}" ;;
     runner) echo "${RUNNER_ADDR:-127.0.0.1:8083}" ;;
+    relay) echo "${RELAY_ADDR:-127.0.0.1:8084}" ;;
     *) die "unknown process '$1' (expected one of: ${STACK_PROCESSES[*]})" ;;
   esac
 }
@@ -566,6 +567,7 @@ export_stack_env() {
   : "${QUERY_API_ADDR:=127.0.0.1:8081}"
   : "${PROJECTOR_ADDR:=127.0.0.1:8082}"
   : "${RUNNER_ADDR:=127.0.0.1:8083}"
+  : "${RELAY_ADDR:=127.0.0.1:8084}"
   export DATABASE_URL REDIS_URL KAFKA_BROKERS KAFKA_TOPIC CLICKHOUSE_URL CLICKHOUSE_DATABASE \
-    JWT_SECRET COMMAND_API_ADDR QUERY_API_ADDR PROJECTOR_ADDR RUNNER_ADDR
+    JWT_SECRET COMMAND_API_ADDR QUERY_API_ADDR PROJECTOR_ADDR RUNNER_ADDR RELAY_ADDR
 }
