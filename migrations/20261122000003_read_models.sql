@@ -32,11 +32,13 @@ CREATE TABLE read.members (
 );
 CREATE INDEX members_by_user ON read.members (user_id);
 
+-- The secret's SHA-256 lets the query API authenticate keys without the event store.
 CREATE TABLE read.api_keys (
     key_id       uuid PRIMARY KEY,
     workspace_id uuid NOT NULL,
     name         text NOT NULL,
     role         text NOT NULL,
+    secret_hash  text NOT NULL,
     created_at   timestamptz NOT NULL
 );
 

@@ -10,6 +10,14 @@ use std::time::Duration;
 async fn main() -> anyhow::Result<()> {
     service::init_telemetry("projector");
     let settings = Settings::from_env()?;
+    // Listen for SIGTERM from the first moment: start-up itself can wait on a service.
+    tokio::select! {
+        result = run(settings) => result,
+        _ = service::shutdown_signal() => Ok(()),
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let store = EventStore::connect(settings.database_url.expose(), 8).await?;
     store.migrate().await?;
 
@@ -28,9 +36,7 @@ async fn main() -> anyhow::Result<()> {
     retry("ClickHouse", || ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)).await;
     let clickhouse = ClickHouseSink::new(clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database));
     spawn_worker(&settings, &store, clickhouse)?;
-
-    service::shutdown_signal().await;
-    Ok(())
+    std::future::pending().await
 }
 
 fn spawn_worker<S: Sink>(settings: &Settings, store: &EventStore, sink: S) -> anyhow::Result<()> {

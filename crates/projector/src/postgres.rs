@@ -49,10 +49,21 @@ impl Sink for PostgresSink {
             .execute(&mut *tx)
             .await?;
         }
+        // Wakes read-your-writes waiters in the query API once the batch is visible.
+        if let Some(last) = events.iter().map(|e| e.position).max() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(READ_MODELS_CHANNEL)
+                .bind(last.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 }
+
+/// The NOTIFY channel signalled when a batch of events is applied to the read models.
+pub const READ_MODELS_CHANNEL: &str = "promptcards_read_models";
 
 /// Applies one event to the read models. Events of stream types this projection does not
 /// know are recorded as applied and otherwise ignored.
@@ -117,14 +128,16 @@ async fn apply_workspace(
                 .execute(&mut *tx)
                 .await?;
         }
-        WorkspaceEvent::ApiKeyCreated { key_id, name, role, .. } => {
+        WorkspaceEvent::ApiKeyCreated { key_id, name, role, secret_hash } => {
             sqlx::query(
-                "INSERT INTO read.api_keys (key_id, workspace_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO read.api_keys (key_id, workspace_id, name, role, secret_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(key_id)
             .bind(id)
             .bind(name)
             .bind(role.as_str())
+            .bind(secret_hash)
             .bind(at)
             .execute(&mut *tx)
             .await?;

@@ -7,6 +7,14 @@ use std::time::Duration;
 async fn main() -> anyhow::Result<()> {
     service::init_telemetry("relay");
     let settings = Settings::from_env()?;
+    // Listen for SIGTERM from the first moment: start-up itself can wait (for leadership).
+    tokio::select! {
+        result = run(settings) => result,
+        _ = service::shutdown_signal() => Ok(()),
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let store = EventStore::connect(settings.database_url.expose(), 4).await?;
     store.migrate().await?;
 
@@ -21,10 +29,7 @@ async fn main() -> anyhow::Result<()> {
 
     let _leadership = acquire_leadership(&store, &settings.topic).await?;
     let relay = Relay::new(store, producer(&settings.kafka_brokers)?, &settings.topic, settings.batch_size).await?;
-    tokio::select! {
-        result = relay.run() => result,
-        _ = service::shutdown_signal() => Ok(()),
-    }
+    relay.run().await
 }
 
 async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, serde_json::Value> {

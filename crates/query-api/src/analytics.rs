@@ -1,0 +1,194 @@
+//! Test-result analytics from ClickHouse's `test_results`. An empty result is a valid answer.
+//! `FINAL` collapses rows a retried batch wrote twice.
+
+use crate::errors::{bad_request, internal};
+use crate::AppState;
+use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+pub struct Analytics {
+    pub workspace_id: Uuid,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct PassRatePoint {
+    pub bucket: DateTime<Utc>,
+    pub total: u64,
+    pub passed: u64,
+    /// `passed / total`, 0 to 1.
+    pub rate: f64,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct ProviderCost {
+    pub provider: String,
+    pub results: u64,
+    pub cost_micro_usd: i64,
+    /// The same amount in dollars, as an exact decimal string.
+    pub cost_usd: String,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct BucketRow {
+    bucket: u32,
+    total: u64,
+    passed: u64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct CostRow {
+    provider: String,
+    results: u64,
+    cost: i64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct LatencyRow {
+    count: u64,
+    quantiles: Vec<f64>,
+}
+
+/// Formats micro-dollars as an exact decimal.
+pub fn micro_usd_to_string(micro: i64) -> String {
+    let sign = if micro < 0 { "-" } else { "" };
+    let abs = micro.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
+impl Analytics {
+    /// The WHERE clause shared by every figure; values are bound, never interpolated.
+    fn filter(&self, card: bool) -> String {
+        let mut filter = String::from("workspace_id = toUUID(?) AND recorded_at >= toDateTime(?) AND recorded_at <= toDateTime(?)");
+        if card {
+            filter.push_str(" AND card_id = toUUID(?)");
+        }
+        filter
+    }
+
+    fn bounds(&self) -> (u32, u32) {
+        let from = self.from.map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32).unwrap_or(0);
+        let to = self.to.map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32).unwrap_or(u32::MAX);
+        (from, to)
+    }
+
+    fn query(&self, ctx: &Context<'_>, sql: &str, card_id: Option<Uuid>) -> clickhouse::query::Query {
+        let (from, to) = self.bounds();
+        let mut query = ctx
+            .data_unchecked::<AppState>()
+            .clickhouse
+            .query(sql)
+            .bind(self.workspace_id.to_string())
+            .bind(from)
+            .bind(to);
+        if let Some(card_id) = card_id {
+            query = query.bind(card_id.to_string());
+        }
+        query
+    }
+}
+
+fn card(card_id: &Option<ID>) -> Result<Option<Uuid>> {
+    card_id
+        .as_ref()
+        .map(|id| Uuid::try_parse(id.as_str()).map_err(|_| bad_request("cardId must be a UUID")))
+        .transpose()
+}
+
+#[Object]
+impl Analytics {
+    /// Share of passing results per hour or day.
+    async fn pass_rate(&self, ctx: &Context<'_>, card_id: Option<ID>, bucket: Option<Bucket>) -> Result<Vec<PassRatePoint>> {
+        let card_id = card(&card_id)?;
+        let start = match bucket.unwrap_or(Bucket::Day) {
+            Bucket::Hour => "toStartOfHour(recorded_at)",
+            Bucket::Day => "toStartOfDay(recorded_at)",
+        };
+        let sql = format!(
+            "SELECT toUInt32({start}) AS bucket, count() AS total, sum(toUInt64(passed)) AS passed
+             FROM test_results FINAL WHERE {} GROUP BY bucket ORDER BY bucket",
+            self.filter(card_id.is_some())
+        );
+        let rows: Vec<BucketRow> = self.query(ctx, &sql, card_id).fetch_all().await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| PassRatePoint {
+                bucket: Utc.timestamp_opt(row.bucket as i64, 0).single().unwrap_or_default(),
+                total: row.total,
+                passed: row.passed,
+                rate: if row.total == 0 { 0.0 } else { row.passed as f64 / row.total as f64 },
+            })
+            .collect())
+    }
+
+    /// Spend per provider, summed in integer micro-dollars.
+    async fn cost_by_provider(&self, ctx: &Context<'_>) -> Result<Vec<ProviderCost>> {
+        let sql = format!(
+            "SELECT provider, count() AS results, toInt64(sum(cost_micro_usd)) AS cost
+             FROM test_results FINAL WHERE {} GROUP BY provider ORDER BY provider",
+            self.filter(false)
+        );
+        let rows: Vec<CostRow> = self.query(ctx, &sql, None).fetch_all().await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ProviderCost {
+                provider: row.provider,
+                results: row.results,
+                cost_micro_usd: row.cost,
+                cost_usd: micro_usd_to_string(row.cost),
+            })
+            .collect())
+    }
+
+    /// Latency percentiles of results, in milliseconds.
+    async fn latency(&self, ctx: &Context<'_>, card_id: Option<ID>) -> Result<LatencyStats> {
+        let card_id = card(&card_id)?;
+        let sql = format!(
+            "SELECT count() AS count, quantiles(0.5, 0.95, 0.99)(toFloat64(latency_ms)) AS quantiles
+             FROM test_results FINAL WHERE {}",
+            self.filter(card_id.is_some())
+        );
+        let row: LatencyRow = self.query(ctx, &sql, card_id).fetch_one().await.map_err(internal)?;
+        let at = |i: usize| {
+            (row.count > 0)
+                .then(|| row.quantiles.get(i).copied())
+                .flatten()
+                .filter(|v| v.is_finite())
+        };
+        Ok(LatencyStats {
+            count: row.count,
+            p50_ms: at(0),
+            p95_ms: at(1),
+            p99_ms: at(2),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micro_usd_to_string;
+
+    #[test]
+    fn micro_dollars_print_exactly() {
+        assert_eq!(micro_usd_to_string(0), "0.000000");
+        assert_eq!(micro_usd_to_string(1_234_567), "1.234567");
+        assert_eq!(micro_usd_to_string(-5), "-0.000005");
+    }
+}

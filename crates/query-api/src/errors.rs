@@ -1,0 +1,29 @@
+//! GraphQL errors carry `extensions.code`, one of the codes API.md lists.
+
+use async_graphql::{Error, ErrorExtensions};
+
+pub fn error(code: &'static str, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, e| e.set("code", code))
+}
+
+pub fn unauthenticated() -> Error {
+    error("UNAUTHENTICATED", "send Authorization: Bearer <access token or API key>")
+}
+
+pub fn not_found(what: &str) -> Error {
+    error("NOT_FOUND", format!("{what} not found"))
+}
+
+pub fn forbidden(message: impl Into<String>) -> Error {
+    error("FORBIDDEN", message)
+}
+
+pub fn bad_request(message: impl Into<String>) -> Error {
+    error("BAD_REQUEST", message)
+}
+
+/// A failure of ours: logged, and reported without internals.
+pub fn internal(err: impl std::fmt::Display) -> Error {
+    tracing::error!(error = %err, "A query failed with an internal error.");
+    error("INTERNAL", "internal error")
+}

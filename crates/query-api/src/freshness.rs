@@ -1,0 +1,80 @@
+//! Read-your-writes: waits until the read models have applied a given global position, woken by
+//! the projector's NOTIFY after each batch rather than by polling on a timer.
+
+use projector::postgres::READ_MODELS_CHANNEL;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+#[derive(Clone)]
+pub struct Freshness {
+    pool: PgPool,
+    /// Bumped on every notification; waiters re-check when it changes.
+    batches: watch::Receiver<u64>,
+}
+
+impl Freshness {
+    /// Starts the listener task; it reconnects by itself if the connection drops.
+    pub fn start(pool: PgPool) -> Self {
+        let (sender, batches) = watch::channel(0u64);
+        let listener_pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = listen(&listener_pool, &sender).await {
+                    tracing::warn!(error = %error, "Read-model notifications lost; reconnecting.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                if sender.is_closed() {
+                    return;
+                }
+            }
+        });
+        Self { pool, batches }
+    }
+
+    /// True once the event at `position` is visible in the read models, false if `wait` ran
+    /// out first.
+    pub async fn wait_for(&self, position: i64, wait: Duration) -> Result<bool, sqlx::Error> {
+        let deadline = Instant::now() + wait;
+        let mut batches = self.batches.clone();
+        loop {
+            batches.borrow_and_update();
+            if self.applied(position).await? {
+                return Ok(true);
+            }
+            match tokio::time::timeout_at(deadline, batches.changed()).await {
+                Ok(Ok(())) => continue,
+                // Without notifications, check once more at the deadline.
+                Ok(Err(_)) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return self.applied(position).await;
+                }
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    async fn applied(&self, position: i64) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT CASE
+                 WHEN e.position IS NULL THEN $1 <= (SELECT COALESCE(max(position), 0) FROM events)
+                 ELSE COALESCE((SELECT v.version >= e.version FROM read.stream_versions v
+                                WHERE v.stream_id = e.stream_id), false)
+             END
+             FROM (SELECT $1::bigint AS p) q LEFT JOIN events e ON e.position = q.p",
+        )
+        .bind(position)
+        .fetch_one(&self.pool)
+        .await
+    }
+}
+
+async fn listen(pool: &PgPool, sender: &watch::Sender<u64>) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(READ_MODELS_CHANNEL).await?;
+    loop {
+        listener.recv().await?;
+        sender.send_modify(|n| *n += 1);
+    }
+}

@@ -1,0 +1,248 @@
+//! The GraphQL query API: reads the read models (Postgres, Redis) and ClickHouse, and serves
+//! live subscriptions fed by Redis pub/sub.
+
+pub mod access;
+pub mod analytics;
+pub mod cache;
+pub mod errors;
+pub mod freshness;
+pub mod schema;
+pub mod settings;
+
+pub use settings::Settings;
+
+use access::{authenticate, Access};
+use async_graphql::dataloader::DataLoader;
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use auth::TokenKeys;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use event_store::EventStore;
+use freshness::Freshness;
+use schema::{AppSchema, QueryRoot, SubscriptionRoot, TestCasesByCard};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+/// Handles shared by resolvers and handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Read models, and the event store's read path for history.
+    pub pool: PgPool,
+    pub store: EventStore,
+    pub cache: cache::DocCache,
+    /// Subscriptions open their own pub/sub connection from this client.
+    pub redis_client: Option<redis::Client>,
+    pub clickhouse: clickhouse::Client,
+    pub tokens: Arc<TokenKeys>,
+    pub freshness: Freshness,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Connects what it can; a Redis that is down means no cache, not no service.
+    pub async fn new(pool: PgPool, settings: Settings) -> Self {
+        let redis_client = redis::Client::open(settings.redis_url.expose()).ok();
+        let cache_connection = match &redis_client {
+            Some(client) => tokio::time::timeout(Duration::from_secs(2), redis::aio::ConnectionManager::new(client.clone()))
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        if cache_connection.is_none() {
+            tracing::warn!("Redis is not reachable; serving without the document cache.");
+        }
+        Self {
+            store: EventStore::new(pool.clone()),
+            freshness: Freshness::start(pool.clone()),
+            pool,
+            cache: cache::DocCache::new(cache_connection),
+            redis_client,
+            clickhouse: projector::clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database),
+            tokens: Arc::new(TokenKeys::new(
+                settings.jwt_secret.expose(),
+                Duration::from_secs(900),
+                Duration::from_secs(900),
+            )),
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn schema(&self) -> AppSchema {
+        AppSchema::build(QueryRoot, async_graphql::EmptyMutation, SubscriptionRoot)
+            .data(self.clone())
+            .limit_depth(self.settings.max_depth)
+            .limit_complexity(self.settings.max_complexity)
+            .finish()
+    }
+
+    async fn access_from_header(&self, value: Option<&str>) -> Result<Access, async_graphql::Error> {
+        let Some(value) = value else { return Ok(Access(None)) };
+        let token = auth::bearer(value).map_err(|e| errors::error("UNAUTHENTICATED", e.to_string()))?;
+        match authenticate(&self.tokens, &self.pool, token).await {
+            Ok(principal) => Ok(Access(Some(principal))),
+            Err(auth::AuthError::Unauthorized(message)) => Err(errors::error("UNAUTHENTICATED", message)),
+            Err(auth::AuthError::Internal(message)) => Err(errors::internal(message)),
+        }
+    }
+}
+
+/// A request-level error (no field location), with its `extensions.code`.
+fn error_response(error: async_graphql::Error) -> GraphQLResponse {
+    let mut server_error = ServerError::new(error.message, None);
+    server_error.extensions = error.extensions;
+    async_graphql::Response::from_errors(vec![server_error]).into()
+}
+
+async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {
+    let (state, schema) = app;
+    let request = request.into_inner();
+    if request.query.len() > state.settings.max_query_bytes {
+        return error_response(errors::bad_request(format!(
+            "the query is longer than {} bytes",
+            state.settings.max_query_bytes
+        )));
+    }
+    let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let access = match state.access_from_header(authorization).await {
+        Ok(access) => access,
+        Err(error) => return error_response(error),
+    };
+    if let Some(value) = headers.get("x-min-position") {
+        let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
+            return error_response(errors::bad_request("X-Min-Position must be a global position (an integer)"));
+        };
+        match state.freshness.wait_for(position, state.settings.min_position_wait).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return error_response(errors::error(
+                    "STALE",
+                    format!("the read models have not reached position {position} yet; retry shortly"),
+                ))
+            }
+            Err(error) => return error_response(errors::internal(error)),
+        }
+    }
+    let operation = request.operation_name.clone().unwrap_or_else(|| "anonymous".into());
+    let request = request
+        .data(access)
+        .data(DataLoader::new(TestCasesByCard(state.pool.clone()), tokio::spawn));
+    let started = Instant::now();
+    let response = schema.execute(request).await;
+    metrics::histogram!("graphql_request_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    response.into()
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+}
+
+/// graphql-transport-ws; the credential comes in `connection_init` as `{"Authorization": "Bearer ..."}`.
+async fn websocket(
+    State(app): State<(AppState, AppSchema)>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let (state, schema) = app;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let authorization = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str());
+                    let access = state.access_from_header(authorization).await?;
+                    let mut data = Data::default();
+                    data.insert(access);
+                    data.insert(DataLoader::new(TestCasesByCard(state.pool.clone()), tokio::spawn));
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
+/// The whole HTTP surface: GraphQL, GraphiQL, the WebSocket, and the ops endpoints.
+pub fn router(state: AppState) -> Router {
+    let schema = state.schema();
+    let ready_state = state.clone();
+    let readiness: service::ReadinessCheck = Arc::new(move || {
+        let state = ready_state.clone();
+        Box::pin(async move { ready(&state).await })
+    });
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(websocket))
+        .with_state((state, schema))
+        .merge(service::ops_router(readiness))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::extract::Request| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+}
+
+async fn ready(state: &AppState) -> Result<serde_json::Value, serde_json::Value> {
+    let postgres = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let redis = match &state.redis_client {
+        Some(client) => {
+            let ping = async {
+                let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
+            };
+            tokio::time::timeout(Duration::from_secs(2), ping).await.ok().flatten().is_some()
+        }
+        None => false,
+    };
+    let clickhouse = tokio::time::timeout(Duration::from_secs(2), state.clickhouse.query("SELECT 1").fetch_one::<u8>())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let checks = serde_json::json!({ "postgres": postgres, "redis": redis, "clickhouse": clickhouse });
+    if postgres && redis && clickhouse {
+        Ok(checks)
+    } else {
+        Err(checks)
+    }
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(settings.database_url.expose())
+            .await?;
+        let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+        let state = AppState::new(pool, settings).await;
+        Ok(Self { listener, router: router(state) })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "Query API listening.");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(service::shutdown_signal())
+            .await?;
+        Ok(())
+    }
+}
