@@ -1,0 +1,48 @@
+//! `cargo run --release --bin bench -- [--quick] [--json]`
+//!
+//! Drives the running stack (`deploy/local/up`) as clients would and prints one figure per
+//! line: a table, or `{"metric", "value", "unit"}` JSON lines with `--json`.
+//! Settings: `COMMAND_API_URL`, `QUERY_API_URL`, `DATABASE_URL` (dev defaults).
+
+mod figures;
+mod scenarios;
+
+use figures::Report;
+use std::time::Duration;
+
+pub struct Config {
+    pub command_api: String,
+    pub query_api: String,
+    pub database_url: String,
+    /// Concurrent clients for the throughput figures.
+    pub concurrency: usize,
+    /// How long each throughput figure runs.
+    pub duration: Duration,
+    /// Commands per second during the freshness figure.
+    pub freshness_rate: u32,
+    pub subscribers: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().any(|a| a == "--json");
+    if let Some(unknown) = args.iter().find(|a| *a != "--quick" && *a != "--json") {
+        anyhow::bail!("unknown argument {unknown}; usage: bench [--quick] [--json]");
+    }
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let config = Config {
+        command_api: env("COMMAND_API_URL", "http://127.0.0.1:8080"),
+        query_api: env("QUERY_API_URL", "http://127.0.0.1:8081"),
+        database_url: env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards"),
+        concurrency: if quick { 8 } else { 16 },
+        duration: Duration::from_secs(if quick { 10 } else { 30 }),
+        freshness_rate: if quick { 100 } else { 200 },
+        subscribers: if quick { 250 } else { 1000 },
+    };
+    let mut report = Report::new(json);
+    scenarios::run_all(&config, &mut report).await?;
+    report.finish();
+    Ok(())
+}
