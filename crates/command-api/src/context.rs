@@ -119,7 +119,8 @@ impl FromRequestParts<AppState> for CommandContext {
             });
         }
 
-        let idempotency = match header_str(&parts.headers, IDEMPOTENCY_KEY) {
+        // A key that is not visible ASCII reads as empty and is refused below, never ignored.
+        let idempotency = match parts.headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str().unwrap_or("")) {
             None => None,
             Some(key) => {
                 if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {

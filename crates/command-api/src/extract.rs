@@ -1,13 +1,80 @@
 //! Extractors whose rejections are [`ApiError`]s, so malformed input gets the JSON error shape.
 
 use crate::error::ApiError;
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-/// `axum::Json` with our error body on rejection.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with our error body on rejection. It also refuses strings containing NUL
+/// (`\u0000`): PostgreSQL stores that character neither in `text` nor in `jsonb`, so letting it
+/// through would turn a client's mistake into a 500.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::from(JsonRejection::from(
+                axum::extract::rejection::MissingJsonContentType::default(),
+            )));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
+        // Only a body spelling the escape can hold the character (a raw NUL is invalid JSON).
+        if bytes.windows(6).any(|w| w == br"\u0000") {
+            if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+                if let Some(field) = nul_at(&value, String::new()) {
+                    return Err(ApiError::invalid(&field, "must not contain the NUL character (\\u0000)"));
+                }
+            }
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Json(value))
+    }
+}
+
+/// As `axum::Json`: `application/json` or `application/<anything>+json`, parameters allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some((kind, subtype)) => kind == "application" && (subtype == "json" || subtype.ends_with("+json")),
+        None => false,
+    }
+}
+
+/// The path, as clients name fields (`vars.text`, `tags[1]`), of a string or key holding NUL.
+fn nul_at(value: &Value, path: String) -> Option<String> {
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if path.is_empty() { "body".into() } else { path }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(join(&key.replace('\0', "\\u0000")))
+            } else {
+                nul_at(item, join(key))
+            }
+        }),
+        _ => None,
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

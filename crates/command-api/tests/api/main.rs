@@ -1,1 +1,13 @@
+//! The command API driven in-process over HTTP, against a fresh PostgreSQL database per test.
 
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cards;
+mod concurrency;
+mod idempotency;
+mod rate_limit;
+mod roles_and_tenancy;
+mod surface;
+mod test_cases;
