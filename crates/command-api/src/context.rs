@@ -92,14 +92,10 @@ impl FromRequestParts<AppState> for CommandContext {
         let principal = match parts.headers.get(header::AUTHORIZATION) {
             None => None,
             Some(value) => {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim)
-                    .ok_or_else(|| {
-                        ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
-                    })?;
+                let value = value.to_str().map_err(|_| {
+                    ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+                })?;
+                let token = auth::bearer(value)?;
                 Some(authenticate(state, token).await?)
             }
         };
@@ -154,7 +150,7 @@ impl FromRequestParts<AppState> for CommandContext {
 
 async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let Some(api_key) = parse_api_key(token) else {
-        return state.tokens.verify_access(token).map(Principal::User);
+        return Ok(state.tokens.verify_access(token).map(Principal::User)?);
     };
     let (key_id, secret) = api_key?;
     let unknown = || ApiError::Unauthorized("the API key is not valid".into());

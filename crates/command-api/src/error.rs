@@ -140,6 +140,15 @@ impl From<AppendError> for ApiError {
     }
 }
 
+impl From<auth::AuthError> for ApiError {
+    fn from(error: auth::AuthError) -> Self {
+        match error {
+            auth::AuthError::Unauthorized(message) => ApiError::Unauthorized(message),
+            auth::AuthError::Internal(message) => ApiError::Internal(anyhow::anyhow!(message)),
+        }
+    }
+}
+
 impl From<LoadError> for ApiError {
     fn from(error: LoadError) -> Self {
         ApiError::Internal(error.into())
