@@ -201,3 +201,34 @@ mod tests {
         );
     }
 }
+
+/// What an assertion is checked against: one provider call's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation<'a> {
+    /// The provider's output text ("" when the call failed).
+    pub output: &'a str,
+    /// The test case's vars; assertion values are templates rendered with them.
+    pub vars: &'a serde_json::Map<String, Value>,
+    pub latency_ms: u64,
+    /// Cost of the call in micro-USD, when the provider reports usage.
+    pub cost_micro_usd: Option<i64>,
+}
+
+/// One assertion's verdict, as promptfoo reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub passed: bool,
+    /// 0 to 1.
+    pub score: f64,
+    pub reason: String,
+}
+
+/// A test case's overall grade: promptfoo's weighted score and pass rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grade {
+    pub passed: bool,
+    pub score: f64,
+    pub verdicts: Vec<Verdict>,
+}

@@ -74,6 +74,8 @@ pub struct PromptCard {
     pub versions: Vec<CardVersion>,
     pub labels: BTreeMap<String, u32>,
     pub archived: bool,
+    /// Live test cases, in the order they were added.
+    pub test_cases: Vec<Uuid>,
 }
 
 impl PromptCard {
@@ -108,6 +110,14 @@ pub enum CardCommand {
         version: u32,
     },
     Archive,
+    /// Recorded on the card with a test case's creation, so the card knows its cases and a
+    /// case is never added to a card archived at the same moment.
+    AttachTestCase {
+        case_id: Uuid,
+    },
+    DetachTestCase {
+        case_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +140,12 @@ pub enum CardEvent {
         previous_version: Option<u32>,
     },
     PromptCardArchived {},
+    TestCaseAttached {
+        case_id: Uuid,
+    },
+    TestCaseDetached {
+        case_id: Uuid,
+    },
 }
 
 impl Event for CardEvent {
@@ -139,6 +155,8 @@ impl Event for CardEvent {
             CardEvent::PromptCardUpdated { .. } => "PromptCardUpdated",
             CardEvent::PromptCardLabelMoved { .. } => "PromptCardLabelMoved",
             CardEvent::PromptCardArchived { .. } => "PromptCardArchived",
+            CardEvent::TestCaseAttached { .. } => "TestCaseAttached",
+            CardEvent::TestCaseDetached { .. } => "TestCaseDetached",
         }
     }
 
@@ -256,6 +274,22 @@ impl Aggregate for PromptCard {
                 self.ensure_live()?;
                 Ok(vec![CardEvent::PromptCardArchived {}])
             }
+            CardCommand::AttachTestCase { case_id } => {
+                self.ensure_live()?;
+                if self.test_cases.contains(&case_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![CardEvent::TestCaseAttached { case_id }])
+            }
+            CardCommand::DetachTestCase { case_id } => {
+                if self.id.is_none() {
+                    return Err(DomainError::NotFound("prompt card not found".into()));
+                }
+                if !self.test_cases.contains(&case_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![CardEvent::TestCaseDetached { case_id }])
+            }
         }
     }
 
@@ -283,6 +317,8 @@ impl Aggregate for PromptCard {
                 self.labels.insert(label.clone(), *version);
             }
             CardEvent::PromptCardArchived {} => self.archived = true,
+            CardEvent::TestCaseAttached { case_id } => self.test_cases.push(*case_id),
+            CardEvent::TestCaseDetached { case_id } => self.test_cases.retain(|c| c != case_id),
         }
         self
     }
@@ -432,6 +468,27 @@ mod tests {
         let card = PromptCard::fold(&given);
         assert!(card.archived);
         assert_eq!(card.version(), 1);
+    }
+
+    #[test]
+    fn a_card_keeps_its_test_cases_in_order_and_refuses_new_ones_once_archived() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let given = [
+            created(),
+            CardEvent::TestCaseAttached { case_id: a },
+            CardEvent::TestCaseAttached { case_id: b },
+            CardEvent::TestCaseDetached { case_id: a },
+        ];
+        assert_eq!(PromptCard::fold(&given).test_cases, vec![b]);
+        let archived = [created(), CardEvent::PromptCardArchived {}];
+        let err = given_when::<PromptCard>(&archived, CardCommand::AttachTestCase { case_id: a }).unwrap_err();
+        assert!(matches!(err, DomainError::Conflict(_)));
+        // Deleting a case of an archived card still works: its history is kept either way.
+        let given = [created(), CardEvent::TestCaseAttached { case_id: a }, CardEvent::PromptCardArchived {}];
+        assert_eq!(
+            given_when::<PromptCard>(&given, CardCommand::DetachTestCase { case_id: a }).unwrap(),
+            vec![CardEvent::TestCaseDetached { case_id: a }]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::Sink;
 use clickhouse::{Client, Compression, Row};
+use domain::run::RunEvent;
 use event_store::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
@@ -78,6 +79,60 @@ impl ClickHouseSink {
     }
 }
 
+#[derive(Debug, Row, Serialize)]
+struct ResultRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    result_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    run_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    workspace_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    card_id: Uuid,
+    card_version: u32,
+    #[serde(with = "clickhouse::serde::uuid")]
+    test_case_id: Uuid,
+    provider: String,
+    repetition: u32,
+    passed: u8,
+    score: f64,
+    latency_ms: u32,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    cost_micro_usd: i64,
+    error: String,
+    recorded_at: u32,
+    recorded_at_ms: i64,
+}
+
+fn result_row(event: &RecordedEvent) -> anyhow::Result<Option<ResultRow>> {
+    if event.event_type != "TestResultRecorded" {
+        return Ok(None);
+    }
+    let RunEvent::TestResultRecorded { card_id, card_version, result } = event.decode::<RunEvent>()? else {
+        return Ok(None);
+    };
+    Ok(Some(ResultRow {
+        result_id: event.event_id,
+        run_id: event.stream_id,
+        workspace_id: event.workspace_id.unwrap_or_default(),
+        card_id,
+        card_version,
+        test_case_id: result.key.case_id,
+        provider: result.key.provider,
+        repetition: result.key.repetition,
+        passed: result.passed as u8,
+        score: result.score,
+        latency_ms: result.latency_ms.min(u32::MAX as u64) as u32,
+        prompt_tokens: result.prompt_tokens,
+        completion_tokens: result.completion_tokens,
+        cost_micro_usd: result.cost_micro_usd,
+        error: result.error.unwrap_or_default(),
+        recorded_at: event.recorded_at.timestamp().max(0) as u32,
+        recorded_at_ms: event.recorded_at.timestamp_millis(),
+    }))
+}
+
 impl Sink for ClickHouseSink {
     fn name(&self) -> &'static str {
         "clickhouse"
@@ -105,6 +160,22 @@ impl Sink for ClickHouseSink {
                 .await?;
         }
         insert.end().await?;
+
+        let results: Vec<ResultRow> = events
+            .iter()
+            .filter(|e| e.stream_type == "test_run")
+            .map(result_row)
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        if !results.is_empty() {
+            let mut insert = self.client.insert::<ResultRow>("test_results").await?;
+            for row in &results {
+                insert.write(row).await?;
+            }
+            insert.end().await?;
+        }
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::Sink;
 use domain::card::{CardContent, CardEvent};
+use domain::run::RunEvent;
 use domain::test_case::TestCaseEvent;
 use domain::user::UserEvent;
 use domain::workspace::WorkspaceEvent;
@@ -73,6 +74,7 @@ async fn apply_event(tx: &mut PgConnection, event: &RecordedEvent) -> anyhow::Re
         "workspace" => apply_workspace(tx, event, event.decode()?).await,
         "prompt_card" => apply_card(tx, event, event.decode()?).await,
         "test_case" => apply_test_case(tx, event, event.decode()?).await,
+        "test_run" => apply_run(tx, event, event.decode()?).await,
         _ => Ok(()),
     }
 }
@@ -267,6 +269,82 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
                 .execute(&mut *tx)
                 .await?;
         }
+        // The test case's own stream carries everything read.test_cases shows.
+        CardEvent::TestCaseAttached { .. } | CardEvent::TestCaseDetached { .. } => {}
+    }
+    Ok(())
+}
+
+async fn set_run_status(tx: &mut PgConnection, event: &RecordedEvent, status: &str, failure: Option<&str>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE read.test_runs SET status = $2, failure = COALESCE($3, failure), updated_at = $4 WHERE run_id = $1")
+        .bind(event.stream_id)
+        .bind(status)
+        .bind(failure)
+        .bind(event.recorded_at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) -> anyhow::Result<()> {
+    let id = event.stream_id;
+    match run {
+        RunEvent::TestRunRequested { plan, total, .. } => {
+            sqlx::query(
+                "INSERT INTO read.test_runs (run_id, workspace_id, card_id, card_version, providers, repeat, status,
+                                             total, requested_by, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', $7, $8, $9, $9)",
+            )
+            .bind(id)
+            .bind(plan.workspace_id)
+            .bind(plan.card_id)
+            .bind(plan.card_version as i32)
+            .bind(serde_json::to_value(&plan.providers)?)
+            .bind(plan.repeat as i32)
+            .bind(total as i64)
+            .bind(event.actor_id)
+            .bind(event.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        RunEvent::TestRunStarted {} => set_run_status(tx, event, "RUNNING", None).await?,
+        RunEvent::TestResultRecorded { result, .. } => {
+            sqlx::query(
+                "INSERT INTO read.test_results (run_id, case_id, provider, repetition, rendered_prompt, output, error,
+                    latency_ms, prompt_tokens, completion_tokens, cost_micro_usd, passed, score, assertions, position, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(id)
+            .bind(result.key.case_id)
+            .bind(&result.key.provider)
+            .bind(result.key.repetition as i32)
+            .bind(&result.rendered_prompt)
+            .bind(&result.output)
+            .bind(&result.error)
+            .bind(result.latency_ms as i64)
+            .bind(result.prompt_tokens as i32)
+            .bind(result.completion_tokens as i32)
+            .bind(result.cost_micro_usd)
+            .bind(result.passed)
+            .bind(result.score)
+            .bind(serde_json::to_value(&result.assertions)?)
+            .bind(event.position)
+            .bind(event.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE read.test_runs SET completed = completed + 1, passed = passed + $2::int, failed = failed + (1 - $2::int),
+                        updated_at = $3 WHERE run_id = $1",
+            )
+            .bind(id)
+            .bind(result.passed as i32)
+            .bind(event.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        RunEvent::TestRunCompleted { .. } => set_run_status(tx, event, "COMPLETED", None).await?,
+        RunEvent::TestRunFailed { reason } => set_run_status(tx, event, "FAILED", Some(&reason)).await?,
+        RunEvent::TestRunCancelled {} => set_run_status(tx, event, "CANCELLED", None).await?,
     }
     Ok(())
 }

@@ -17,6 +17,11 @@ pub fn version_key(stream_id: uuid::Uuid) -> String {
     format!("promptcards:version:{stream_id}")
 }
 
+/// The channel carrying one test run's events as `AuditEntry` JSON.
+pub fn run_channel(run_id: uuid::Uuid) -> String {
+    format!("promptcards:run:{run_id}:events")
+}
+
 /// The channel carrying a workspace's events as `AuditEntry` JSON.
 pub fn workspace_channel(workspace_id: uuid::Uuid) -> String {
     format!("promptcards:workspace:{workspace_id}:events")
@@ -65,9 +70,12 @@ impl Sink for RedisSink {
                 .arg(version_key(event.stream_id))
                 .arg(event.version)
                 .ignore();
+            let entry = audit_entry(event).to_string();
             if let Some(workspace_id) = event.workspace_id {
-                pipe.publish(workspace_channel(workspace_id), audit_entry(event).to_string())
-                    .ignore();
+                pipe.publish(workspace_channel(workspace_id), &entry).ignore();
+            }
+            if event.stream_type == "test_run" {
+                pipe.publish(run_channel(event.stream_id), &entry).ignore();
             }
         }
         let mut connection = self.connection.clone();

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod cache;
 pub mod errors;
 pub mod freshness;
+pub mod runs;
 pub mod schema;
 pub mod settings;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     /// Read models, and the event store's read path for history.
     pub pool: PgPool,
     pub store: EventStore,
+    /// Folds streams for history and live run progress; reads only the store's read path.
+    pub repo: event_store::Repository,
     pub cache: cache::DocCache,
     /// Subscriptions open their own pub/sub connection from this client.
     pub redis_client: Option<redis::Client>,
@@ -61,6 +64,7 @@ impl AppState {
         }
         Self {
             store: EventStore::new(pool.clone()),
+            repo: event_store::Repository::new(EventStore::new(pool.clone()), 1_000),
             freshness: Freshness::start(pool.clone()),
             pool,
             cache: cache::DocCache::new(cache_connection),

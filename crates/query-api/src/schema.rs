@@ -443,6 +443,62 @@ impl QueryRoot {
         Ok(connection)
     }
 
+    async fn test_run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<crate::runs::RunNode>> {
+        let run_id = parse_id(&id, "id")?;
+        access(ctx).principal()?;
+        let state = state(ctx);
+        let run: Option<crate::runs::RunNode> =
+            sqlx::query_as(&format!("SELECT {} FROM read.test_runs WHERE run_id = $1", crate::runs::RUN_COLUMNS))
+                .bind(run_id)
+                .fetch_optional(&state.pool)
+                .await
+                .map_err(internal)?;
+        match run {
+            Some(run) if access(ctx).role_in(&state.pool, run.workspace_id).await.is_ok() => Ok(Some(run)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs of a workspace (optionally of one card), newest first.
+    async fn test_runs(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        card_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, crate::runs::RunNode>> {
+        let workspace_id = parse_id(&workspace_id, "workspaceId")?;
+        let card_id = card_id.as_ref().map(|c| parse_id(c, "cardId")).transpose()?;
+        let state = state(ctx);
+        access(ctx).role_in(&state.pool, workspace_id).await?;
+        let limit = page_size(first)?;
+        let after: Option<(DateTime<Utc>, Uuid)> = after.as_deref().map(decode_cursor).transpose()?;
+        let rows: Vec<crate::runs::RunNode> = sqlx::query_as(&format!(
+            "SELECT {} FROM read.test_runs
+             WHERE workspace_id = $1 AND ($2::uuid IS NULL OR card_id = $2)
+               AND ($3::timestamptz IS NULL OR (created_at, run_id) < ($3, $4))
+             ORDER BY created_at DESC, run_id DESC LIMIT $5",
+            crate::runs::RUN_COLUMNS
+        ))
+        .bind(workspace_id)
+        .bind(card_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit + 1)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(internal)?;
+        let has_next = rows.len() as i64 > limit;
+        let mut connection = Connection::new(after.is_some(), has_next);
+        connection.edges.extend(
+            rows.into_iter()
+                .take(limit as usize)
+                .map(|run| Edge::new(encode_cursor(&(run.created_at, run.run_id)), run)),
+        );
+        Ok(connection)
+    }
+
     /// Pass rates, cost and latency of test results, from ClickHouse.
     async fn analytics(
         &self,
@@ -526,10 +582,10 @@ async fn card_in_history(
 }
 
 /// Decrements the subscriber gauge when a subscription stream is dropped.
-struct SubscriberGuard;
+pub struct SubscriberGuard;
 
 impl SubscriberGuard {
-    fn new() -> Self {
+    pub fn new() -> Self {
         metrics::gauge!("query_subscribers").increment(1.0);
         SubscriberGuard
     }
@@ -545,6 +601,12 @@ pub struct SubscriptionRoot;
 
 #[Subscription]
 impl SubscriptionRoot {
+    /// The run's current progress, then every change; completes after the terminal state.
+    async fn test_run_progress(&self, ctx: &Context<'_>, run_id: ID) -> Result<impl Stream<Item = crate::runs::TestRunProgress>> {
+        let run_id = parse_id(&run_id, "runId")?;
+        crate::runs::run_progress(ctx, run_id).await
+    }
+
     /// Every event of the workspace from now on, fed by Redis pub/sub so any replica delivers.
     async fn workspace_events(&self, ctx: &Context<'_>, workspace_id: ID) -> Result<impl Stream<Item = AuditEntry>> {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;

@@ -1,5 +1,6 @@
 pub mod auth;
 pub mod cards;
 pub mod health;
+pub mod runs;
 pub mod test_cases;
 pub mod workspaces;

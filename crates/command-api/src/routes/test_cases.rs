@@ -9,7 +9,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::assertion::Assertion;
-use domain::card::PromptCard;
+use domain::card::{CardCommand, PromptCard};
 use domain::test_case::{CardFacts, TestCase, TestCaseCommand, TestCaseContent};
 use domain::{Aggregate, Permission};
 use event_store::Loaded;
@@ -108,11 +108,16 @@ pub async fn create_test_case(
         card: facts(&card.state)?,
         content: request.into_content(),
     })?;
+    // The card records the case in the same append, at the version it was checked against.
+    let card_events = card.state.decide(CardCommand::AttachTestCase { case_id })?;
     state
         .commit(
             &ctx,
             Some(workspace_id),
-            vec![stream_of(case_id, &empty, &events)],
+            vec![
+                stream_of(card_id, &card, &card_events),
+                stream_of(case_id, &empty, &events),
+            ],
             vec![],
             StatusCode::CREATED,
             json!({ "id": case_id }),
@@ -169,14 +174,18 @@ pub async fn delete_test_case(
     if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
         return Ok(reply);
     }
-    load_card(&state, workspace_id, card_id).await?;
+    let card = load_card(&state, workspace_id, card_id).await?;
     let case = load_case(&state, card_id, case_id).await?;
     let events = case.state.decide(TestCaseCommand::Delete)?;
+    let card_events = card.state.decide(CardCommand::DetachTestCase { case_id })?;
     state
         .commit(
             &ctx,
             Some(workspace_id),
-            vec![stream_of(case_id, &case, &events)],
+            vec![
+                stream_of(card_id, &card, &card_events),
+                stream_of(case_id, &case, &events),
+            ],
             vec![],
             StatusCode::OK,
             json!({ "id": case_id, "deleted": true }),

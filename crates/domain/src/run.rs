@@ -1,0 +1,475 @@
+//! Test runs: a card version's test cases run against providers. The request snapshots the
+//! template, variables, cases and assertions, so later edits never change a past run. Each
+//! (case, provider, repetition) is recorded at most once, which is what lets a restarted
+//! runner resume without redoing or losing a result.
+
+use crate::assertion::{Assertion, Verdict};
+use crate::error::Problems;
+use crate::template::Variable;
+use crate::{Aggregate, DomainError, Event};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+pub const MAX_PROVIDERS: usize = 10;
+pub const MAX_REPEAT: u32 = 100;
+pub const MAX_RESULTS: u64 = 100_000;
+
+/// A test case as it was when the run was requested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCase {
+    pub case_id: Uuid,
+    pub name: String,
+    pub vars: Map<String, Value>,
+    pub expected_output: Option<String>,
+    pub assertions: Vec<Assertion>,
+}
+
+/// A provider as promptfoo names it (`echo`, `openai:gpt-4o-mini`, ...) with its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderSpec {
+    pub id: String,
+    #[serde(default)]
+    pub config: Value,
+}
+
+/// Identifies one result slot of a run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResultKey {
+    pub case_id: Uuid,
+    pub provider: String,
+    pub repetition: u32,
+}
+
+/// One provider call and its grade. Carries computed values (rendered prompt, cost in
+/// micro-USD) so projections do no arithmetic of their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    #[serde(flatten)]
+    pub key: ResultKey,
+    pub rendered_prompt: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cost_micro_usd: i64,
+    pub passed: bool,
+    pub score: f64,
+    pub assertions: Vec<Verdict>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    #[default]
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "QUEUED",
+            RunStatus::Running => "RUNNING",
+            RunStatus::Completed => "COMPLETED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// What a run executes, fixed at request time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPlan {
+    pub workspace_id: Uuid,
+    pub card_id: Uuid,
+    pub card_version: u32,
+    pub template: String,
+    pub variables: Vec<Variable>,
+    pub cases: Vec<RunCase>,
+    pub providers: Vec<ProviderSpec>,
+    pub repeat: u32,
+}
+
+impl RunPlan {
+    pub fn total(&self) -> u64 {
+        self.cases.len() as u64 * self.providers.len() as u64 * self.repeat as u64
+    }
+
+    /// Every result slot, in a stable order: case, then provider, then repetition.
+    pub fn keys(&self) -> impl Iterator<Item = ResultKey> + '_ {
+        self.cases.iter().flat_map(move |case| {
+            self.providers.iter().flat_map(move |provider| {
+                (0..self.repeat).map(move |repetition| ResultKey {
+                    case_id: case.case_id,
+                    provider: provider.id.clone(),
+                    repetition,
+                })
+            })
+        })
+    }
+
+    fn check(&self) -> Result<(), DomainError> {
+        let mut problems = Problems::default();
+        if self.providers.is_empty() || self.providers.len() > MAX_PROVIDERS {
+            problems.add("providers", format!("give 1 to {MAX_PROVIDERS} providers"));
+        }
+        let mut ids = BTreeSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            if !crate::run::is_known_provider(&provider.id) {
+                problems.add(
+                    format!("providers[{i}]"),
+                    format!(
+                        "{:?} is not a supported provider; use echo, openai:<model>, ollama:chat:<model> or anthropic:messages:<model>",
+                        provider.id
+                    ),
+                );
+            }
+            if !ids.insert(provider.id.as_str()) {
+                problems.add(format!("providers[{i}]"), "is listed twice");
+            }
+        }
+        if self.repeat == 0 || self.repeat > MAX_REPEAT {
+            problems.add("repeat", format!("must be 1 to {MAX_REPEAT}"));
+        }
+        if self.cases.is_empty() {
+            problems.add("test_case_ids", "the run has no test cases to run");
+        }
+        if self.total() > MAX_RESULTS {
+            problems.add("repeat", format!("the run would produce more than {MAX_RESULTS} results"));
+        }
+        problems.into_result()
+    }
+}
+
+/// Provider ids Promptcards can call.
+pub fn is_known_provider(id: &str) -> bool {
+    let non_empty = |rest: Option<&str>| rest.is_some_and(|m| !m.trim().is_empty());
+    id == "echo"
+        || non_empty(id.strip_prefix("openai:"))
+        || non_empty(id.strip_prefix("ollama:chat:"))
+        || non_empty(id.strip_prefix("anthropic:messages:"))
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestRun {
+    pub id: Option<Uuid>,
+    pub plan: Option<RunPlan>,
+    pub status: RunStatus,
+    pub recorded: BTreeSet<ResultKey>,
+    pub passed: u64,
+    pub failed: u64,
+    pub failure: Option<String>,
+}
+
+impl TestRun {
+    pub fn total(&self) -> u64 {
+        self.plan.as_ref().map(RunPlan::total).unwrap_or(0)
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.recorded.len() as u64
+    }
+
+    /// Result slots not recorded yet, in plan order.
+    pub fn pending(&self) -> Vec<ResultKey> {
+        match &self.plan {
+            Some(plan) => plan.keys().filter(|k| !self.recorded.contains(k)).collect(),
+            None => vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RunCommand {
+    Request { run_id: Uuid, plan: RunPlan },
+    Start,
+    /// Records results; ones already recorded are skipped, so a resumed runner is harmless.
+    Record { results: Vec<TestResult> },
+    Complete,
+    Fail { reason: String },
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum RunEvent {
+    TestRunRequested {
+        run_id: Uuid,
+        #[serde(flatten)]
+        plan: RunPlan,
+        total: u64,
+    },
+    TestRunStarted {},
+    /// Names the card and version again so analytics need no lookup.
+    TestResultRecorded {
+        card_id: Uuid,
+        card_version: u32,
+        #[serde(flatten)]
+        result: TestResult,
+    },
+    TestRunCompleted { passed: u64, failed: u64 },
+    TestRunFailed { reason: String },
+    TestRunCancelled {},
+}
+
+impl Event for RunEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            RunEvent::TestRunRequested { .. } => "TestRunRequested",
+            RunEvent::TestRunStarted { .. } => "TestRunStarted",
+            RunEvent::TestResultRecorded { .. } => "TestResultRecorded",
+            RunEvent::TestRunCompleted { .. } => "TestRunCompleted",
+            RunEvent::TestRunFailed { .. } => "TestRunFailed",
+            RunEvent::TestRunCancelled { .. } => "TestRunCancelled",
+        }
+    }
+}
+
+impl TestRun {
+    fn ensure_open(&self) -> Result<(), DomainError> {
+        if self.id.is_none() {
+            return Err(DomainError::NotFound("test run not found".into()));
+        }
+        if self.status.is_terminal() {
+            return Err(DomainError::Conflict(format!(
+                "the run is already {}",
+                self.status.as_str().to_lowercase()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for TestRun {
+    const STREAM_TYPE: &'static str = "test_run";
+    type Command = RunCommand;
+    type Event = RunEvent;
+
+    fn decide(&self, command: RunCommand) -> Result<Vec<RunEvent>, DomainError> {
+        match command {
+            RunCommand::Request { run_id, plan } => {
+                if self.id.is_some() {
+                    return Err(DomainError::Conflict("the run already exists".into()));
+                }
+                plan.check()?;
+                let total = plan.total();
+                Ok(vec![RunEvent::TestRunRequested { run_id, plan, total }])
+            }
+            RunCommand::Start => {
+                self.ensure_open()?;
+                Ok(match self.status {
+                    RunStatus::Queued => vec![RunEvent::TestRunStarted {}],
+                    _ => vec![],
+                })
+            }
+            RunCommand::Record { results } => {
+                self.ensure_open()?;
+                let plan = self.plan.as_ref().expect("an open run has a plan");
+                let mut seen = BTreeSet::new();
+                let mut events = Vec::new();
+                for result in results {
+                    let known = plan.keys().any(|k| k == result.key);
+                    if !known {
+                        return Err(DomainError::Invalid(vec![crate::FieldError::new(
+                            "results",
+                            format!("{:?} is not a slot of this run", result.key),
+                        )]));
+                    }
+                    if self.recorded.contains(&result.key) || !seen.insert(result.key.clone()) {
+                        continue;
+                    }
+                    events.push(RunEvent::TestResultRecorded {
+                        card_id: plan.card_id,
+                        card_version: plan.card_version,
+                        result,
+                    });
+                }
+                if self.status == RunStatus::Queued && !events.is_empty() {
+                    events.insert(0, RunEvent::TestRunStarted {});
+                }
+                Ok(events)
+            }
+            RunCommand::Complete => {
+                self.ensure_open()?;
+                if self.completed() < self.total() {
+                    return Err(DomainError::Conflict(format!(
+                        "{} of {} results are recorded",
+                        self.completed(),
+                        self.total()
+                    )));
+                }
+                Ok(vec![RunEvent::TestRunCompleted {
+                    passed: self.passed,
+                    failed: self.failed,
+                }])
+            }
+            RunCommand::Fail { reason } => {
+                self.ensure_open()?;
+                Ok(vec![RunEvent::TestRunFailed { reason }])
+            }
+            RunCommand::Cancel => {
+                self.ensure_open()?;
+                Ok(vec![RunEvent::TestRunCancelled {}])
+            }
+        }
+    }
+
+    fn evolve(mut self, event: &RunEvent) -> Self {
+        match event {
+            RunEvent::TestRunRequested { run_id, plan, .. } => {
+                self.id = Some(*run_id);
+                self.plan = Some(plan.clone());
+            }
+            RunEvent::TestRunStarted {} => self.status = RunStatus::Running,
+            RunEvent::TestResultRecorded { result, .. } => {
+                if self.recorded.insert(result.key.clone()) {
+                    if result.passed {
+                        self.passed += 1;
+                    } else {
+                        self.failed += 1;
+                    }
+                }
+            }
+            RunEvent::TestRunCompleted { .. } => self.status = RunStatus::Completed,
+            RunEvent::TestRunFailed { reason } => {
+                self.status = RunStatus::Failed;
+                self.failure = Some(reason.clone());
+            }
+            RunEvent::TestRunCancelled {} => self.status = RunStatus::Cancelled,
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::given_when;
+
+    fn plan(cases: usize, providers: &[&str], repeat: u32) -> RunPlan {
+        RunPlan {
+            workspace_id: Uuid::new_v4(),
+            card_id: Uuid::new_v4(),
+            card_version: 1,
+            template: "Hi {{ name }}".into(),
+            variables: vec![],
+            cases: (0..cases)
+                .map(|i| RunCase {
+                    case_id: Uuid::from_u128(i as u128 + 1),
+                    name: format!("case {i}"),
+                    vars: Map::new(),
+                    expected_output: None,
+                    assertions: vec![],
+                })
+                .collect(),
+            providers: providers
+                .iter()
+                .map(|id| ProviderSpec { id: (*id).into(), config: Value::Null })
+                .collect(),
+            repeat,
+        }
+    }
+
+    fn result(key: ResultKey, passed: bool) -> TestResult {
+        TestResult {
+            key,
+            rendered_prompt: "Hi".into(),
+            output: Some("Hi".into()),
+            error: None,
+            latency_ms: 1,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cost_micro_usd: 0,
+            passed,
+            score: if passed { 1.0 } else { 0.0 },
+            assertions: vec![],
+        }
+    }
+
+    fn requested(plan: RunPlan) -> RunEvent {
+        let total = plan.total();
+        RunEvent::TestRunRequested { run_id: Uuid::new_v4(), plan, total }
+    }
+
+    #[test]
+    fn a_request_snapshots_the_plan_and_counts_every_slot() {
+        let events = given_when::<TestRun>(
+            &[],
+            RunCommand::Request { run_id: Uuid::new_v4(), plan: plan(3, &["echo", "openai:gpt-4o-mini"], 2) },
+        )
+        .unwrap();
+        let run = TestRun::fold(&events);
+        assert_eq!(run.total(), 12);
+        assert_eq!(run.pending().len(), 12);
+        assert_eq!(run.status, RunStatus::Queued);
+    }
+
+    #[test]
+    fn unknown_providers_and_bad_repeat_are_named() {
+        let mut bad = plan(1, &["gpt4", "echo", "echo"], 0);
+        bad.cases.clear();
+        let err = given_when::<TestRun>(&[], RunCommand::Request { run_id: Uuid::new_v4(), plan: bad }).unwrap_err();
+        let DomainError::Invalid(fields) = err else { panic!("expected invalid") };
+        let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, vec!["providers[0]", "providers[2]", "repeat", "test_case_ids"]);
+    }
+
+    #[test]
+    fn a_result_is_recorded_once_however_often_it_is_sent() {
+        let p = plan(1, &["echo"], 2);
+        let key = p.keys().next().unwrap();
+        let recorded = RunEvent::TestResultRecorded { card_id: p.card_id, card_version: 1, result: result(key.clone(), true) };
+        let given = [requested(p), RunEvent::TestRunStarted {}, recorded];
+        let events = given_when::<TestRun>(
+            &given,
+            RunCommand::Record { results: vec![result(key.clone(), true), result(key, false)] },
+        )
+        .unwrap();
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn the_first_result_starts_a_queued_run_and_completion_needs_every_result() {
+        let p = plan(1, &["echo"], 1);
+        let key = p.keys().next().unwrap();
+        let given = [requested(p)];
+        let events = given_when::<TestRun>(&given, RunCommand::Record { results: vec![result(key, false)] }).unwrap();
+        assert!(matches!(events[0], RunEvent::TestRunStarted {}));
+        let run = TestRun::fold(given.iter().chain(&events));
+        assert_eq!((run.completed(), run.passed, run.failed), (1, 0, 1));
+        assert_eq!(
+            run.decide(RunCommand::Complete).unwrap(),
+            vec![RunEvent::TestRunCompleted { passed: 0, failed: 1 }]
+        );
+        let unfinished = TestRun::fold(&given);
+        assert!(matches!(unfinished.decide(RunCommand::Complete), Err(DomainError::Conflict(_))));
+    }
+
+    #[test]
+    fn a_cancelled_run_takes_no_more_results() {
+        let p = plan(1, &["echo"], 1);
+        let key = p.keys().next().unwrap();
+        let given = [requested(p), RunEvent::TestRunCancelled {}];
+        let err = given_when::<TestRun>(&given, RunCommand::Record { results: vec![result(key, true)] }).unwrap_err();
+        assert!(matches!(err, DomainError::Conflict(_)));
+        assert!(matches!(given_when::<TestRun>(&given, RunCommand::Cancel), Err(DomainError::Conflict(_))));
+    }
+
+    #[test]
+    fn a_result_for_a_slot_outside_the_plan_is_refused() {
+        let p = plan(1, &["echo"], 1);
+        let stray = ResultKey { case_id: Uuid::new_v4(), provider: "echo".into(), repetition: 0 };
+        let err = given_when::<TestRun>(&[requested(p)], RunCommand::Record { results: vec![result(stray, true)] }).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid(_)));
+    }
+}
