@@ -5,6 +5,7 @@
 //! version, contiguous stream versions, idempotent retries by key or by event id, and a tailing
 //! reader that never passes an uncommitted transaction's events.
 
+pub mod chain;
 mod repository;
 mod sql;
 
@@ -278,6 +279,11 @@ impl EventStore {
         sql::reservation(&self.pool, scope, value).await
     }
 
+    /// Checks every stream's versions and hash chain (or one stream's); empty means intact.
+    pub async fn verify_chains(&self, stream_id: Option<Uuid>) -> Result<Vec<IntegrityProblem>, sqlx::Error> {
+        sql::verify_chains(&self.pool, stream_id).await
+    }
+
     /// Age in seconds of the oldest transaction open on this database; it stalls every tailer.
     pub async fn oldest_transaction_age_seconds(&self) -> Result<f64, sqlx::Error> {
         sql::oldest_transaction_age_seconds(&self.pool).await
@@ -292,4 +298,16 @@ pub struct StreamInfo {
     pub workspace_id: Option<Uuid>,
     /// Global position of the stream's last event.
     pub last_position: i64,
+}
+
+/// A way the stored history differs from what was appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum IntegrityProblem {
+    /// Versions `from..=to` of the stream are missing: events were deleted.
+    MissingVersions { stream_id: Uuid, from: i64, to: i64 },
+    /// The event's stored hash does not match its content and predecessor: it was edited.
+    HashMismatch { stream_id: Uuid, version: i64, event_id: Uuid },
+    /// The stream row claims a version the events do not reach (its last events were deleted).
+    StreamVersionMismatch { stream_id: Uuid, claimed: i64, stored: i64 },
 }

@@ -219,6 +219,34 @@ async fn insert_events(
     append: &Append,
 ) -> Result<i64, sqlx::Error> {
     let base = version - stream.events.len() as i64;
+    // The stream is locked for this transaction, so its last hash cannot move under us.
+    let mut previous: String = if base == 0 {
+        crate::chain::GENESIS.to_owned()
+    } else {
+        sqlx::query_scalar("SELECT COALESCE(hash, '') FROM events WHERE stream_id = $1 AND version = $2")
+            .bind(stream.stream_id)
+            .bind(base)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or_default()
+    };
+    let hashes: Vec<String> = stream
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            previous = crate::chain::event_hash(
+                &previous,
+                e.event_id,
+                stream.stream_id,
+                base + 1 + i as i64,
+                &e.event_type,
+                e.schema_version,
+                &e.data,
+            );
+            previous.clone()
+        })
+        .collect();
     let ids: Vec<Uuid> = stream.events.iter().map(|e| e.event_id).collect();
     let types: Vec<&str> = stream.events.iter().map(|e| e.event_type.as_str()).collect();
     let schemas: Vec<i32> = stream.events.iter().map(|e| e.schema_version).collect();
@@ -227,11 +255,11 @@ async fn insert_events(
     let positions: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, schema_version,
                              workspace_id, actor_id, correlation_id, causation_id, traceparent,
-                             tracestate, data)
+                             tracestate, data, hash)
          SELECT e.event_id, $1, $2, $3 + e.ord, e.event_type, e.schema_version,
-                $4, $5, $6, $7, $8, $9, e.data::jsonb
-         FROM UNNEST($10::uuid[], $11::text[], $12::int4[], $13::text[])
-              WITH ORDINALITY AS e(event_id, event_type, schema_version, data, ord)
+                $4, $5, $6, $7, $8, $9, e.data::jsonb, e.hash
+         FROM UNNEST($10::uuid[], $11::text[], $12::int4[], $13::text[], $14::text[])
+              WITH ORDINALITY AS e(event_id, event_type, schema_version, data, hash, ord)
          ORDER BY e.ord
          RETURNING position",
     )
@@ -248,6 +276,7 @@ async fn insert_events(
     .bind(&types)
     .bind(&schemas)
     .bind(&data)
+    .bind(&hashes)
     .fetch_all(&mut *tx)
     .await?;
     Ok(positions.into_iter().max().unwrap_or_default())
@@ -396,4 +425,52 @@ pub(crate) async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
         .fetch_one(pool)
         .await
+}
+
+/// Walks every stream (or one) in version order and reports each break: a version missing
+/// from the sequence, a stream row claiming more events than exist, or a hash that does not
+/// match its event's content and predecessor.
+pub(crate) async fn verify_chains(
+    pool: &PgPool,
+    stream: Option<Uuid>,
+) -> Result<Vec<crate::IntegrityProblem>, sqlx::Error> {
+    use crate::IntegrityProblem;
+    use futures_util::TryStreamExt;
+    let mut problems = Vec::new();
+    let mut rows = sqlx::query_as::<_, (Uuid, i64, Uuid, String, i32, serde_json::Value, Option<String>)>(
+        "SELECT stream_id, version, event_id, event_type, schema_version, data, hash
+         FROM events WHERE ($1::uuid IS NULL OR stream_id = $1) ORDER BY stream_id, version",
+    )
+    .bind(stream)
+    .fetch(pool);
+    let mut current: Option<(Uuid, i64, String)> = None;
+    while let Some((stream_id, version, event_id, event_type, schema_version, data, hash)) = rows.try_next().await? {
+        let (expected_version, previous) = match &current {
+            Some((id, last, previous)) if *id == stream_id => (last + 1, previous.clone()),
+            _ => (1, crate::chain::GENESIS.to_owned()),
+        };
+        if version != expected_version {
+            problems.push(IntegrityProblem::MissingVersions { stream_id, from: expected_version, to: version - 1 });
+        }
+        let recomputed = crate::chain::event_hash(&previous, event_id, stream_id, version, &event_type, schema_version, &data);
+        if hash.as_deref() != Some(recomputed.as_str()) {
+            problems.push(IntegrityProblem::HashMismatch { stream_id, version, event_id });
+        }
+        // Continue the walk from the stored hash, so one edit is reported once.
+        current = Some((stream_id, version, hash.unwrap_or(recomputed)));
+    }
+    drop(rows);
+    let short: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT s.stream_id, s.version, COALESCE(max(e.version), 0)
+         FROM streams s LEFT JOIN events e ON e.stream_id = s.stream_id
+         WHERE ($1::uuid IS NULL OR s.stream_id = $1)
+         GROUP BY s.stream_id, s.version HAVING s.version <> COALESCE(max(e.version), 0)",
+    )
+    .bind(stream)
+    .fetch_all(pool)
+    .await?;
+    for (stream_id, claimed, stored) in short {
+        problems.push(IntegrityProblem::StreamVersionMismatch { stream_id, claimed, stored });
+    }
+    Ok(problems)
 }

@@ -5,6 +5,7 @@
 mod aggregates;
 mod append;
 mod idempotency;
+mod integrity;
 mod metrics;
 mod support;
 mod tailing;
