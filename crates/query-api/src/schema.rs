@@ -48,6 +48,20 @@ fn decode_cursor<T: for<'de> Deserialize<'de>>(cursor: &str) -> Result<T> {
         .ok_or_else(|| bad_request("after is not a cursor this API gave out"))
 }
 
+/// A page of a keyset query fetched with `LIMIT limit + 1`: the extra row only says whether
+/// there is a next page.
+pub fn page<T: async_graphql::OutputType>(
+    rows: Vec<T>,
+    limit: i64,
+    had_cursor: bool,
+    cursor: impl Fn(&T) -> String,
+) -> Connection<String, T> {
+    let has_next = rows.len() as i64 > limit;
+    let mut connection = Connection::new(had_cursor, has_next);
+    connection.edges.extend(rows.into_iter().take(limit as usize).map(|node| Edge::new(cursor(&node), node)));
+    connection
+}
+
 fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
 }
@@ -394,14 +408,7 @@ impl QueryRoot {
         .fetch_all(&state.pool)
         .await
         .map_err(internal)?;
-        let has_next = rows.len() as i64 > limit;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(
-            rows.into_iter()
-                .take(limit as usize)
-                .map(|card| Edge::new(encode_cursor(&(card.created_at, card.id)), card)),
-        );
-        Ok(connection)
+        Ok(page(rows, limit, after.is_some(), |card| encode_cursor(&(card.created_at, card.id))))
     }
 
     /// Every event of a workspace (optionally of one stream), newest first.
@@ -433,14 +440,7 @@ impl QueryRoot {
         .fetch_all(&state.pool)
         .await
         .map_err(internal)?;
-        let has_next = rows.len() as i64 > limit;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(
-            rows.into_iter()
-                .take(limit as usize)
-                .map(|entry| Edge::new(encode_cursor(&entry.position), entry)),
-        );
-        Ok(connection)
+        Ok(page(rows, limit, after.is_some(), |entry| encode_cursor(&entry.position)))
     }
 
     async fn test_run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<crate::runs::RunNode>> {
@@ -489,14 +489,7 @@ impl QueryRoot {
         .fetch_all(&state.pool)
         .await
         .map_err(internal)?;
-        let has_next = rows.len() as i64 > limit;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(
-            rows.into_iter()
-                .take(limit as usize)
-                .map(|run| Edge::new(encode_cursor(&(run.created_at, run.run_id)), run)),
-        );
-        Ok(connection)
+        Ok(page(rows, limit, after.is_some(), |run| encode_cursor(&(run.created_at, run.run_id))))
     }
 
     /// Pass rates, cost and latency of test results, from ClickHouse.
