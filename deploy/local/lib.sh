@@ -414,11 +414,25 @@ ensure_clickhouse_database() {
 # tansu resolves sqlite:// URLs against its working directory (even a
 # "sqlite:///abs/path" one) and loads a .env from there, so it runs inside
 # $TANSU_DIR with the database file named relative to it.
+# broker_answers : the broker serves Kafka requests, not just TCP connections (a
+# tansu whose storage task died keeps its port open and fails every request).
+broker_answers() {
+  timeout 10 "$TANSU_BIN" topic list --broker "$BROKER_URL" >/dev/null 2>&1
+}
+
 start_broker() {
   local pidfile="$PID_DIR/tansu.pid" logfile="$LOG_DIR/tansu.log"
   if port_open "$BROKER_HOST" "$BROKER_PORT"; then
-    log "broker: accepting connections on $BROKER_HOST:$BROKER_PORT"
-    return 0
+    if broker_answers; then
+      log "broker: accepting connections on $BROKER_HOST:$BROKER_PORT"
+      return 0
+    fi
+    if pid_alive "$pidfile" tansu; then
+      log "broker: port open but requests fail; restarting the broker"
+      stop_broker
+    else
+      die "broker: something on $BROKER_HOST:$BROKER_PORT accepts connections but does not answer Kafka requests"
+    fi
   fi
   ensure_local_dirs
   if pid_alive "$pidfile" tansu; then

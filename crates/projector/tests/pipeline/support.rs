@@ -1,0 +1,708 @@
+//! Builders, drivers and probes shared by the pipeline tests.
+
+use domain::card::{CardContent, CardEvent};
+use domain::role::Role;
+use domain::template::{VarType, Variable};
+use domain::test_case::{TestCaseContent, TestCaseEvent};
+use domain::workspace::WorkspaceEvent;
+use event_store::{
+    Append, Appended, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+    StreamAppend,
+};
+use projector::postgres::PostgresSink;
+use projector::{Sink, Worker};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use relay::{Outcome, Relay};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// The machine's shared broker, ClickHouse and Redis, unless the environment names others (with
+/// the variables the services read).
+pub fn brokers() -> String {
+    service::env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+pub fn clickhouse_url() -> String {
+    service::env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123")
+}
+
+pub fn redis_url() -> String {
+    service::env_or("REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// How long something that crosses the broker may take to arrive. Generous: consumer groups
+/// join and rebalance, and every open transaction anywhere in the Postgres cluster holds back
+/// what the store's tailing reader may see.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Pause between two probes of a bounded poll loop; not a synchronisation point.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long a worker step waits for its first message.
+pub const WORKER_WAIT: Duration = Duration::from_millis(250);
+
+/// Probes until `probe` returns `Some`, failing the test after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+// --- domain events ---------------------------------------------------------------------------
+
+pub fn content(title: &str) -> CardContent {
+    CardContent {
+        title: title.to_owned(),
+        description: format!("What {title} is for"),
+        template: "Summarise {{ text }} for {{ audience }}.".to_owned(),
+        variables: vec![
+            Variable {
+                name: "text".to_owned(),
+                kind: VarType::String,
+                description: Some("The text to summarise".to_owned()),
+                default: None,
+                required: true,
+            },
+            Variable {
+                name: "audience".to_owned(),
+                kind: VarType::String,
+                description: None,
+                default: Some(json!("engineers")),
+                required: false,
+            },
+        ],
+        tags: vec!["summary".to_owned(), format!("t-{}", title.len())],
+    }
+}
+
+pub fn case_content(name: &str) -> TestCaseContent {
+    let vars = json!({ "text": format!("input of {name}"), "audience": "lawyers" });
+    TestCaseContent {
+        name: name.to_owned(),
+        vars: vars.as_object().cloned().unwrap(),
+        expected_output: Some(format!("summary of {name}")),
+        assertions: vec![serde_json::from_value(json!({ "type": "contains", "value": "summary" })).unwrap()],
+    }
+}
+
+pub fn workspace_created(workspace_id: Uuid, owner_id: Uuid) -> NewEvent {
+    NewEvent::from_domain(&WorkspaceEvent::WorkspaceCreated {
+        workspace_id,
+        name: format!("workspace {}", workspace_id.simple()),
+        owner_id,
+    })
+}
+
+pub fn member_added(user_id: Uuid, role: Role) -> NewEvent {
+    NewEvent::from_domain(&WorkspaceEvent::MemberAdded { user_id, role })
+}
+
+pub fn card_created(card_id: Uuid, workspace_id: Uuid, title: &str) -> NewEvent {
+    NewEvent::from_domain(&CardEvent::PromptCardCreated {
+        card_id,
+        workspace_id,
+        content: content(title),
+    })
+}
+
+pub fn card_updated(version: u32, title: &str) -> NewEvent {
+    NewEvent::from_domain(&CardEvent::PromptCardUpdated {
+        version,
+        content: content(title),
+    })
+}
+
+pub fn label_moved(label: &str, version: u32, previous_version: Option<u32>) -> NewEvent {
+    NewEvent::from_domain(&CardEvent::PromptCardLabelMoved {
+        label: label.to_owned(),
+        version,
+        previous_version,
+    })
+}
+
+pub fn card_archived() -> NewEvent {
+    NewEvent::from_domain(&CardEvent::PromptCardArchived {})
+}
+
+pub fn case_created(case_id: Uuid, card_id: Uuid, workspace_id: Uuid, name: &str) -> NewEvent {
+    NewEvent::from_domain(&TestCaseEvent::TestCaseCreated {
+        case_id,
+        card_id,
+        workspace_id,
+        content: case_content(name),
+    })
+}
+
+pub fn case_updated(name: &str) -> NewEvent {
+    NewEvent::from_domain(&TestCaseEvent::TestCaseUpdated {
+        content: case_content(name),
+    })
+}
+
+pub fn case_deleted() -> NewEvent {
+    NewEvent::from_domain(&TestCaseEvent::TestCaseDeleted {})
+}
+
+pub fn stream(
+    stream_id: Uuid,
+    stream_type: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> StreamAppend {
+    StreamAppend {
+        stream_id,
+        stream_type: stream_type.to_owned(),
+        expected,
+        events,
+    }
+}
+
+/// A W3C traceparent, different every call.
+pub fn traceparent() -> String {
+    format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16])
+}
+
+/// Someone acting in a workspace: the metadata every append of theirs carries.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub workspace_id: Uuid,
+    pub actor_id: Uuid,
+}
+
+impl Actor {
+    pub fn new() -> Self {
+        Self {
+            workspace_id: Uuid::now_v7(),
+            actor_id: Uuid::now_v7(),
+        }
+    }
+
+    pub fn metadata(&self, traced: bool) -> Metadata {
+        Metadata {
+            actor_id: Some(self.actor_id),
+            workspace_id: Some(self.workspace_id),
+            correlation_id: Uuid::now_v7(),
+            traceparent: traced.then(traceparent),
+            ..Metadata::default()
+        }
+    }
+
+    pub async fn append(&self, store: &EventStore, traced: bool, streams: Vec<StreamAppend>) -> Appended {
+        store
+            .append(Append {
+                streams,
+                metadata: self.metadata(traced),
+                ..Append::default()
+            })
+            .await
+            .expect("append")
+    }
+
+    /// Creates this actor's workspace (owned by the actor) with two more members.
+    pub async fn create_workspace(&self, store: &EventStore) {
+        let events = vec![
+            workspace_created(self.workspace_id, self.actor_id),
+            member_added(Uuid::now_v7(), Role::Member),
+            member_added(Uuid::now_v7(), Role::Viewer),
+        ];
+        self.append(store, true, vec![stream(self.workspace_id, "workspace", ExpectedVersion::NoStream, events)])
+            .await;
+    }
+}
+
+/// Writes a realistic history: per workspace, the workspace itself; per card, its creation
+/// together with a test case (one append, two streams), then `updates` updates, some of them
+/// appended together with a label move, a test case update, and finally the archive of every
+/// other card and the deletion of every third test case. About half the appends carry a
+/// traceparent. Returns the number of events written.
+pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: u32) -> usize {
+    let mut written = 0;
+    for _ in 0..workspaces {
+        let actor = Actor::new();
+        actor.create_workspace(store).await;
+        written += 3;
+        for c in 0..cards {
+            let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
+            actor
+                .append(store, c % 2 == 0, vec![
+                    stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![card_created(
+                        card_id,
+                        actor.workspace_id,
+                        &format!("card {c}"),
+                    )]),
+                    stream(case_id, "test_case", ExpectedVersion::NoStream, vec![case_created(
+                        case_id,
+                        card_id,
+                        actor.workspace_id,
+                        &format!("case {c}"),
+                    )]),
+                ])
+                .await;
+            written += 2;
+            let mut stream_version = 1i64;
+            let mut labelled: Option<u32> = None;
+            for v in 2..=updates + 1 {
+                let mut events = vec![card_updated(v, &format!("card {c} v{v}"))];
+                if v % 3 == 0 {
+                    events.push(label_moved("production", v, labelled));
+                    labelled = Some(v);
+                }
+                let n = events.len() as i64;
+                actor
+                    .append(store, v % 2 == 1, vec![stream(
+                        card_id,
+                        "prompt_card",
+                        ExpectedVersion::Exact(stream_version),
+                        events,
+                    )])
+                    .await;
+                stream_version += n;
+                written += n as usize;
+            }
+            let mut case_events = vec![case_updated(&format!("case {c} renamed"))];
+            if c % 3 == 0 {
+                case_events.push(case_deleted());
+            }
+            written += case_events.len();
+            let mut streams = vec![stream(case_id, "test_case", ExpectedVersion::Exact(1), case_events)];
+            if c % 2 == 1 {
+                streams.push(stream(card_id, "prompt_card", ExpectedVersion::Exact(stream_version), vec![card_archived()]));
+                written += 1;
+            }
+            actor.append(store, false, streams).await;
+        }
+    }
+    written
+}
+
+/// Every stream of the store with its version, as the streams table has it.
+pub async fn store_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
+    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// What the Postgres projection believes it applied, per stream.
+pub async fn projected_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
+    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM read.stream_versions")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// All `n` events of the store in its global order. Polls, because the store's tailing reader
+/// does not pass transactions still open anywhere in the cluster.
+pub async fn read_everything(store: &EventStore, n: usize) -> Vec<RecordedEvent> {
+    let mut events: Vec<RecordedEvent> = Vec::new();
+    let mut cursor = Cursor::START;
+    let deadline = Instant::now() + DEADLINE;
+    while events.len() < n {
+        let batch = store.read_all(cursor, 1000).await.unwrap();
+        match batch.last() {
+            Some(last) => cursor = Cursor::after(last),
+            None => {
+                assert!(Instant::now() < deadline, "the store's reader delivered {} of {n} events", events.len());
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+        events.extend(batch);
+    }
+    assert_eq!(events.len(), n, "the store holds more events than were written");
+    events
+}
+
+// --- Postgres read models --------------------------------------------------------------------
+
+/// The tables of the `read` schema.
+pub async fn read_tables(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = 'read' AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Per table of the `read` schema: its row count and an md5 over all its rows, every column
+/// included, in a fixed order.
+pub async fn read_model_checksum(pool: &PgPool) -> BTreeMap<String, (i64, String)> {
+    let mut sums = BTreeMap::new();
+    for table in read_tables(pool).await {
+        let sum: (i64, String) = sqlx::query_as(&format!(
+            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, ',' ORDER BY row_to_json(t)::text), ''))
+             FROM read.{table} t"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        sums.insert(table, sum);
+    }
+    sums
+}
+
+/// Empties every table of the `read` schema.
+pub async fn truncate_read_models(pool: &PgPool) {
+    let tables: Vec<String> = read_tables(pool).await.iter().map(|t| format!("read.{t}")).collect();
+    sqlx::query(&format!("TRUNCATE {}", tables.join(", ")))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// Rebuilds the Postgres read models from the store's `n` events, in batches as a projector
+/// would, and returns their checksum.
+pub async fn replayed_checksum(pool: &PgPool, store: &EventStore, n: usize) -> BTreeMap<String, (i64, String)> {
+    truncate_read_models(pool).await;
+    let sink = PostgresSink::new(pool.clone());
+    for batch in read_everything(store, n).await.chunks(100) {
+        sink.apply(batch).await.unwrap();
+    }
+    read_model_checksum(pool).await
+}
+
+// --- Kafka -----------------------------------------------------------------------------------
+
+/// Creates a fresh topic on `brokers` and waits until its partitions are known.
+pub async fn create_topic(brokers: &str, partitions: i32) -> String {
+    let name = format!("pipeline-test-{}", Uuid::new_v4().simple());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("CreateTopics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic} failed: {code}"));
+    }
+    let (brokers_owned, name_owned) = (brokers.to_owned(), name.clone());
+    eventually("the new topic's partitions are known", || {
+        let (brokers, name) = (brokers_owned.clone(), name_owned.clone());
+        async move {
+            let known = tokio::task::spawn_blocking(move || partition_ids(&brokers, &name)).await.unwrap();
+            (known.len() == partitions as usize).then_some(())
+        }
+    })
+    .await;
+    name
+}
+
+/// The partition ids of `topic`, as the broker's metadata has them (blocking).
+fn partition_ids(brokers: &str, topic: &str) -> Vec<i32> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+        Ok(metadata) => metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A unique consumer group id.
+pub fn group_id(what: &str) -> String {
+    format!("pipeline-test-{what}-{}", Uuid::new_v4().simple())
+}
+
+/// One message of the events topic.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: HashMap<String, String>,
+    pub value: Value,
+}
+
+impl Message {
+    pub fn event(&self) -> RecordedEvent {
+        serde_json::from_value(self.value.clone()).expect("every message's value is a recorded event")
+    }
+}
+
+/// Everything on `topic`, read from the beginning of every partition by a fresh consumer, up
+/// to the high watermarks taken when the call starts; in (partition, offset) order.
+pub async fn consume_all(brokers: &str, topic: &str) -> Vec<Message> {
+    let (b, t) = (brokers.to_owned(), topic.to_owned());
+    let high: BTreeMap<i32, i64> = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", group_id("watermarks"))
+            .create()
+            .unwrap();
+        partition_ids(&b, &t)
+            .into_iter()
+            .map(|p| (p, consumer.fetch_watermarks(&t, p, Duration::from_secs(10)).expect("watermarks").1))
+            .collect()
+    })
+    .await
+    .unwrap();
+    assert!(!high.is_empty(), "topic {topic} has no partitions");
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for &partition in high.keys() {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+
+    let mut messages = Vec::new();
+    let mut next: BTreeMap<i32, i64> = high.keys().map(|&p| (p, 0)).collect();
+    let deadline = Instant::now() + DEADLINE;
+    while next.iter().any(|(p, offset)| *offset < high[p]) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(remaining, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out reading {topic} up to {high:?}; reached {next:?}"))
+            .expect("consume");
+        let headers = message
+            .headers()
+            .map(|h| {
+                (0..h.count())
+                    .map(|i| {
+                        let header = h.get(i);
+                        let value = String::from_utf8(header.value.unwrap_or_default().to_vec()).unwrap();
+                        (header.key.to_owned(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let partition = message.partition();
+        next.insert(partition, message.offset() + 1);
+        if message.offset() >= high[&partition] {
+            continue;
+        }
+        messages.push(Message {
+            partition,
+            offset: message.offset(),
+            key: message.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
+            headers,
+            value: serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON value"),
+        });
+    }
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    messages
+}
+
+/// Steps the relay until it has published `n` events, then checks it has nothing left.
+pub async fn publish_all(relay: &mut Relay, n: usize) {
+    let mut published = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while published < n {
+        assert!(Instant::now() < deadline, "the relay published {published} of {n} events");
+        match relay.step().await.expect("relay step") {
+            Outcome::Published { count, .. } => published += count,
+            Outcome::Idle => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+    assert_eq!(published, n, "the relay published more events than were written");
+    assert_eq!(relay.step().await.expect("relay step"), Outcome::Idle);
+}
+
+/// A relay for `topic` on `brokers` over the test's store.
+pub async fn relay_for(store: &EventStore, brokers: &str, topic: &str, batch_size: i64) -> Relay {
+    Relay::new(store.clone(), relay::producer(brokers).unwrap(), topic, batch_size)
+        .await
+        .unwrap()
+}
+
+/// Steps the worker until it has taken exactly `n` events off the topic.
+pub async fn consume_n<S: Sink>(worker: &Worker<S>, n: usize) {
+    let mut taken = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while taken < n {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // A step retries a failing sink for ever; the deadline bounds that too.
+        let step = tokio::time::timeout(remaining, worker.step(WORKER_WAIT))
+            .await
+            .unwrap_or_else(|_| panic!("the worker took {taken} of {n} events (a step is stuck, e.g. retrying a failing batch)"));
+        if let projector::Outcome::Applied { events, .. } = step.expect("worker step") {
+            taken += events;
+        }
+    }
+    assert_eq!(taken, n, "the worker took more events than expected");
+}
+
+/// Per stream, the versions in the order the topic holds them (partition, then offset), and
+/// checks every stream's messages are keyed by its id and all in one partition.
+pub fn versions_by_stream(messages: &[Message]) -> HashMap<Uuid, Vec<i64>> {
+    let mut by_stream: HashMap<Uuid, Vec<i64>> = HashMap::new();
+    let mut partition_of: HashMap<Uuid, i32> = HashMap::new();
+    for message in messages {
+        let event = message.event();
+        assert_eq!(message.key.as_deref(), Some(event.stream_id.to_string().as_str()), "message key");
+        let partition = *partition_of.entry(event.stream_id).or_insert(message.partition);
+        assert_eq!(partition, message.partition, "stream {} is spread over partitions", event.stream_id);
+        by_stream.entry(event.stream_id).or_default().push(event.version);
+    }
+    by_stream
+}
+
+// --- a private broker ------------------------------------------------------------------------
+
+/// A tansu broker of one test's own, on a free port, storing in a directory of its own so it
+/// can be killed and restarted on the same data. Killed (SIGKILL) and removed on drop.
+pub struct PrivateBroker {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("pipeline-tansu-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut broker = Self { dir, port, child: None };
+        broker.restart().await;
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker on the same port and storage and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &self.url(), "--advertised-listener-url", &self.url()])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+        let addr: SocketAddr = self.brokers().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tansu exited with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "tansu is not listening on {addr}: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tansu_bin() -> PathBuf {
+    match std::env::var_os("TANSU_BIN") {
+        Some(bin) => bin.into(),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo/bin/tansu"),
+    }
+}
+
+// --- ClickHouse ------------------------------------------------------------------------------
+
+/// A ClickHouse database of one test's own, migrated; dropped on drop.
+pub struct ClickHouseDb {
+    pub name: String,
+}
+
+impl ClickHouseDb {
+    pub async fn create() -> Self {
+        let db = Self {
+            name: format!("test_{}", Uuid::new_v4().simple()),
+        };
+        projector::clickhouse_sink::ClickHouseSink::migrate(&clickhouse_url(), &db.name)
+            .await
+            .expect("ClickHouse migrations");
+        db
+    }
+
+    pub fn client(&self) -> clickhouse::Client {
+        projector::clickhouse_sink::client(&clickhouse_url(), &self.name)
+    }
+}
+
+impl Drop for ClickHouseDb {
+    /// A plain HTTP request, because drop cannot await.
+    fn drop(&mut self) {
+        let query = format!("DROP DATABASE IF EXISTS {}", self.name);
+        let url = clickhouse_url();
+        let host = url.trim_start_matches("http://");
+        if let Ok(mut connection) = TcpStream::connect(host) {
+            let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{query}",
+                query.len()
+            );
+            if connection.write_all(request.as_bytes()).is_ok() {
+                let mut response = String::new();
+                let _ = connection.read_to_string(&mut response);
+            }
+        }
+    }
+}
