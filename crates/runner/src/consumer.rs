@@ -1,0 +1,111 @@
+//! Run requests from the events topic. A request's offset is committed only once its run is
+//! over, and never past a request still running, so a runner that dies mid-run sees the
+//! request again on restart and resumes it.
+
+use crate::Runner;
+use event_store::RecordedEvent;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use uuid::Uuid;
+
+type Partition = (String, i32);
+
+pub struct RunRequests {
+    consumer: StreamConsumer,
+    runner: Runner,
+    max_runs: usize,
+}
+
+impl RunRequests {
+    pub fn new(brokers: &str, group_id: &str, topic: &str, runner: Runner, max_runs: usize) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // A long run keeps its request uncommitted; the consumer itself keeps polling.
+            .set("max.poll.interval.ms", "3600000")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(Self { consumer, runner, max_runs: max_runs.max(1) })
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        let slots = Arc::new(Semaphore::new(self.max_runs));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Partition, i64)>();
+        // Offsets received and not yet finished, and the next offset to read, per partition.
+        let mut in_flight: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
+        let mut next: BTreeMap<Partition, i64> = BTreeMap::new();
+        loop {
+            tokio::select! {
+                Some((partition, offset)) = done_rx.recv() => {
+                    if let Some(offsets) = in_flight.get_mut(&partition) {
+                        offsets.remove(&offset);
+                    }
+                }
+                message = self.consumer.recv() => {
+                    let message = message?;
+                    let partition = (message.topic().to_owned(), message.partition());
+                    let offset = message.offset();
+                    next.insert(partition.clone(), offset + 1);
+                    let requested = message
+                        .payload()
+                        .and_then(|p| serde_json::from_slice::<RecordedEvent>(p).ok())
+                        .filter(|e| e.event_type == "TestRunRequested")
+                        .map(|e| e.stream_id);
+                    if let Some(run_id) = requested {
+                        in_flight.entry(partition.clone()).or_default().insert(offset);
+                        let permit = slots.clone().acquire_owned().await?;
+                        let (runner, done) = (self.runner.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            execute_until_done(&runner, run_id).await;
+                            let _ = done.send((partition, offset));
+                            drop(permit);
+                        });
+                    }
+                }
+            }
+            self.commit(&in_flight, &next)?;
+        }
+    }
+
+    /// Commits, per partition, up to the oldest request still running (or all that was read).
+    fn commit(&self, in_flight: &BTreeMap<Partition, BTreeSet<i64>>, next: &BTreeMap<Partition, i64>) -> anyhow::Result<()> {
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next_offset) in next {
+            let safe = in_flight
+                .get(partition)
+                .and_then(|o| o.first().copied())
+                .unwrap_or(*next_offset);
+            offsets.add_partition_offset(&partition.0, partition.1, Offset::Offset(safe))?;
+        }
+        if offsets.count() > 0 {
+            self.consumer.commit(&offsets, CommitMode::Async)?;
+        }
+        Ok(())
+    }
+}
+
+/// Retries a run whose execution failed (a database outage, say) until it is over.
+async fn execute_until_done(runner: &Runner, run_id: Uuid) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match runner.execute(run_id).await {
+            Ok(outcome) => {
+                tracing::info!(run_id = %run_id, outcome = ?outcome, "Run is over.");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(run_id = %run_id, error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
+                    "Executing the run failed; resuming it shortly.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The runner: executes requested test runs. For each pending (case, provider, repetition) it
+//! renders the snapshotted template, calls the provider, grades the output with the domain's
+//! assertions and records the result on the run's stream. Results are appended in batches at
+//! the run's expected version, and the aggregate records each slot at most once, so a runner
+//! killed mid-run resumes without redoing or losing a result; a cancel stops further calls.
+
+mod consumer;
+
+pub use consumer::RunRequests;
+
+use domain::assertion::{grade, Observation};
+use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
+use domain::template::render;
+use domain::{Aggregate, DomainError};
+use event_store::{Append, AppendError, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend};
+use providers::Providers;
+use service::{env_or, Secret};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub database_url: Secret,
+    pub kafka_brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// Runs executed at the same time.
+    pub max_concurrent_runs: usize,
+    /// Provider calls in flight per run (providers bound their own concurrency too).
+    pub max_in_flight: usize,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            addr: env_or("RUNNER_ADDR", "127.0.0.1:8083").parse()?,
+            database_url: Secret::new(env_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/promptcards",
+            )),
+            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            group_id: env_or("RUNNER_GROUP", "promptcards-runner"),
+            max_concurrent_runs: env_or("RUNNER_MAX_RUNS", "4").parse()?,
+            max_in_flight: env_or("RUNNER_MAX_IN_FLIGHT", "64").parse()?,
+        })
+    }
+}
+
+/// How a run execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Completed { recorded: usize },
+    Cancelled { recorded: usize },
+    /// The run was already finished, failed or cancelled; nothing was called.
+    AlreadyOver,
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    repo: Repository,
+    providers: Arc<Providers>,
+    max_in_flight: usize,
+}
+
+/// Most results appended in one transaction.
+const BATCH: usize = 500;
+/// How long the appender gathers results before writing a partial batch, and how often it
+/// checks for a cancel while results are slow to come.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+const CANCEL_CHECK: Duration = Duration::from_millis(250);
+
+impl Runner {
+    pub fn new(repo: Repository, providers: Arc<Providers>, max_in_flight: usize) -> Self {
+        Self { repo, providers, max_in_flight: max_in_flight.max(1) }
+    }
+
+    /// Executes whatever the run still needs, then completes it. Safe to call again after a
+    /// crash, or twice concurrently: recorded slots are skipped and appends are conditional.
+    #[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
+    pub async fn execute(&self, run_id: Uuid) -> anyhow::Result<RunOutcome> {
+        let loaded = self.repo.load::<TestRun>(run_id).await?;
+        if loaded.state.id.is_none() || loaded.state.status.is_terminal() {
+            return Ok(RunOutcome::AlreadyOver);
+        }
+        let plan = loaded.state.plan.clone().expect("a requested run has a plan");
+        let pending = loaded.state.pending();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (results, receiver) = mpsc::channel::<TestResult>(BATCH * 2);
+        let appender = tokio::spawn(append_results(self.repo.clone(), run_id, plan.workspace_id, receiver, cancelled.clone()));
+
+        let slots = Arc::new(Semaphore::new(self.max_in_flight));
+        let mut calls = tokio::task::JoinSet::new();
+        for key in pending {
+            let permit = slots.clone().acquire_owned().await?;
+            if cancelled.load(Ordering::Relaxed) {
+                break;
+            }
+            let (providers, plan, results) = (self.providers.clone(), plan.clone(), results.clone());
+            calls.spawn(async move {
+                let result = run_one(&providers, &plan, key).await;
+                let _ = results.send(result).await;
+                drop(permit);
+            });
+        }
+        drop(results);
+        while calls.join_next().await.is_some() {}
+        let recorded = appender.await??;
+
+        if cancelled.load(Ordering::Relaxed) {
+            return Ok(RunOutcome::Cancelled { recorded });
+        }
+        match self.decide_and_append(run_id, plan.workspace_id, RunCommand::Complete).await {
+            Ok(_) => Ok(RunOutcome::Completed { recorded }),
+            Err(AppendOutcome::Refused(DomainError::Conflict(_))) => {
+                let state = self.repo.load::<TestRun>(run_id).await?.state;
+                if state.status == domain::run::RunStatus::Cancelled {
+                    Ok(RunOutcome::Cancelled { recorded })
+                } else {
+                    anyhow::bail!("run {run_id} could not complete: {} of {} recorded", state.completed(), state.total())
+                }
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Loads the run, decides, and appends at the loaded version, retrying a lost race.
+    async fn decide_and_append(&self, run_id: Uuid, workspace_id: Uuid, command: RunCommand) -> Result<usize, AppendOutcome> {
+        decide_and_append(&self.repo, run_id, workspace_id, command).await
+    }
+}
+
+/// Why recording did not happen.
+#[derive(Debug)]
+enum AppendOutcome {
+    Refused(DomainError),
+    Failed(anyhow::Error),
+}
+
+impl From<AppendOutcome> for anyhow::Error {
+    fn from(outcome: AppendOutcome) -> Self {
+        match outcome {
+            AppendOutcome::Refused(e) => anyhow::anyhow!(e),
+            AppendOutcome::Failed(e) => e,
+        }
+    }
+}
+
+async fn decide_and_append(repo: &Repository, run_id: Uuid, workspace_id: Uuid, command: RunCommand) -> Result<usize, AppendOutcome> {
+    loop {
+        let loaded = repo.load::<TestRun>(run_id).await.map_err(|e| AppendOutcome::Failed(e.into()))?;
+        let events = loaded.state.decide(command.clone()).map_err(AppendOutcome::Refused)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let appended = repo
+            .store()
+            .append(Append {
+                streams: vec![StreamAppend {
+                    stream_id: run_id,
+                    stream_type: TestRun::STREAM_TYPE.into(),
+                    expected: ExpectedVersion::Exact(loaded.version),
+                    events: events.iter().map(NewEvent::from_domain).collect(),
+                }],
+                metadata: Metadata {
+                    workspace_id: Some(workspace_id),
+                    correlation_id: run_id,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await;
+        match appended {
+            Ok(_) => return Ok(events.len()),
+            // Someone else (a cancel, another runner) appended first: decide again.
+            Err(AppendError::WrongExpectedVersion { .. }) => continue,
+            Err(other) => return Err(AppendOutcome::Failed(other.into())),
+        }
+    }
+}
+
+/// Gathers results into batches and records them; stops taking results once the run is
+/// cancelled. Returns how many results it recorded.
+async fn append_results(
+    repo: Repository,
+    run_id: Uuid,
+    workspace_id: Uuid,
+    mut receiver: mpsc::Receiver<TestResult>,
+    cancelled: Arc<AtomicBool>,
+) -> anyhow::Result<usize> {
+    let mut recorded = 0;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut last_check = Instant::now();
+    loop {
+        let next = tokio::time::timeout(BATCH_WINDOW, receiver.recv()).await;
+        let closed = matches!(next, Ok(None));
+        if let Ok(Some(result)) = next {
+            batch.push(result);
+            if batch.len() < BATCH {
+                continue;
+            }
+        }
+        if !batch.is_empty() {
+            let results = std::mem::take(&mut batch);
+            let count = results.len();
+            match decide_and_append(&repo, run_id, workspace_id, RunCommand::Record { results }).await {
+                Ok(_) => {
+                    recorded += count;
+                    metrics::counter!("runner_results_recorded_total").increment(count as u64);
+                }
+                Err(AppendOutcome::Refused(DomainError::Conflict(_))) => {
+                    cancelled.store(true, Ordering::Relaxed);
+                    return Ok(recorded);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        } else if last_check.elapsed() >= CANCEL_CHECK {
+            last_check = Instant::now();
+            let state = repo.load::<TestRun>(run_id).await?.state;
+            if state.status.is_terminal() {
+                cancelled.store(true, Ordering::Relaxed);
+                return Ok(recorded);
+            }
+        }
+        if closed {
+            return Ok(recorded);
+        }
+    }
+}
+
+/// Renders, calls and grades one slot. Every failure becomes a recorded error, never a crash.
+async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> TestResult {
+    let case = plan.cases.iter().find(|c| c.case_id == key.case_id).expect("keys come from the plan");
+    let provider = plan.providers.iter().find(|p| p.id == key.provider).expect("keys come from the plan");
+    let failed = |rendered_prompt: String, error: String, latency_ms: u64| TestResult {
+        key: key.clone(),
+        rendered_prompt,
+        output: None,
+        error: Some(error),
+        latency_ms,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_micro_usd: 0,
+        passed: false,
+        score: 0.0,
+        assertions: vec![],
+    };
+    let prompt = match render(&plan.template, &plan.variables, &case.vars) {
+        Ok(prompt) => prompt,
+        Err(error) => return failed(String::new(), format!("the template did not render: {error}"), 0),
+    };
+    let started = Instant::now();
+    let completion = match providers.complete(provider, &prompt).await {
+        Ok(completion) => completion,
+        Err(error) => return failed(prompt, error.to_string(), started.elapsed().as_millis() as u64),
+    };
+    let latency_ms = completion.latency.as_millis() as u64;
+    // None when the model's price is unknown, so a `cost` assertion can tell it from free.
+    let cost = providers
+        .prices()
+        .cost(&provider.id, completion.prompt_tokens, completion.completion_tokens);
+    let graded = grade(
+        &case.assertions,
+        &Observation {
+            output: &completion.output,
+            vars: &case.vars,
+            latency_ms,
+            cost_micro_usd: cost,
+        },
+    );
+    let cost_micro_usd = cost.unwrap_or(0);
+    TestResult {
+        key,
+        rendered_prompt: prompt,
+        output: Some(completion.output),
+        error: None,
+        latency_ms,
+        prompt_tokens: completion.prompt_tokens,
+        completion_tokens: completion.completion_tokens,
+        cost_micro_usd,
+        passed: graded.passed,
+        score: graded.score,
+        assertions: graded.verdicts,
+    }
+}
