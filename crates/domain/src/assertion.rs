@@ -1,8 +1,17 @@
-//! Test-case assertions, named as promptfoo names them.
+//! Test-case assertions, named as promptfoo names them, and their evaluation with promptfoo's
+//! semantics ([`evaluate`], [`grade`]).
 
 use crate::error::Problems;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+mod engine;
+mod js;
+mod js_regex;
+mod json;
+mod schema;
+
+pub use engine::{evaluate, grade};
 
 /// The deterministic assertion types promptfoo defines that Promptcards evaluates.
 pub const BASE_TYPES: &[&str] = &[
@@ -53,9 +62,14 @@ fn is_text(value: &Value) -> bool {
     value.is_string() || value.is_number()
 }
 
+fn is_non_empty_string(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| !s.is_empty())
+}
+
 fn is_text_list(value: &Value) -> bool {
     match value {
-        Value::String(_) => true, // promptfoo also accepts a comma-separated string
+        // promptfoo also accepts a comma-separated string
+        Value::String(s) => !s.is_empty(),
         Value::Array(items) => !items.is_empty() && items.iter().all(is_text),
         _ => false,
     }
@@ -100,11 +114,15 @@ pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems
         let value = assertion.value.as_ref();
         let value_problem = match base {
             "equals" if value.is_none() => Some("is required"),
-            "contains" | "icontains" | "starts-with" | "regex" | "levenshtein"
-                if !value.is_some_and(is_text) =>
-            {
-                Some("must be a string")
+            // promptfoo refuses to run these with an empty value (or, for starts-with and
+            // regex, a number), so they are refused here rather than at run time.
+            "contains" | "icontains" if !value.is_some_and(|v| is_text(v) && v != "") => {
+                Some("must be a non-empty string or a number")
             }
+            "starts-with" | "regex" if !value.is_some_and(is_non_empty_string) => {
+                Some("must be a non-empty string")
+            }
+            "levenshtein" if !value.is_some_and(Value::is_string) => Some("must be a string"),
             "contains-any" | "contains-all" | "icontains-any" | "icontains-all"
                 if !value.is_some_and(is_text_list) =>
             {
@@ -131,6 +149,37 @@ pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems
             problems.add(format!("{field}.weight"), "must be a non-negative number");
         }
     }
+}
+
+/// What an assertion is checked against: one provider call's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation<'a> {
+    /// The provider's output text ("" when the call failed).
+    pub output: &'a str,
+    /// The test case's vars; assertion values are templates rendered with them.
+    pub vars: &'a serde_json::Map<String, Value>,
+    pub latency_ms: u64,
+    /// Cost of the call in micro-USD, when the provider reports usage.
+    pub cost_micro_usd: Option<i64>,
+}
+
+/// One assertion's verdict, as promptfoo reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub passed: bool,
+    /// 0 to 1.
+    pub score: f64,
+    pub reason: String,
+}
+
+/// A test case's overall grade: promptfoo's weighted score and pass rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grade {
+    pub passed: bool,
+    pub score: f64,
+    pub verdicts: Vec<Verdict>,
 }
 
 #[cfg(test)]
@@ -200,35 +249,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// What an assertion is checked against: one provider call's outcome.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation<'a> {
-    /// The provider's output text ("" when the call failed).
-    pub output: &'a str,
-    /// The test case's vars; assertion values are templates rendered with them.
-    pub vars: &'a serde_json::Map<String, Value>,
-    pub latency_ms: u64,
-    /// Cost of the call in micro-USD, when the provider reports usage.
-    pub cost_micro_usd: Option<i64>,
-}
-
-/// One assertion's verdict, as promptfoo reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub passed: bool,
-    /// 0 to 1.
-    pub score: f64,
-    pub reason: String,
-}
-
-/// A test case's overall grade: promptfoo's weighted score and pass rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Grade {
-    pub passed: bool,
-    pub score: f64,
-    pub verdicts: Vec<Verdict>,
 }

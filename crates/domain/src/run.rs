@@ -3,7 +3,7 @@
 //! (case, provider, repetition) is recorded at most once, which is what lets a restarted
 //! runner resume without redoing or losing a result.
 
-use crate::assertion::{Assertion, Verdict};
+use crate::assertion::{check_assertions, Assertion, Verdict};
 use crate::error::Problems;
 use crate::template::Variable;
 use crate::{Aggregate, DomainError, Event};
@@ -58,6 +58,16 @@ pub struct TestResult {
     pub passed: bool,
     pub score: f64,
     pub assertions: Vec<Verdict>,
+}
+
+/// A recorded result graded again under another assertion set, without calling a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegradedResult {
+    #[serde(flatten)]
+    pub key: ResultKey,
+    pub passed: bool,
+    pub score: f64,
+    pub verdicts: Vec<Verdict>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -198,6 +208,9 @@ pub enum RunCommand {
     Complete,
     Fail { reason: String },
     Cancel,
+    /// Records grades of recorded results under a new assertion set (computed by the caller
+    /// with `assertion::grade`); the original verdicts stay as they were recorded.
+    Regrade { assertions: Vec<Assertion>, results: Vec<RegradedResult> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,6 +233,10 @@ pub enum RunEvent {
     TestRunCompleted { passed: u64, failed: u64 },
     TestRunFailed { reason: String },
     TestRunCancelled {},
+    TestRunRegraded {
+        assertions: Vec<Assertion>,
+        results: Vec<RegradedResult>,
+    },
 }
 
 impl Event for RunEvent {
@@ -231,6 +248,7 @@ impl Event for RunEvent {
             RunEvent::TestRunCompleted { .. } => "TestRunCompleted",
             RunEvent::TestRunFailed { .. } => "TestRunFailed",
             RunEvent::TestRunCancelled { .. } => "TestRunCancelled",
+            RunEvent::TestRunRegraded { .. } => "TestRunRegraded",
         }
     }
 }
@@ -321,6 +339,29 @@ impl Aggregate for TestRun {
                 self.ensure_open()?;
                 Ok(vec![RunEvent::TestRunCancelled {}])
             }
+            RunCommand::Regrade { assertions, results } => {
+                if self.id.is_none() {
+                    return Err(DomainError::NotFound("test run not found".into()));
+                }
+                let mut problems = Problems::default();
+                if assertions.is_empty() {
+                    problems.add("assertions", "give at least one assertion");
+                }
+                check_assertions(&assertions, &mut problems);
+                if results.is_empty() {
+                    problems.add("results", "the run has no recorded results to grade again");
+                }
+                let mut seen = BTreeSet::new();
+                for (i, result) in results.iter().enumerate() {
+                    if !self.recorded.contains(&result.key) {
+                        problems.add(format!("results[{i}]"), format!("{:?} has no recorded result", result.key));
+                    } else if !seen.insert(&result.key) {
+                        problems.add(format!("results[{i}]"), "is listed twice");
+                    }
+                }
+                problems.into_result()?;
+                Ok(vec![RunEvent::TestRunRegraded { assertions, results }])
+            }
         }
     }
 
@@ -346,6 +387,9 @@ impl Aggregate for TestRun {
                 self.failure = Some(reason.clone());
             }
             RunEvent::TestRunCancelled {} => self.status = RunStatus::Cancelled,
+            // A re-grade is an analysis kept in the run's history; the run's own verdicts,
+            // counts and status are those recorded when it ran.
+            RunEvent::TestRunRegraded { .. } => {}
         }
         self
     }
@@ -463,6 +507,33 @@ mod tests {
         let err = given_when::<TestRun>(&given, RunCommand::Record { results: vec![result(key, true)] }).unwrap_err();
         assert!(matches!(err, DomainError::Conflict(_)));
         assert!(matches!(given_when::<TestRun>(&given, RunCommand::Cancel), Err(DomainError::Conflict(_))));
+    }
+
+    #[test]
+    fn a_regrade_covers_recorded_results_only_and_leaves_the_original_verdicts() {
+        let p = plan(2, &["echo"], 1);
+        let keys: Vec<ResultKey> = p.keys().collect();
+        let recorded = RunEvent::TestResultRecorded { card_id: p.card_id, card_version: 1, result: result(keys[0].clone(), true) };
+        let given = [requested(p), recorded];
+        let contains: Assertion = serde_json::from_value(serde_json::json!({"type": "contains", "value": "x"})).unwrap();
+        let regraded = |key: &ResultKey| RegradedResult { key: key.clone(), passed: false, score: 0.0, verdicts: vec![] };
+        let events = given_when::<TestRun>(
+            &given,
+            RunCommand::Regrade { assertions: vec![contains.clone()], results: vec![regraded(&keys[0])] },
+        )
+        .unwrap();
+        assert!(matches!(&events[..], [RunEvent::TestRunRegraded { results, .. }] if results.len() == 1));
+        let run = TestRun::fold(given.iter().chain(&events));
+        assert_eq!((run.passed, run.failed), (1, 0));
+
+        let err = given_when::<TestRun>(
+            &given,
+            RunCommand::Regrade { assertions: vec![], results: vec![regraded(&keys[1]), regraded(&keys[0]), regraded(&keys[0])] },
+        )
+        .unwrap_err();
+        let DomainError::Invalid(fields) = err else { panic!("expected invalid") };
+        let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, vec!["assertions", "results[0]", "results[2]"]);
     }
 
     #[test]
