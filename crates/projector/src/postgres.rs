@@ -345,6 +345,8 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
         RunEvent::TestRunCompleted { .. } => set_run_status(tx, event, "COMPLETED", None).await?,
         RunEvent::TestRunFailed { reason } => set_run_status(tx, event, "FAILED", Some(&reason)).await?,
         RunEvent::TestRunCancelled {} => set_run_status(tx, event, "CANCELLED", None).await?,
+        // A re-grade is kept in the run's history; the read model shows the run as it ran.
+        RunEvent::TestRunRegraded { .. } => {}
     }
     Ok(())
 }
