@@ -103,6 +103,13 @@ impl AppState {
             }
             return Ok(reply_with_position(status, Some(body), position, false));
         }
+        // The events carry the context of the span appending them, so the relay and the
+        // projectors continue this trace. Without span export there is no such context, and the
+        // caller's own headers are passed on unchanged.
+        let (traceparent, tracestate) = match service::current_traceparent() {
+            Some((traceparent, tracestate)) => (Some(traceparent), tracestate),
+            None => (ctx.traceparent.clone(), ctx.tracestate.clone()),
+        };
         let append = Append {
             streams,
             metadata: Metadata {
@@ -110,8 +117,8 @@ impl AppState {
                 workspace_id,
                 correlation_id: ctx.correlation_id,
                 causation_id: None,
-                traceparent: ctx.traceparent.clone(),
-                tracestate: ctx.tracestate.clone(),
+                traceparent,
+                tracestate,
             },
             reservations,
             idempotency: self.idempotency(ctx, body.clone()),

@@ -55,6 +55,8 @@ pub struct CommandContext {
     /// The client's Idempotency-Key and the hash of its request.
     pub idempotency: Option<(String, String)>,
     pub correlation_id: Uuid,
+    /// The caller's W3C trace context, recorded with the events as sent when this process does
+    /// not export spans (with export on, the request span's own context is recorded instead).
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
 }

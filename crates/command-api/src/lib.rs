@@ -124,7 +124,11 @@ pub fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("request", method = %request.method(), path, request_id)
+                let span = tracing::info_span!("request", method = %request.method(), path, request_id);
+                // A caller that traces hands us its context; the request continues its trace.
+                let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+                service::set_parent_from_traceparent(&span, header("traceparent"), header("tracestate"));
+                span
             })
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )

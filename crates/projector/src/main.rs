@@ -11,10 +11,12 @@ async fn main() -> anyhow::Result<()> {
     service::init_telemetry("projector");
     let settings = Settings::from_env()?;
     // Listen for SIGTERM from the first moment: start-up itself can wait on a service.
-    tokio::select! {
+    let result = tokio::select! {
         result = run(settings) => result,
         _ = service::shutdown_signal() => Ok(()),
-    }
+    };
+    service::shutdown_telemetry();
+    result
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

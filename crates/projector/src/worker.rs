@@ -65,6 +65,7 @@ impl<S: Sink> Worker<S> {
             }
         }
         let events = decode(&messages);
+        let spans = self.event_spans(&events);
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         while let Err(error) = self.sink.apply(&events).await {
@@ -75,6 +76,7 @@ impl<S: Sink> Worker<S> {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         self.commit(&messages)?;
+        drop(spans);
 
         let sink = self.sink.name();
         metrics::histogram!("projector_apply_seconds", "sink" => sink).record(started.elapsed().as_secs_f64());
@@ -92,6 +94,21 @@ impl<S: Sink> Worker<S> {
             events: events.len(),
             last_position,
         })
+    }
+
+    /// One span per event, in the trace of the command that appended it, open from before the
+    /// batch is applied until its offsets are committed. The batch stays one sink call (one
+    /// transaction); the spans only place each event's projection in its own trace.
+    fn event_spans(&self, events: &[RecordedEvent]) -> Vec<tracing::Span> {
+        events
+            .iter()
+            .map(|event| {
+                let span = tracing::info_span!("project", sink = self.sink.name(), event_id = %event.event_id,
+                    event_type = %event.event_type, position = event.position);
+                service::set_parent_from_traceparent(&span, event.traceparent.as_deref(), event.tracestate.as_deref());
+                span
+            })
+            .collect()
     }
 
     /// Commits, per partition, the offset after the last message applied.

@@ -102,12 +102,25 @@ impl Relay {
     }
 
     /// Publishes the next batch and waits for every delivery report before checkpointing.
-    #[tracing::instrument(skip_all, fields(after = self.cursor.position), err)]
     pub async fn step(&mut self) -> Result<Outcome, RelayError> {
         let events = self.store.read_all(self.cursor, self.batch_size).await?;
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             metrics::gauge!("relay_lag_events").set(0.0);
             metrics::gauge!("relay_lag_seconds").set(0.0);
+            return Ok(Outcome::Idle);
+        }
+        self.publish(events).await
+    }
+
+    /// One span per published batch (idle polls, ten a second, make none). A batch serves many
+    /// traces, so the span links to each event's trace instead of joining one of them.
+    #[tracing::instrument(skip_all, fields(after = self.cursor.position, count = events.len()), err)]
+    async fn publish(&mut self, events: Vec<RecordedEvent>) -> Result<Outcome, RelayError> {
+        let span = tracing::Span::current();
+        for event in &events {
+            service::add_link_from_traceparent(&span, event.traceparent.as_deref(), event.tracestate.as_deref());
+        }
+        let Some(last) = events.last() else {
             return Ok(Outcome::Idle);
         };
         let started = Instant::now();
@@ -153,22 +166,7 @@ impl Relay {
     ) -> Result<DeliveryFuture, RelayError> {
         let key = event.stream_id.to_string();
         let payload = serde_json::to_vec(event).expect("recorded events always serialize");
-        let event_id = event.event_id.to_string();
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "event_type",
-                value: Some(event.event_type.as_bytes()),
-            })
-            .insert(Header {
-                key: "event_id",
-                value: Some(event_id.as_bytes()),
-            });
-        if let Some(traceparent) = &event.traceparent {
-            headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(traceparent.as_bytes()),
-            });
-        }
+        let headers = message_headers(event);
         loop {
             let record = FutureRecord::to(&self.topic)
                 .key(&key)
@@ -213,6 +211,34 @@ impl Relay {
     }
 }
 
+/// The headers of an event's message: its type and id, and the trace context stored with it,
+/// so consumers that read only headers continue the event's trace.
+fn message_headers(event: &RecordedEvent) -> OwnedHeaders {
+    let event_id = event.event_id.to_string();
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "event_type",
+            value: Some(event.event_type.as_bytes()),
+        })
+        .insert(Header {
+            key: "event_id",
+            value: Some(event_id.as_bytes()),
+        });
+    if let Some(traceparent) = &event.traceparent {
+        headers = headers.insert(Header {
+            key: "traceparent",
+            value: Some(traceparent.as_bytes()),
+        });
+    }
+    if let Some(tracestate) = &event.tracestate {
+        headers = headers.insert(Header {
+            key: "tracestate",
+            value: Some(tracestate.as_bytes()),
+        });
+    }
+    headers
+}
+
 async fn wait_for(delivery: DeliveryFuture) -> Result<(), RelayError> {
     match delivery.await {
         Ok(Ok(_)) => Ok(()),
@@ -243,5 +269,54 @@ pub async fn acquire_leadership(
         }
         tracing::info!(topic, "Another relay is publishing; standing by.");
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+    use std::collections::HashMap;
+
+    fn event(traceparent: Option<&str>, tracestate: Option<&str>) -> RecordedEvent {
+        RecordedEvent {
+            position: 7,
+            tx_id: 3,
+            event_id: uuid::Uuid::now_v7(),
+            stream_id: uuid::Uuid::now_v7(),
+            stream_type: "prompt_card".into(),
+            version: 1,
+            event_type: "PromptCardCreated".into(),
+            schema_version: 1,
+            workspace_id: None,
+            actor_id: None,
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+            traceparent: traceparent.map(str::to_owned),
+            tracestate: tracestate.map(str::to_owned),
+            data: serde_json::json!({}),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn as_map(headers: &OwnedHeaders) -> HashMap<String, String> {
+        headers
+            .iter()
+            .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_trace_context_header_is_the_one_stored_with_the_event() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = event(Some(traceparent), Some("vendor=opaque"));
+        let headers = as_map(&message_headers(&traced));
+        assert_eq!(headers["traceparent"], traceparent);
+        assert_eq!(headers["tracestate"], "vendor=opaque");
+        assert_eq!(headers["event_type"], "PromptCardCreated");
+        assert_eq!(headers["event_id"], traced.event_id.to_string());
+
+        let headers = as_map(&message_headers(&event(None, None)));
+        assert!(!headers.contains_key("traceparent") && !headers.contains_key("tracestate"));
     }
 }

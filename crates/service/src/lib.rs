@@ -1,5 +1,6 @@
-//! What every Promptcards process shares: JSON telemetry, environment settings, the Prometheus
-//! recorder, the `/healthz` `/readyz` `/metrics` endpoints and graceful shutdown.
+//! What every Promptcards process shares: JSON logs and OpenTelemetry traces, environment
+//! settings, the Prometheus recorder, the `/healthz` `/readyz` `/metrics` endpoints and graceful
+//! shutdown.
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -12,19 +13,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use tracing_subscriber::{fmt as tracing_fmt, EnvFilter};
 
-/// JSON logs on stdout, filtered by `RUST_LOG` (default `info`).
-pub fn init_telemetry(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .try_init();
-    tracing::info!(service, "Telemetry initialised.");
-}
+pub mod telemetry;
+
+pub use telemetry::{
+    add_link_from_traceparent, current_traceparent, init_telemetry, set_parent_from_traceparent,
+    shutdown_telemetry, trace_id_of,
+};
 
 /// A setting from the environment, or its development default.
 pub fn env_or(name: &str, default: &str) -> String {

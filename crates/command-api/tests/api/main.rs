@@ -11,3 +11,4 @@ mod rate_limit;
 mod roles_and_tenancy;
 mod surface;
 mod test_cases;
+mod tracing;
