@@ -176,6 +176,34 @@ ensure_apt_packages() {
   esac
 }
 
+# --- promptfoo (the reference the assertion engine is compared with) ----------
+# The newest 0.121.x; it still runs on Node 20.20 (with a deprecation notice).
+PROMPTFOO_VERSION=0.121.20
+
+# ensure_promptfoo : install the pinned promptfoo under .local/promptfoo for the
+# system-tests `promptfoo` test (cargo test -p system-tests --test promptfoo).
+# Checks only that the binary is there: after changing PROMPTFOO_VERSION,
+# remove .local/promptfoo to reinstall.
+ensure_promptfoo() {
+  local bin="$REPO/.local/promptfoo/node_modules/.bin/promptfoo"
+  if [[ -x $bin ]]; then
+    log "promptfoo: installed ($bin)"
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || die "promptfoo: npm not found (install Node.js >= 20.20 with npm)"
+  ensure_local_dirs
+  local install_log="$LOG_DIR/promptfoo-install.log"
+  log "promptfoo: npm install promptfoo@$PROMPTFOO_VERSION (1.5 to 2.5 minutes; log: $install_log)"
+  local started=$SECONDS
+  if ! npm install --prefix "$REPO/.local/promptfoo" --no-audit --no-fund "promptfoo@$PROMPTFOO_VERSION" \
+    >"$install_log" 2>&1; then
+    show_log_tail "$install_log"
+    die "promptfoo: npm install failed"
+  fi
+  [[ -x $bin ]] || die "promptfoo: npm install succeeded but $bin is missing"
+  log "promptfoo: installed in $((SECONDS - started))s"
+}
+
 # --- PostgreSQL (the machine's cluster; started, never stopped, here) ---------
 pg_answers() {
   pg_isready -q -h "$PG_HOST" -p "$PG_PORT"

@@ -237,6 +237,10 @@ mod tests {
             assertion("latency", None, None),
             assertion("word-count", Some(json!({"min": "1"})), None),
             assertion("not-contains-any", Some(json!([])), None),
+            assertion("contains", Some(json!("")), None),
+            assertion("starts-with", Some(json!(5)), None),
+            assertion("icontains-all", Some(json!("")), None),
+            assertion("contains", Some(json!(5)), None),
         ]);
         assert_eq!(
             problems,
@@ -245,7 +249,10 @@ mod tests {
                 "assertions[1].value",
                 "assertions[2].threshold",
                 "assertions[3].value",
-                "assertions[4].value"
+                "assertions[4].value",
+                "assertions[5].value",
+                "assertions[6].value",
+                "assertions[7].value"
             ]
         );
     }

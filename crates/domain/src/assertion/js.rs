@@ -9,20 +9,14 @@ use serde_json::Value;
 pub(crate) fn is_whitespace(c: char) -> bool {
     matches!(
         c,
-        '\t' | '\n'
-            | '\u{0B}'
-            | '\u{0C}'
-            | '\r'
-            | ' '
-            | '\u{A0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200A}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202F}'
-            | '\u{205F}'
-            | '\u{3000}'
-            | '\u{FEFF}'
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202F}'
+                | '\u{205F}'
+                | '\u{3000}'
+                | '\u{FEFF}'
     )
 }
 
@@ -51,7 +45,10 @@ pub(crate) fn number_to_string(x: f64) -> String {
     let (mantissa, exponent) = formatted.split_once('e').expect("`{:e}` has an exponent");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let k = digits.len() as i32;
-    let n = exponent.parse::<i32>().expect("`{:e}` exponent is an integer") + 1;
+    let n = exponent
+        .parse::<i32>()
+        .expect("`{:e}` exponent is an integer")
+        + 1;
     if k <= n && n <= 21 {
         format!("{digits}{}", "0".repeat((n - k) as usize))
     } else if 0 < n && n <= 21 {
@@ -75,7 +72,11 @@ pub(crate) fn to_precision(x: f64, p: usize) -> String {
         return number_to_string(x);
     }
     if x == 0.0 {
-        return if p > 1 { format!("0.{}", "0".repeat(p - 1)) } else { "0".into() };
+        return if p > 1 {
+            format!("0.{}", "0".repeat(p - 1))
+        } else {
+            "0".into()
+        };
     }
     if x < 0.0 {
         return format!("-{}", to_precision(-x, p));
@@ -95,7 +96,11 @@ pub(crate) fn to_precision(x: f64, p: usize) -> String {
     } else if e == p - 1 {
         digits
     } else if e >= 0 {
-        format!("{}.{}", &digits[..(e + 1) as usize], &digits[(e + 1) as usize..])
+        format!(
+            "{}.{}",
+            &digits[..(e + 1) as usize],
+            &digits[(e + 1) as usize..]
+        )
     } else {
         format!("0.{}{digits}", "0".repeat((-(e + 1)) as usize))
     }
@@ -116,7 +121,13 @@ pub(crate) fn to_string(value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(items) => items
             .iter()
-            .map(|item| if item.is_null() { String::new() } else { to_string(item) })
+            .map(|item| {
+                if item.is_null() {
+                    String::new()
+                } else {
+                    to_string(item)
+                }
+            })
             .collect::<Vec<_>>()
             .join(","),
         Value::Object(_) => "[object Object]".into(),
@@ -141,13 +152,17 @@ pub(crate) fn string_to_number(s: &str) -> f64 {
         if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
             return f64::NAN;
         }
-        return digits
-            .chars()
-            .fold(0.0, |acc, c| acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0)));
+        return digits.chars().fold(0.0, |acc, c| {
+            acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
+        });
     }
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     if unsigned == "Infinity" {
-        return if s.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY };
+        return if s.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        };
     }
     if !is_decimal_literal(unsigned) {
         return f64::NAN;
@@ -163,7 +178,8 @@ fn is_decimal_literal(s: &str) -> bool {
     };
     let (int, frac) = significand.split_once('.').unwrap_or((significand, ""));
     let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    let significand_ok = all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty());
+    let significand_ok =
+        all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty());
     let exponent_ok = exponent.is_none_or(|e| {
         let e = e.strip_prefix(['+', '-']).unwrap_or(e);
         !e.is_empty() && all_digits(e)
@@ -188,7 +204,10 @@ pub(crate) fn json_parse(text: &str) -> Result<Value, String> {
     let value = parser.value(0)?;
     parser.skip_whitespace();
     if parser.pos != parser.bytes.len() {
-        return Err(format!("Unexpected non-whitespace character after JSON at position {}", parser.pos));
+        return Err(format!(
+            "Unexpected non-whitespace character after JSON at position {}",
+            parser.pos
+        ));
     }
     Ok(value)
 }
@@ -338,13 +357,19 @@ impl JsonParser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let hex = self.bytes.get(self.pos..self.pos + 4).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match hex.filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit())) {
             Some(h) => {
                 self.pos += 4;
                 Ok(u32::from_str_radix(h, 16).unwrap_or(0))
             }
-            None => Err(format!("Bad Unicode escape in JSON at position {}", self.pos)),
+            None => Err(format!(
+                "Bad Unicode escape in JSON at position {}",
+                self.pos
+            )),
         }
     }
 
@@ -353,7 +378,11 @@ impl JsonParser<'_> {
         let mut out = String::new();
         loop {
             let start = self.pos;
-            while self.bytes.get(self.pos).is_some_and(|b| *b != b'"' && *b != b'\\' && *b >= 0x20) {
+            while self
+                .bytes
+                .get(self.pos)
+                .is_some_and(|b| *b != b'"' && *b != b'\\' && *b >= 0x20)
+            {
                 self.pos += 1;
             }
             out.push_str(std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or_default());
@@ -454,7 +483,8 @@ pub(crate) fn deep_strict_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| deep_strict_equal(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_strict_equal(v, w)))
         }
         _ => a == b,
     }
@@ -466,7 +496,14 @@ pub(crate) fn json_stringify(value: &Value) -> String {
     match value {
         Value::Number(n) => number_to_string(json_number(n)),
         Value::Array(items) => {
-            format!("[{}]", items.iter().map(json_stringify).collect::<Vec<_>>().join(","))
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(json_stringify)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         Value::Object(map) => format!(
             "{{{}}}",
@@ -526,7 +563,10 @@ pub(crate) fn split_comma_separated(value: &str) -> Result<Vec<String>, String> 
                 }
             }
             if !terminated {
-                return Err("Invariant failed: Unterminated quoted field in contains assertion value".into());
+                return Err(
+                    "Invariant failed: Unterminated quoted field in contains assertion value"
+                        .into(),
+                );
             }
             fields.push(field);
             i = skip_whitespace(i);
@@ -630,23 +670,33 @@ mod tests {
 
     #[test]
     fn comma_separated_values_follow_promptfoo() {
-        assert_eq!(split_comma_separated(" a , b,,c ,").unwrap(), ["a", "b", "c"]);
-        assert_eq!(split_comma_separated(r#""a, b", "say ""hi""", "x\"y""#).unwrap(), [
-            "a, b",
-            "say \"hi\"",
-            "x\"y"
-        ]);
+        assert_eq!(
+            split_comma_separated(" a , b,,c ,").unwrap(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            split_comma_separated(r#""a, b", "say ""hi""", "x\"y""#).unwrap(),
+            ["a, b", "say \"hi\"", "x\"y"]
+        );
         assert!(split_comma_separated(r#""open"#).is_err());
         assert!(split_comma_separated(r#""a"b"#).is_err());
     }
 
     #[test]
     fn json_parse_accepts_what_node_accepts() {
-        assert_eq!(json_parse(" {\"a\": [1, 2.5, -0, true, null], \"a\": \"x\"} ").unwrap(), json!({"a": "x"}));
+        assert_eq!(
+            json_parse(" {\"a\": [1, 2.5, -0, true, null], \"a\": \"x\"} ").unwrap(),
+            json!({"a": "x"})
+        );
         assert_eq!(json_parse("1e400").unwrap(), Value::Null);
-        assert_eq!(json_parse(r#""\ud83d\ude00 \ud800""#).unwrap(), json!("😀 \u{FFFD}"));
+        assert_eq!(
+            json_parse(r#""\ud83d\ude00 \ud800""#).unwrap(),
+            json!("😀 \u{FFFD}")
+        );
         assert_eq!(json_parse("1.0").unwrap(), json!(1.0));
-        for bad in ["", "{a: 1}", "[1,]", "01", "1.", "'a'", "\"a\tb\"", "nul", "1 2", "\u{A0}1"] {
+        for bad in [
+            "", "{a: 1}", "[1,]", "01", "1.", "'a'", "\"a\tb\"", "nul", "1 2", "\u{A0}1",
+        ] {
             assert!(json_parse(bad).is_err(), "{bad:?}");
         }
         let deep = format!("{}{}", "[".repeat(2_000), "]".repeat(2_000));
@@ -655,7 +705,10 @@ mod tests {
 
     #[test]
     fn deep_equality_ignores_key_order_but_not_types() {
-        assert!(deep_strict_equal(&json!({"a": 1, "b": [1.0]}), &json!({"b": [1], "a": 1})));
+        assert!(deep_strict_equal(
+            &json!({"a": 1, "b": [1.0]}),
+            &json!({"b": [1], "a": 1})
+        ));
         assert!(!deep_strict_equal(&json!({"a": "1"}), &json!({"a": 1})));
         assert!(!deep_strict_equal(&json!(0.0), &json!(-0.0)));
     }

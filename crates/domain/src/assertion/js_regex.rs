@@ -41,7 +41,9 @@ impl JsRegex {
             .backtrack_limit(BACKTRACK_LIMIT)
             .build()
             .map(JsRegex)
-            .map_err(|e| RegexError::Unsupported(format!("the pattern cannot be evaluated here: {e}")))
+            .map_err(|e| {
+                RegexError::Unsupported(format!("the pattern cannot be evaluated here: {e}"))
+            })
     }
 
     /// `RegExp.prototype.test`; errs when the backtracking limit is exceeded.
@@ -76,6 +78,9 @@ struct Translator {
     /// Names of the capture groups, by group number minus one (`None` for unnamed groups).
     groups: Vec<Option<String>>,
     has_named_groups: bool,
+    /// Capture groups opened so far, and which of them are closed (by group number).
+    opened: usize,
+    closed: Vec<usize>,
 }
 
 fn translate(pattern: &str, unicode: bool) -> Result<String, RegexError> {
@@ -87,6 +92,8 @@ fn translate(pattern: &str, unicode: bool) -> Result<String, RegexError> {
         pos: 0,
         unicode,
         groups,
+        opened: 0,
+        closed: Vec::new(),
     };
     let out = t.disjunction()?;
     if t.pos < t.chars.len() {
@@ -113,7 +120,9 @@ fn scan_groups(chars: &[char]) -> Vec<Option<String>> {
             '(' if !in_class => {
                 if chars.get(i + 1) != Some(&'?') {
                     groups.push(None);
-                } else if chars.get(i + 2) == Some(&'<') && !matches!(chars.get(i + 3), Some('=' | '!')) {
+                } else if chars.get(i + 2) == Some(&'<')
+                    && !matches!(chars.get(i + 3), Some('=' | '!'))
+                {
                     let name: String = chars[i + 3..].iter().take_while(|c| **c != '>').collect();
                     groups.push(Some(name));
                 }
@@ -269,10 +278,15 @@ impl Translator {
         } else {
             ("(", Term::Atom)
         };
+        let number = (open == "(").then(|| {
+            self.opened += 1;
+            self.opened
+        });
         let body = self.disjunction()?;
         if !self.eat(')') {
             return Err(invalid("Unterminated group"));
         }
+        self.closed.extend(number);
         Ok((format!("{open}{body})"), kind))
     }
 
@@ -354,7 +368,11 @@ impl Translator {
             self.pos = start;
             return Ok(None);
         };
-        let max = if self.eat(',') { Some(digits(self)) } else { None };
+        let max = if self.eat(',') {
+            Some(digits(self))
+        } else {
+            None
+        };
         if !self.eat('}') {
             self.pos = start;
             return Ok(None);
@@ -389,7 +407,7 @@ impl Translator {
             let text: String = self.chars[from..self.pos].iter().collect();
             let n = text.parse::<usize>().unwrap_or(usize::MAX);
             if n <= self.groups.len() {
-                return Ok((format!("(?:\\{n})"), Term::Atom));
+                return Ok((self.backreference(n), Term::Atom));
             }
             if self.unicode {
                 return Err(invalid("Invalid escape"));
@@ -409,10 +427,14 @@ impl Translator {
             if !self.eat('>') {
                 return Err(invalid("Invalid named reference"));
             }
-            let Some(index) = self.groups.iter().position(|g| g.as_deref() == Some(name.as_str())) else {
+            let Some(index) = self
+                .groups
+                .iter()
+                .position(|g| g.as_deref() == Some(name.as_str()))
+            else {
                 return Err(invalid("Invalid named capture referenced"));
             };
-            return Ok((format!("(?:\\{})", index + 1), Term::Atom));
+            return Ok((self.backreference(index + 1), Term::Atom));
         }
         if (c == 'p' || c == 'P') && self.unicode {
             return Ok((self.property(c == 'P')?, Term::Atom));
@@ -421,6 +443,17 @@ impl Translator {
         match self.character_escape(false)? {
             Some(ch) => Ok((literal(ch), Term::Atom)),
             None => Ok((literal('\\'), Term::Atom)),
+        }
+    }
+
+    /// A backreference as JavaScript resolves it: to a group that has not captured (one that
+    /// did not take part in the match, or is not closed yet where the reference stands) it
+    /// matches the empty string, where fancy-regex would fail.
+    fn backreference(&self, group: usize) -> String {
+        if self.closed.contains(&group) {
+            format!("(?({group})\\{group}|)")
+        } else {
+            String::new()
         }
     }
 
@@ -492,7 +525,11 @@ impl Translator {
             }
             '0' if !self.peek().is_some_and(|d| d.is_ascii_digit()) => '\0',
             '0'..='9' if self.unicode => {
-                return Err(invalid(if in_class { "Invalid class escape" } else { "Invalid decimal escape" }));
+                return Err(invalid(if in_class {
+                    "Invalid class escape"
+                } else {
+                    "Invalid decimal escape"
+                }));
             }
             '0'..='9' => {
                 self.pos -= 1;
@@ -552,7 +589,10 @@ impl Translator {
         if let Some(ch) = char::from_u32(unit) {
             return Ok(Some(ch));
         }
-        if (0xD800..0xDC00).contains(&unit) && self.peek() == Some('\\') && self.peek_at(1) == Some('u') {
+        if (0xD800..0xDC00).contains(&unit)
+            && self.peek() == Some('\\')
+            && self.peek_at(1) == Some('u')
+        {
             let save = self.pos;
             self.pos += 2;
             if let Some(low @ 0xDC00..=0xDFFF) = self.hex_digits(4) {
@@ -611,7 +651,9 @@ impl Translator {
     }
 
     fn class_atom(&mut self) -> Result<ClassAtom, RegexError> {
-        let c = self.peek().ok_or_else(|| invalid("Unterminated character class"))?;
+        let c = self
+            .peek()
+            .ok_or_else(|| invalid("Unterminated character class"))?;
         self.pos += 1;
         if c != '\\' {
             return Ok(ClassAtom::Char(c));
@@ -634,7 +676,9 @@ impl Translator {
         if e == 'B' && self.unicode {
             return Err(invalid("Invalid class escape"));
         }
-        Ok(ClassAtom::Char(self.character_escape(true)?.unwrap_or('\\')))
+        Ok(ClassAtom::Char(
+            self.character_escape(true)?.unwrap_or('\\'),
+        ))
     }
 }
 
@@ -702,6 +746,16 @@ mod tests {
         assert!(test(r"\8", "8"));
         assert!(test(r"\101", "A"), "octal escape");
         assert!(test(r"(a)\1", "aa"), "backreference");
+        assert!(!test(r"^(a)\1$", "a"));
+        assert!(
+            test(r"^(?:(a)|b)\1$", "b"),
+            "a group that did not take part matches empty"
+        );
+        assert!(test(r"^\1(a)$", "a"), "a forward reference matches empty");
+        assert!(
+            test(r"^(a\1)$", "a"),
+            "so does a reference inside its own group"
+        );
         assert!(test(r"\c", "\\c"));
         assert!(test(r"\k", "k"));
         assert!(test(r"\p{L}", "p{L}"));
@@ -727,7 +781,10 @@ mod tests {
         assert!(test("😀+", "😀"));
         assert!(test(r"[a-c]", "b"));
         assert!(test(r"[\u0041-\u0043]+$", "ABC"));
-        assert!(test(r"a.c", "a😀c"), "one code point (JS without u would need two dots)");
+        assert!(
+            test(r"a.c", "a😀c"),
+            "one code point (JS without u would need two dots)"
+        );
     }
 
     #[test]
@@ -749,7 +806,9 @@ mod tests {
         ] {
             assert_eq!(
                 error(pattern),
-                RegexError::Invalid(format!("Invalid regular expression: /{pattern}/: {message}")),
+                RegexError::Invalid(format!(
+                    "Invalid regular expression: /{pattern}/: {message}"
+                )),
                 "{pattern}"
             );
         }

@@ -107,7 +107,10 @@ fn yaml_key(key: &serde_yaml::Value) -> String {
 /// promptfoo's `convertSlashCommentsToHash`: a `//` comment outside quotes (and not part of a
 /// `scheme://` token) becomes a `#` comment, one `#` per pair of slashes.
 fn slash_comments_to_hash(text: &str) -> String {
-    text.split('\n').map(line_comments_to_hash).collect::<Vec<_>>().join("\n")
+    text.split('\n')
+        .map(line_comments_to_hash)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn line_comments_to_hash(line: &str) -> String {
@@ -189,9 +192,18 @@ mod tests {
 
     #[test]
     fn relaxed_yaml_objects_count_as_promptfoo_counts_them() {
-        assert_eq!(extract_objects("a {name: Ada} b"), vec![json!({"name": "Ada"})]);
-        assert_eq!(extract_objects("text {foo} text"), vec![json!({"foo": null})]);
-        assert_eq!(extract_objects(r#"cut off: {"a": 1"#), vec![json!({"a": 1})]);
+        assert_eq!(
+            extract_objects("a {name: Ada} b"),
+            vec![json!({"name": "Ada"})]
+        );
+        assert_eq!(
+            extract_objects("text {foo} text"),
+            vec![json!({"foo": null})]
+        );
+        assert_eq!(
+            extract_objects(r#"cut off: {"a": 1"#),
+            vec![json!({"a": 1})]
+        );
         assert_eq!(
             extract_objects("{\n  \"a\": 1, // the answer\n  \"b\": \"http://x\"\n}"),
             vec![json!({"a": 1, "b": "http://x"})]

@@ -67,7 +67,9 @@ const VALIDATORS: &[&str] = &[
     "$ref",
 ];
 
-const TYPES: &[&str] = &["null", "boolean", "object", "array", "number", "string", "integer"];
+const TYPES: &[&str] = &[
+    "null", "boolean", "object", "array", "number", "string", "integer",
+];
 
 /// Deep recursion through `$ref` (e.g. `{"$ref": "#"}`) stops here instead of overflowing.
 const MAX_DEPTH: usize = 128;
@@ -88,7 +90,10 @@ impl<'a> Schema<'a> {
     pub(crate) fn compile(root: &'a Value) -> Result<Self, String> {
         if let Some(uri) = root.get("$schema") {
             if !uri.as_str().is_some_and(|u| DRAFT_07.contains(&u)) {
-                return Err(format!("no schema with key or ref \"{}\"", js::to_string(uri)));
+                return Err(format!(
+                    "no schema with key or ref \"{}\"",
+                    js::to_string(uri)
+                ));
             }
         }
         check(root, root, "", 0)?;
@@ -135,7 +140,8 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
         match keyword.as_str() {
             "format" => {
                 return Err(
-                    "the \"format\" keyword is not supported by Promptcards' schema validator".into(),
+                    "the \"format\" keyword is not supported by Promptcards' schema validator"
+                        .into(),
                 );
             }
             "type" => {
@@ -143,15 +149,23 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
                     Value::Array(items) => items.iter().collect(),
                     other => vec![other],
                 };
-                if !names.iter().all(|n| n.as_str().is_some_and(|n| TYPES.contains(&n))) {
-                    return Err(schema_error(&at, "must be equal to one of the allowed values"));
+                if !names
+                    .iter()
+                    .all(|n| n.as_str().is_some_and(|n| TYPES.contains(&n)))
+                {
+                    return Err(schema_error(
+                        &at,
+                        "must be equal to one of the allowed values",
+                    ));
                 }
             }
             "enum" if !value.is_array() => return Err(schema_error(&at, "must be array")),
             "multipleOf" if !value.as_f64().is_some_and(|n| n > 0.0) => {
                 return Err(schema_error(&at, "must be > 0"));
             }
-            "maximum" | "minimum" | "exclusiveMaximum" | "exclusiveMinimum" if !value.is_number() => {
+            "maximum" | "minimum" | "exclusiveMaximum" | "exclusiveMinimum"
+                if !value.is_number() =>
+            {
                 return Err(schema_error(&at, "must be number"));
             }
             "maxLength" | "minLength" | "maxItems" | "minItems" | "maxProperties"
@@ -160,7 +174,9 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
             {
                 return Err(schema_error(&at, "must be >= 0"));
             }
-            "uniqueItems" if !value.is_boolean() => return Err(schema_error(&at, "must be boolean")),
+            "uniqueItems" if !value.is_boolean() => {
+                return Err(schema_error(&at, "must be boolean"))
+            }
             "nullable" if !value.is_boolean() => return Err(schema_error(&at, "must be boolean")),
             "nullable" if value == &Value::Bool(true) && !map.contains_key("type") => {
                 return Err("\"nullable\" cannot be used without \"type\"".into());
@@ -172,7 +188,10 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
                 compile_pattern(pattern)?;
             }
             "required" => {
-                if !value.as_array().is_some_and(|r| r.iter().all(Value::is_string)) {
+                if !value
+                    .as_array()
+                    .is_some_and(|r| r.iter().all(Value::is_string))
+                {
                     return Err(schema_error(&at, "must be array"));
                 }
             }
@@ -185,7 +204,9 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
                         compile_pattern(name)?;
                     }
                     let is_property_list = keyword == "dependencies"
-                        && member.as_array().is_some_and(|d| d.iter().all(Value::is_string));
+                        && member
+                            .as_array()
+                            .is_some_and(|d| d.iter().all(Value::is_string));
                     if !is_property_list {
                         sub(member, &format!("/{}", pointer_escape(name)))?;
                     }
@@ -204,8 +225,15 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
                     sub(branch, &format!("/{i}"))?;
                 }
             }
-            "items" | "additionalItems" | "contains" | "additionalProperties" | "propertyNames"
-            | "not" | "if" | "then" | "else" => sub(value, "")?,
+            "items"
+            | "additionalItems"
+            | "contains"
+            | "additionalProperties"
+            | "propertyNames"
+            | "not"
+            | "if"
+            | "then"
+            | "else" => sub(value, "")?,
             "$ref" => {
                 let Some(reference) = value.as_str() else {
                     return Err(schema_error(&at, "must be string"));
@@ -247,7 +275,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -279,7 +309,9 @@ fn type_name_matches(name: &str, data: &Value) -> bool {
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => js::json_number(x) == js::json_number(y),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
@@ -312,7 +344,11 @@ fn validate(
     failures: &mut Vec<Failure>,
 ) -> bool {
     if depth > MAX_DEPTH {
-        return fail(failures, path, "is nested too deeply for the schema's references".into());
+        return fail(
+            failures,
+            path,
+            "is nested too deeply for the schema's references".into(),
+        );
     }
     let s = match schema {
         Value::Bool(true) => return true,
@@ -348,7 +384,11 @@ fn validate(
     }
     if let Some(Value::Array(allowed)) = s.get("enum") {
         if !allowed.iter().any(|a| equal(a, data)) {
-            return fail(failures, path, "must be equal to one of the allowed values".into());
+            return fail(
+                failures,
+                path,
+                "must be equal to one of the allowed values".into(),
+            );
         }
     }
     if let Some(negated) = s.get("not") {
@@ -358,19 +398,29 @@ fn validate(
     }
     if let Some(Value::Array(branches)) = s.get("anyOf") {
         let mut branch_failures = Vec::new();
-        if !branches.iter().any(|b| sub(b, data, path, &mut branch_failures)) {
+        if !branches
+            .iter()
+            .any(|b| sub(b, data, path, &mut branch_failures))
+        {
             failures.extend(branch_failures);
             return fail(failures, path, "must match a schema in anyOf".into());
         }
     }
     if let Some(Value::Array(branches)) = s.get("oneOf") {
         let mut branch_failures = Vec::new();
-        let passing = branches.iter().filter(|b| sub(b, data, path, &mut branch_failures)).count();
+        let passing = branches
+            .iter()
+            .filter(|b| sub(b, data, path, &mut branch_failures))
+            .count();
         if passing != 1 {
             if passing == 0 {
                 failures.extend(branch_failures);
             }
-            return fail(failures, path, "must match exactly one schema in oneOf".into());
+            return fail(
+                failures,
+                path,
+                "must match exactly one schema in oneOf".into(),
+            );
         }
     }
     if let Some(Value::Array(branches)) = s.get("allOf") {
@@ -379,7 +429,11 @@ fn validate(
         }
     }
     if let Some(condition) = s.get("if") {
-        let clause = if sub(condition, data, path, &mut Vec::new()) { "then" } else { "else" };
+        let clause = if sub(condition, data, path, &mut Vec::new()) {
+            "then"
+        } else {
+            "else"
+        };
         // Without `allErrors`, Ajv stops at the clause's own error and adds none for `if`.
         if let Some(consequence) = s.get(clause) {
             if !sub(consequence, data, path, failures) {
@@ -391,28 +445,39 @@ fn validate(
     match data {
         Value::Number(n) => validate_number(s, js::json_number(n), path, failures),
         Value::String(text) => validate_string(s, text, path, failures),
-        Value::Array(items) => {
-            validate_array(s, items, path, failures, &mut |schema, item, item_path, failures| {
-                sub(schema, item, item_path, failures)
-            })
-        }
-        Value::Object(members) => {
-            validate_object(s, members, path, failures, &mut |schema, item, item_path, failures| {
-                sub(schema, item, item_path, failures)
-            })
-        }
+        Value::Array(items) => validate_array(
+            s,
+            items,
+            path,
+            failures,
+            &mut |schema, item, item_path, failures| sub(schema, item, item_path, failures),
+        ),
+        Value::Object(members) => validate_object(
+            s,
+            members,
+            path,
+            failures,
+            &mut |schema, item, item_path, failures| sub(schema, item, item_path, failures),
+        ),
         _ => true,
     }
 }
 
-fn validate_number(s: &Map<String, Value>, n: f64, path: &str, failures: &mut Vec<Failure>) -> bool {
+fn validate_number(
+    s: &Map<String, Value>,
+    n: f64,
+    path: &str,
+    failures: &mut Vec<Failure>,
+) -> bool {
     for (keyword, op) in [
         ("maximum", "<="),
         ("minimum", ">="),
         ("exclusiveMaximum", "<"),
         ("exclusiveMinimum", ">"),
     ] {
-        let Some(limit) = s.get(keyword).map(number) else { continue };
+        let Some(limit) = s.get(keyword).map(number) else {
+            continue;
+        };
         let ok = match op {
             "<=" => n <= limit,
             ">=" => n >= limit,
@@ -420,7 +485,11 @@ fn validate_number(s: &Map<String, Value>, n: f64, path: &str, failures: &mut Ve
             _ => n > limit,
         };
         if !ok {
-            return fail(failures, path, format!("must be {op} {}", js::number_to_string(limit)));
+            return fail(
+                failures,
+                path,
+                format!("must be {op} {}", js::number_to_string(limit)),
+            );
         }
     }
     if let Some(divisor) = s.get("multipleOf").map(number) {
@@ -441,16 +510,29 @@ fn validate_number(s: &Map<String, Value>, n: f64, path: &str, failures: &mut Ve
     true
 }
 
-fn validate_string(s: &Map<String, Value>, text: &str, path: &str, failures: &mut Vec<Failure>) -> bool {
+fn validate_string(
+    s: &Map<String, Value>,
+    text: &str,
+    path: &str,
+    failures: &mut Vec<Failure>,
+) -> bool {
     let length = text.chars().count() as f64;
     if let Some(max) = s.get("maxLength").map(number) {
         if length > max {
-            return fail(failures, path, format!("must NOT have more than {max} characters"));
+            return fail(
+                failures,
+                path,
+                format!("must NOT have more than {max} characters"),
+            );
         }
     }
     if let Some(min) = s.get("minLength").map(number) {
         if length < min {
-            return fail(failures, path, format!("must NOT have fewer than {min} characters"));
+            return fail(
+                failures,
+                path,
+                format!("must NOT have fewer than {min} characters"),
+            );
         }
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
@@ -476,12 +558,20 @@ fn validate_array(
     let count = items.len() as f64;
     if let Some(max) = s.get("maxItems").map(number) {
         if count > max {
-            return fail(failures, path, format!("must NOT have more than {max} items"));
+            return fail(
+                failures,
+                path,
+                format!("must NOT have more than {max} items"),
+            );
         }
     }
     if let Some(min) = s.get("minItems").map(number) {
         if count < min {
-            return fail(failures, path, format!("must NOT have fewer than {min} items"));
+            return fail(
+                failures,
+                path,
+                format!("must NOT have fewer than {min} items"),
+            );
         }
     }
     if s.get("uniqueItems") == Some(&Value::Bool(true)) {
@@ -530,8 +620,16 @@ fn validate_array(
         None => {}
     }
     if let Some(schema) = s.get("contains") {
-        if !items.iter().enumerate().any(|(i, item)| sub(schema, item, &item_path(i), &mut Vec::new())) {
-            return fail(failures, path, "must contain at least 1 valid item(s)".into());
+        if !items
+            .iter()
+            .enumerate()
+            .any(|(i, item)| sub(schema, item, &item_path(i), &mut Vec::new()))
+        {
+            return fail(
+                failures,
+                path,
+                "must contain at least 1 valid item(s)".into(),
+            );
         }
     }
     true
@@ -547,17 +645,33 @@ fn validate_object(
     let count = members.len() as f64;
     if let Some(max) = s.get("maxProperties").map(number) {
         if count > max {
-            return fail(failures, path, format!("must NOT have more than {max} properties"));
+            return fail(
+                failures,
+                path,
+                format!("must NOT have more than {max} properties"),
+            );
         }
     }
     if let Some(min) = s.get("minProperties").map(number) {
         if count < min {
-            return fail(failures, path, format!("must NOT have fewer than {min} properties"));
+            return fail(
+                failures,
+                path,
+                format!("must NOT have fewer than {min} properties"),
+            );
         }
     }
     if let Some(Value::Array(required)) = s.get("required") {
-        if let Some(missing) = required.iter().filter_map(Value::as_str).find(|r| !members.contains_key(*r)) {
-            return fail(failures, path, format!("must have required property '{missing}'"));
+        if let Some(missing) = required
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|r| !members.contains_key(*r))
+        {
+            return fail(
+                failures,
+                path,
+                format!("must have required property '{missing}'"),
+            );
         }
     }
     if let Some(names) = s.get("propertyNames") {
@@ -576,7 +690,11 @@ fn validate_object(
         .flatten()
         .filter_map(|(p, schema)| compile_pattern(p).ok().map(|re| (re, schema)))
         .collect();
-    let matches_pattern = |name: &str| patterns.iter().any(|(re, _)| re.test(name).unwrap_or(false));
+    let matches_pattern = |name: &str| {
+        patterns
+            .iter()
+            .any(|(re, _)| re.test(name).unwrap_or(false))
+    };
     if let Some(additional) = s.get("additionalProperties") {
         for (name, value) in members {
             if properties.is_some_and(|p| p.contains_key(name)) || matches_pattern(name) {
@@ -599,7 +717,11 @@ fn validate_object(
                 Value::Array(needed) => {
                     let names: Vec<&str> = needed.iter().filter_map(Value::as_str).collect();
                     if names.iter().any(|n| !members.contains_key(*n)) {
-                        let noun = if names.len() == 1 { "property" } else { "properties" };
+                        let noun = if names.len() == 1 {
+                            "property"
+                        } else {
+                            "properties"
+                        };
                         return fail(
                             failures,
                             path,
@@ -658,18 +780,40 @@ mod tests {
             },
             "additionalProperties": false
         });
-        assert_eq!(check(person.clone(), json!({"name": "Ada", "age": 36.0})), Ok(()));
+        assert_eq!(
+            check(person.clone(), json!({"name": "Ada", "age": 36.0})),
+            Ok(())
+        );
         for (data, message) in [
             (json!([]), "data must be object"),
-            (json!({"name": "Ada"}), "data must have required property 'age'"),
-            (json!({"name": "", "age": 1}), "data/name must NOT have fewer than 1 characters"),
+            (
+                json!({"name": "Ada"}),
+                "data must have required property 'age'",
+            ),
+            (
+                json!({"name": "", "age": 1}),
+                "data/name must NOT have fewer than 1 characters",
+            ),
             (json!({"name": "A", "age": -1}), "data/age must be >= 0"),
             (json!({"name": "A", "age": 1.5}), "data/age must be integer"),
-            (json!({"name": "A", "age": 1, "x": 0}), "data must NOT have additional properties"),
-            (json!({"name": "A", "age": 1, "tags": ["c"]}), "data/tags/0 must be equal to one of the allowed values"),
-            (json!({"name": "A", "age": 1, "tags": ["a", "a"]}), "data/tags must NOT have duplicate items (items ## 0 and 1 are identical)"),
+            (
+                json!({"name": "A", "age": 1, "x": 0}),
+                "data must NOT have additional properties",
+            ),
+            (
+                json!({"name": "A", "age": 1, "tags": ["c"]}),
+                "data/tags/0 must be equal to one of the allowed values",
+            ),
+            (
+                json!({"name": "A", "age": 1, "tags": ["a", "a"]}),
+                "data/tags must NOT have duplicate items (items ## 0 and 1 are identical)",
+            ),
         ] {
-            assert_eq!(check(person.clone(), data.clone()), Err(message.to_owned()), "{data}");
+            assert_eq!(
+                check(person.clone(), data.clone()),
+                Err(message.to_owned()),
+                "{data}"
+            );
         }
     }
 
@@ -685,10 +829,19 @@ mod tests {
             check(schema, json!("ABC")),
             Err("data must match pattern \"^[a-z]+\\d$\", data must be number, data must match a schema in anyOf".into())
         );
-        assert_eq!(check(json!({"not": {"const": 1}}), json!(1.0)), Err("data must NOT be valid".into()));
+        assert_eq!(
+            check(json!({"not": {"const": 1}}), json!(1.0)),
+            Err("data must NOT be valid".into())
+        );
         assert_eq!(check(json!({"multipleOf": 0.5}), json!(2.5)), Ok(()));
-        assert_eq!(check(json!({"multipleOf": 0.1}), json!(0.3)), Err("data must be multiple of 0.1".into()));
-        assert_eq!(check(json!({"type": "string", "nullable": true}), json!(null)), Ok(()));
+        assert_eq!(
+            check(json!({"multipleOf": 0.1}), json!(0.3)),
+            Err("data must be multiple of 0.1".into())
+        );
+        assert_eq!(
+            check(json!({"type": "string", "nullable": true}), json!(null)),
+            Ok(())
+        );
         assert_eq!(
             check(json!({"if": {"const": 1}, "then": {"const": 2}}), json!(1)),
             Err("data must be equal to constant".into())
@@ -709,10 +862,22 @@ mod tests {
 
     #[test]
     fn strict_mode_and_unsupported_keywords_are_errors() {
-        assert_eq!(check(json!({"typo": 1}), json!(1)), Err("strict mode: unknown keyword: \"typo\"".into()));
-        assert!(check(json!({"format": "email"}), json!("a@b")).unwrap_err().contains("not supported"));
-        assert!(check(json!({"type": "strin"}), json!("a")).unwrap_err().starts_with("schema is invalid"));
-        assert!(check(json!({"$ref": "other.json"}), json!(1)).unwrap_err().contains("only local"));
-        assert!(check(json!({"$ref": "#"}), json!(1)).is_err(), "endless self-reference stops");
+        assert_eq!(
+            check(json!({"typo": 1}), json!(1)),
+            Err("strict mode: unknown keyword: \"typo\"".into())
+        );
+        assert!(check(json!({"format": "email"}), json!("a@b"))
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(check(json!({"type": "strin"}), json!("a"))
+            .unwrap_err()
+            .starts_with("schema is invalid"));
+        assert!(check(json!({"$ref": "other.json"}), json!(1))
+            .unwrap_err()
+            .contains("only local"));
+        assert!(
+            check(json!({"$ref": "#"}), json!(1)).is_err(),
+            "endless self-reference stops"
+        );
     }
 }

@@ -42,10 +42,18 @@ fn verdict_of(a: &Assertion, output: &str) -> Verdict {
 #[track_caller]
 fn check_both(kind: &str, value: Value, output: &str, expected: bool) {
     let plain = verdict_of(&assertion(kind, value.clone()), output);
-    assert_eq!(plain.passed, expected, "{kind} {value} on {output:?}: {}", plain.reason);
+    assert_eq!(
+        plain.passed, expected,
+        "{kind} {value} on {output:?}: {}",
+        plain.reason
+    );
     assert_eq!(plain.score, if expected { 1.0 } else { 0.0 });
     let negated = verdict_of(&assertion(&format!("not-{kind}"), value.clone()), output);
-    assert_eq!(negated.passed, !expected, "not-{kind} {value} on {output:?}: {}", negated.reason);
+    assert_eq!(
+        negated.passed, !expected,
+        "not-{kind} {value} on {output:?}: {}",
+        negated.reason
+    );
 }
 
 #[track_caller]
@@ -62,7 +70,12 @@ fn equals_compares_text_exactly_and_objects_as_json() {
     check_both("equals", json!(42), "42", true);
     check_both("equals", json!(1.0), "1", true);
     check_both("equals", json!(true), "true", true);
-    check_both("equals", json!({"a": 1, "b": [1, 2]}), r#"{"b":[1,2],"a":1}"#, true);
+    check_both(
+        "equals",
+        json!({"a": 1, "b": [1, 2]}),
+        r#"{"b":[1,2],"a":1}"#,
+        true,
+    );
     check_both("equals", json!({"a": 1}), r#"{"a":"1"}"#, false);
     check_both("equals", json!(["x"]), r#"["x"]"#, true);
     check_both("equals", json!({"a": 1}), "not json", false);
@@ -87,8 +100,14 @@ fn contains_matches_substrings_case_sensitively() {
     check_both("contains", json!(1.5), "1.5 kg", true);
     check_both("contains", json!("日本"), "こんにちは日本", true);
     check_both("contains", json!("line two"), "line one\nline two\n", true);
-    assert_eq!(reason("contains", json!("x"), "y"), r#"Expected output to contain "x""#);
-    assert_eq!(reason("not-contains", json!("y"), "y"), r#"Expected output to not contain "y""#);
+    assert_eq!(
+        reason("contains", json!("x"), "y"),
+        r#"Expected output to contain "x""#
+    );
+    assert_eq!(
+        reason("not-contains", json!("y"), "y"),
+        r#"Expected output to not contain "y""#
+    );
     assert_eq!(reason("contains", json!("y"), "y"), "Assertion passed");
 }
 
@@ -155,7 +174,11 @@ fn contains_any_and_all_take_lists_or_comma_separated_strings() {
         r#"Expected output to not contain one of "a""#
     );
     let unterminated = verdict_of(&assertion("contains-any", json!(r#""a, b"#)), "a");
-    assert!(unterminated.reason.contains("Unterminated quoted field"), "{}", unterminated.reason);
+    assert!(
+        unterminated.reason.contains("Unterminated quoted field"),
+        "{}",
+        unterminated.reason
+    );
 }
 
 #[test]
@@ -215,14 +238,21 @@ fn is_json_parses_the_whole_output() {
     check_both("is-json", Value::Null, r#"Here: {"a": 1}"#, false);
     check_both("is-json", Value::Null, "{a: 1}", false);
     check_both("is-json", Value::Null, r#"{"a": 1,}"#, false);
-    assert_eq!(reason("is-json", Value::Null, "x"), "Expected output to be valid JSON");
+    assert_eq!(
+        reason("is-json", Value::Null, "x"),
+        "Expected output to be valid JSON"
+    );
     // promptfoo keeps the same wording for the negation.
-    assert_eq!(reason("not-is-json", Value::Null, "1"), "Expected output to be valid JSON");
+    assert_eq!(
+        reason("not-is-json", Value::Null, "1"),
+        "Expected output to be valid JSON"
+    );
 }
 
 #[test]
 fn is_json_validates_a_schema() {
-    let schema = json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
+    let schema =
+        json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
     check_both("is-json", schema.clone(), r#"{"name": "Ada"}"#, true);
     check_both("is-json", schema.clone(), r#"{"name": 1}"#, false);
     check_both("is-json", schema.clone(), "[]", false);
@@ -235,7 +265,10 @@ fn is_json_validates_a_schema() {
         "Output is JSON that conforms to the provided schema"
     );
     // Not JSON at all: the schema is never looked at.
-    assert_eq!(reason("is-json", schema.clone(), "nope"), "Expected output to be valid JSON");
+    assert_eq!(
+        reason("is-json", schema.clone(), "nope"),
+        "Expected output to be valid JSON"
+    );
     assert!(verdict_of(&assertion("not-is-json", schema), "nope").passed);
     // A YAML string is a schema too.
     check_both("is-json", json!("type: array\nminItems: 2"), "[1, 2]", true);
@@ -244,8 +277,18 @@ fn is_json_validates_a_schema() {
 
 #[test]
 fn contains_json_finds_json_in_prose() {
-    check_both("contains-json", Value::Null, r#"Sure! {"a": 1} Hope that helps."#, true);
-    check_both("contains-json", Value::Null, "```json\n{\n  \"a\": [1, 2]\n}\n```", true);
+    check_both(
+        "contains-json",
+        Value::Null,
+        r#"Sure! {"a": 1} Hope that helps."#,
+        true,
+    );
+    check_both(
+        "contains-json",
+        Value::Null,
+        "```json\n{\n  \"a\": [1, 2]\n}\n```",
+        true,
+    );
     check_both("contains-json", Value::Null, "no braces here", false);
     check_both("contains-json", Value::Null, "", false);
     // promptfoo parses candidates as YAML, so relaxed objects count.
@@ -261,7 +304,12 @@ fn contains_json_finds_json_in_prose() {
 #[test]
 fn contains_json_validates_each_object_until_one_conforms() {
     let schema = json!({"type": "object", "required": ["ok"]});
-    check_both("contains-json", schema.clone(), r#"first {"no": 1} then {"ok": true}"#, true);
+    check_both(
+        "contains-json",
+        schema.clone(),
+        r#"first {"no": 1} then {"ok": true}"#,
+        true,
+    );
     check_both("contains-json", schema.clone(), r#"only {"no": 1}"#, false);
     assert_eq!(
         reason("contains-json", schema.clone(), r#"only {"no": 1}"#),
@@ -290,7 +338,10 @@ fn levenshtein_defaults_to_threshold_five_and_counts_utf16_units() {
         "Levenshtein distance 3 is greater than threshold 2"
     );
     let exact = with_threshold("levenshtein", json!("😀"), 1.0);
-    assert!(!verdict_of(&exact, "").passed, "an emoji is two UTF-16 units");
+    assert!(
+        !verdict_of(&exact, "").passed,
+        "an emoji is two UTF-16 units"
+    );
     let negated = with_threshold("not-levenshtein", json!("abc"), 0.0);
     assert_eq!(
         verdict_of(&negated, "abc").reason,
@@ -312,7 +363,10 @@ fn word_count_counts_whitespace_separated_words() {
     check_both("word-count", json!({"max": 3}), "a b c", true);
     check_both("word-count", json!({"max": 2}), "a b c", false);
     check_both("word-count", json!(2), "héllo wörld", true);
-    assert_eq!(reason("word-count", json!(2), "a"), "Word count 1 does not equal expected 2");
+    assert_eq!(
+        reason("word-count", json!(2), "a"),
+        "Word count 1 does not equal expected 2"
+    );
     assert_eq!(
         reason("not-word-count", json!(1), "a"),
         "Expected word count to not equal 1, but got 1"
@@ -325,8 +379,14 @@ fn word_count_counts_whitespace_separated_words() {
         reason("not-word-count", json!({"min": 0, "max": 3}), "a"),
         "Expected word count to not be between 0 and 3, but got 1"
     );
-    assert_eq!(reason("word-count", json!({"max": 0}), "a"), "Word count 1 is greater than maximum 0");
-    assert_eq!(reason("word-count", json!({"min": 2}), "a"), "Word count 1 is less than minimum 2");
+    assert_eq!(
+        reason("word-count", json!({"max": 0}), "a"),
+        "Word count 1 is greater than maximum 0"
+    );
+    assert_eq!(
+        reason("word-count", json!({"min": 2}), "a"),
+        "Word count 1 is less than minimum 2"
+    );
     assert_eq!(
         reason("word-count", json!({"min": 3, "max": 1}), "a"),
         r#"Invariant failed: "word-count" assertion: min (3) must be less than or equal to max (1)"#
@@ -338,10 +398,14 @@ fn word_count_counts_whitespace_separated_words() {
 fn latency_and_cost_compare_with_the_threshold() {
     let vars = empty_vars();
     let observation = observe("x", vars);
-    let latency = |kind: &str, t: f64| evaluate(&with_threshold(kind, Value::Null, t), &observation);
+    let latency =
+        |kind: &str, t: f64| evaluate(&with_threshold(kind, Value::Null, t), &observation);
     assert!(latency("latency", 120.0).passed);
     assert!(!latency("latency", 119.0).passed);
-    assert_eq!(latency("latency", 100.0).reason, "Latency 120ms is greater than threshold 100ms");
+    assert_eq!(
+        latency("latency", 100.0).reason,
+        "Latency 120ms is greater than threshold 100ms"
+    );
     assert!(!latency("not-latency", 120.0).passed);
     assert_eq!(
         latency("not-latency", 500.0).reason,
@@ -352,7 +416,10 @@ fn latency_and_cost_compare_with_the_threshold() {
     // 2,500 micro-USD is $0.0025.
     assert!(latency("cost", 0.0025).passed);
     assert!(!latency("cost", 0.002).passed);
-    assert_eq!(latency("cost", 0.002).reason, "Cost 0.0025 is greater than threshold 0.002");
+    assert_eq!(
+        latency("cost", 0.002).reason,
+        "Cost 0.0025 is greater than threshold 0.002"
+    );
     assert!(latency("not-cost", 0.002).passed);
     assert!(!latency("not-cost", 0.01).passed);
 }
@@ -367,7 +434,10 @@ fn cost_without_a_reported_cost_cannot_be_run() {
     for kind in ["cost", "not-cost"] {
         let verdict = evaluate(&with_threshold(kind, Value::Null, 1.0), &observation);
         assert!(!verdict.passed);
-        assert_eq!(verdict.reason, "Cost assertion does not support providers that do not return cost");
+        assert_eq!(
+            verdict.reason,
+            "Cost assertion does not support providers that do not return cost"
+        );
     }
     let grade = grade(&[with_threshold("cost", Value::Null, 1.0)], &observation);
     assert_eq!((grade.passed, grade.score), (false, 0.0));
@@ -383,15 +453,42 @@ fn values_are_rendered_with_the_vars_as_nunjucks_would() {
     let observation = observe("Hello Ada! 3 1 a,b\n", &vars);
     let passes = |a: Assertion| evaluate(&a, &observation).passed;
     assert!(passes(assertion("contains", json!("Hello {{ name }}"))));
-    assert!(passes(assertion("contains-all", json!(["{{ name }}", "{{ n }}", "{{x}}", 3]))));
-    assert!(passes(assertion("contains", json!("{{ list }}"))), "arrays print as JS joins them");
-    assert!(passes(assertion("starts-with", json!("Hello {{ missing }}Ada"))), "undefined prints as nothing");
-    assert!(passes(assertion("contains", json!("{{ missing.deep }}Ada"))));
-    assert!(passes(assertion("equals", json!("Hello {{ name }}! {{ n }} {{ x }} {{ list }}\n"))), "trailing newline kept");
-    assert!(passes(assertion("regex", json!("^Hello {{ name | upper | capitalize }}"))));
+    assert!(passes(assertion(
+        "contains-all",
+        json!(["{{ name }}", "{{ n }}", "{{x}}", 3])
+    )));
+    assert!(
+        passes(assertion("contains", json!("{{ list }}"))),
+        "arrays print as JS joins them"
+    );
+    assert!(
+        passes(assertion("starts-with", json!("Hello {{ missing }}Ada"))),
+        "undefined prints as nothing"
+    );
+    assert!(passes(assertion(
+        "contains",
+        json!("{{ missing.deep }}Ada")
+    )));
+    assert!(
+        passes(assertion(
+            "equals",
+            json!("Hello {{ name }}! {{ n }} {{ x }} {{ list }}\n")
+        )),
+        "trailing newline kept"
+    );
+    assert!(passes(assertion(
+        "regex",
+        json!("^Hello {{ name | upper | capitalize }}")
+    )));
     let broken = evaluate(&assertion("contains", json!("{{ name ")), &observation);
     assert!(!broken.passed);
-    assert!(broken.reason.starts_with("Could not render the assertion value"), "{}", broken.reason);
+    assert!(
+        broken
+            .reason
+            .starts_with("Could not render the assertion value"),
+        "{}",
+        broken.reason
+    );
     // Numbers and objects are not templates.
     assert!(passes(assertion("word-count", json!({"min": 1}))));
 }
@@ -408,7 +505,10 @@ fn weight_zero_assertions_always_pass_and_do_not_count() {
     assert!(verdict.passed);
     assert_eq!(verdict.score, 0.0);
     assert_eq!(verdict.reason, r#"Expected output to contain "absent""#);
-    let grade = grade(&[ignored.clone(), assertion("contains", json!("hell"))], &observation);
+    let grade = grade(
+        &[ignored.clone(), assertion("contains", json!("hell"))],
+        &observation,
+    );
     assert!(grade.passed);
     assert_eq!(grade.score, 1.0);
     let only_ignored = super::grade(&[ignored], &observation);
@@ -419,7 +519,10 @@ fn weight_zero_assertions_always_pass_and_do_not_count() {
 fn grade_is_the_weighted_mean_and_passes_only_when_all_pass() {
     let vars = empty_vars();
     let observation = observe("The answer is 42", vars);
-    let weighted = |a: Assertion, w: f64| Assertion { weight: Some(w), ..a };
+    let weighted = |a: Assertion, w: f64| Assertion {
+        weight: Some(w),
+        ..a
+    };
     let grade = grade(
         &[
             weighted(assertion("contains", json!("42")), 3.0),
@@ -435,7 +538,10 @@ fn grade_is_the_weighted_mean_and_passes_only_when_all_pass() {
     assert!(!grade.verdicts[1].passed);
 
     let none = super::grade(&[], &observation);
-    assert_eq!((none.passed, none.score, none.verdicts.len()), (true, 1.0, 0));
+    assert_eq!(
+        (none.passed, none.score, none.verdicts.len()),
+        (true, 1.0, 0)
+    );
 }
 
 #[test]
@@ -443,7 +549,10 @@ fn an_assertion_that_cannot_run_errors_the_whole_test() {
     let vars = empty_vars();
     let observation = observe("text", vars);
     let grade = grade(
-        &[assertion("contains", json!("text")), assertion("regex", json!(""))],
+        &[
+            assertion("contains", json!("text")),
+            assertion("regex", json!("")),
+        ],
         &observation,
     );
     assert_eq!((grade.passed, grade.score), (false, 0.0));
