@@ -7,6 +7,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Put in a request's data once its `X-Min-Position` has been reached: resolvers then read the
+/// read models themselves, not the Redis document cache, which is projected separately and
+/// may not know of that position yet.
+#[derive(Debug, Clone, Copy)]
+pub struct MinPosition(pub i64);
+
 #[derive(Clone)]
 pub struct Freshness {
     pool: PgPool,
@@ -50,7 +56,8 @@ impl Freshness {
                     tokio::time::sleep_until(deadline).await;
                     return self.applied(position).await;
                 }
-                Err(_) => return Ok(false),
+                // A notification can be lost with its connection: check once more at the deadline.
+                Err(_) => return self.applied(position).await,
             }
         }
     }
@@ -73,8 +80,12 @@ impl Freshness {
 async fn listen(pool: &PgPool, sender: &watch::Sender<u64>) -> Result<(), sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.listen(READ_MODELS_CHANNEL).await?;
+    // Notifications sent while no connection listened are lost: waiters re-check now.
+    sender.send_modify(|n| *n += 1);
     loop {
-        listener.recv().await?;
+        // `None` means the connection dropped and was re-established, losing notifications;
+        // either way, waiters re-check.
+        listener.try_recv().await?;
         sender.send_modify(|n| *n += 1);
     }
 }

@@ -119,6 +119,7 @@ async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, r
         Ok(access) => access,
         Err(error) => return error_response(error),
     };
+    let mut min_position = None;
     if let Some(value) = headers.get("x-min-position") {
         let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
             return error_response(errors::bad_request("X-Min-Position must be a global position (an integer)"));
@@ -133,11 +134,15 @@ async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, r
             }
             Err(error) => return error_response(errors::internal(error)),
         }
+        min_position = Some(freshness::MinPosition(position));
     }
     let operation = request.operation_name.clone().unwrap_or_else(|| "anonymous".into());
-    let request = request
+    let mut request = request
         .data(access)
         .data(DataLoader::new(TestCasesByCard(state.pool.clone()), tokio::spawn));
+    if let Some(min_position) = min_position {
+        request = request.data(min_position);
+    }
     let started = Instant::now();
     let response = schema.execute(request).await;
     metrics::histogram!("graphql_request_duration_seconds", "operation" => operation)

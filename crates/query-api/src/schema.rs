@@ -316,7 +316,7 @@ const CARD_COLUMNS: &str = "c.card_id AS id, c.workspace_id, c.title, c.descript
 
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The calling user (null for an API key).
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<UserNode>> {
@@ -356,7 +356,13 @@ impl QueryRoot {
         if version.is_some() || as_of.is_some() {
             return card_in_history(ctx, card_id, version, as_of).await;
         }
-        let card = match state.cache.card(card_id).await {
+        // After an X-Min-Position wait only the read model is known to have the position; the
+        // cache is trusted up to the version Redis knows, which may lag behind it.
+        let cached = match ctx.data_opt::<crate::freshness::MinPosition>() {
+            Some(_) => None,
+            None => state.cache.card(card_id).await,
+        };
+        let card = match cached {
             Some(card) => card,
             None => {
                 crate::cache::DocCache::miss();
@@ -592,7 +598,7 @@ impl Drop for SubscriberGuard {
 
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// The run's current progress, then every change; completes after the terminal state.
     async fn test_run_progress(&self, ctx: &Context<'_>, run_id: ID) -> Result<impl Stream<Item = crate::runs::TestRunProgress>> {

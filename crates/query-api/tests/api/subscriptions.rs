@@ -1,0 +1,272 @@
+//! `workspaceEvents` over a real WebSocket (graphql-transport-ws): a member receives what the
+//! projector publishes for their workspace and nothing of others; a stranger is refused.
+
+use crate::support::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The longest a message that should come may take.
+const DELIVERY: Duration = Duration::from_secs(10);
+/// How long to listen for a message that must not come.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// Serves the app on a real socket of its own.
+async fn serve(app: &TestApp) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+async fn connect(addr: SocketAddr) -> Socket {
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the WebSocket opens");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("graphql-transport-ws")
+    );
+    socket
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next protocol message, or `None` if the server closed the socket or `wait` ran out.
+async fn next(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "ping" {
+                    send(socket, json!({ "type": "pong" })).await;
+                    continue;
+                }
+                return Some(message);
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// Opens a connection authenticated with `token` and expects `connection_ack`.
+async fn open(addr: SocketAddr, token: &str) -> Socket {
+    let mut socket = connect(addr).await;
+    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+    let ack = next(&mut socket, DELIVERY).await;
+    assert_eq!(
+        ack.as_ref().map(|m| m["type"].clone()),
+        Some(json!("connection_ack")),
+        "{ack:?}"
+    );
+    socket
+}
+
+async fn subscribe(socket: &mut Socket, workspace_id: Uuid) {
+    let query = format!(
+        r#"subscription {{ workspaceEvents(workspaceId: "{workspace_id}") {{ position streamId eventType actorId recordedAt data }} }}"#
+    );
+    send(
+        socket,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }),
+    )
+    .await;
+}
+
+/// Subscribers of a workspace's channel, as Redis counts them (the server answers nothing
+/// when a subscription is set up, so this is how a test knows it is).
+async fn subscribers(workspace_id: Uuid) -> i64 {
+    let channel = projector::redis_sink::workspace_channel(workspace_id);
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(&channel)
+        .query_async(&mut redis().await)
+        .await
+        .unwrap();
+    count
+}
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_member_receives_the_workspaces_events_as_they_are_published(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let ada = app.tenant("ada").await;
+    let bob = app.tenant("bob").await;
+    app.project().await;
+    let addr = serve(&app).await;
+
+    let mut socket = open(addr, &ada.token).await;
+    subscribe(&mut socket, ada.workspace_id).await;
+    eventually("the subscription listens on Redis", || async {
+        (subscribers(ada.workspace_id).await >= 1).then_some(())
+    })
+    .await;
+    assert!(
+        next(&mut socket, QUIET).await.is_none(),
+        "nothing is sent before anything happens"
+    );
+
+    // Another workspace's event first, then Ada's: only Ada's arrives.
+    let head = app.head().await;
+    app.create_card(&bob, titled("Bob's card")).await;
+    app.project_with_redis(head).await;
+    let head = app.head().await;
+    let (card_id, appended) = app.create_card(&ada, titled("Ada's card")).await;
+    app.project_with_redis(head).await;
+
+    let message = next(&mut socket, DELIVERY)
+        .await
+        .expect("the event is delivered");
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(message["id"], "1");
+    let entry = &message["payload"]["data"]["workspaceEvents"];
+    assert_eq!(entry["position"], appended.position, "{message}");
+    assert_eq!(entry["streamId"], card_id.to_string());
+    assert_eq!(entry["eventType"], "PromptCardCreated");
+    assert_eq!(entry["actorId"], ada.user_id.to_string());
+    assert_eq!(entry["data"]["title"], "Ada's card");
+    assert!(message["payload"].get("errors").is_none(), "{message}");
+
+    // A second event arrives too, in order.
+    let head = app.head().await;
+    let updated = app
+        .update_card(&ada, card_id, titled("Ada's card, revised"))
+        .await;
+    app.project_with_redis(head).await;
+    let message = next(&mut socket, DELIVERY)
+        .await
+        .expect("the second event is delivered");
+    assert_eq!(
+        message["payload"]["data"]["workspaceEvents"]["position"],
+        updated.position
+    );
+    assert_eq!(
+        message["payload"]["data"]["workspaceEvents"]["eventType"],
+        "PromptCardUpdated"
+    );
+
+    // Stopping the subscription releases its Redis subscription.
+    send(&mut socket, json!({ "id": "1", "type": "complete" })).await;
+    eventually("the Redis subscription is released", || async {
+        (subscribers(ada.workspace_id).await == 0).then_some(())
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_stranger_is_refused_and_receives_nothing(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let ada = app.tenant("ada").await;
+    let bob = app.tenant("bob").await;
+    app.project().await;
+    let addr = serve(&app).await;
+
+    let mut socket = open(addr, &bob.token).await;
+    subscribe(&mut socket, ada.workspace_id).await;
+    let refusal = next(&mut socket, DELIVERY)
+        .await
+        .expect("the refusal is sent");
+    let errors = match refusal["type"].as_str() {
+        Some("next") => refusal["payload"]["errors"].clone(),
+        Some("error") => refusal["payload"].clone(),
+        _ => panic!("expected an error, got {refusal}"),
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{refusal}");
+    assert!(refusal["payload"]["data"].is_null(), "{refusal}");
+    let after = next(&mut socket, DELIVERY).await;
+    assert_eq!(
+        after.as_ref().map(|m| m["type"].clone()),
+        Some(json!("complete")),
+        "{after:?}"
+    );
+    assert_eq!(
+        subscribers(ada.workspace_id).await,
+        0,
+        "a refused subscription does not listen"
+    );
+
+    // Ada's events do not reach Bob's socket.
+    let head = app.head().await;
+    app.create_card(&ada, titled("Not for Bob")).await;
+    app.project_with_redis(head).await;
+    assert!(
+        next(&mut socket, QUIET).await.is_none(),
+        "nothing more reaches the stranger"
+    );
+
+    // Without a credential the subscription is refused as well.
+    let mut anonymous = connect(addr).await;
+    send(
+        &mut anonymous,
+        json!({ "type": "connection_init", "payload": {} }),
+    )
+    .await;
+    assert_eq!(
+        next(&mut anonymous, DELIVERY).await.unwrap()["type"],
+        "connection_ack"
+    );
+    subscribe(&mut anonymous, ada.workspace_id).await;
+    let refusal = next(&mut anonymous, DELIVERY)
+        .await
+        .expect("the refusal is sent");
+    assert!(
+        !refusal["payload"]["errors"][0]["extensions"]["code"].is_null(),
+        "{refusal}"
+    );
+    assert!(refusal["payload"]["data"].is_null(), "{refusal}");
+}
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_forged_token_closes_the_connection(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let ada = app.tenant("ada").await;
+    app.project().await;
+    let addr = serve(&app).await;
+    let forged = auth::TokenKeys::new(
+        "not-the-secret",
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .issue(ada.user_id)
+    .unwrap()
+    .access_token;
+
+    let mut socket = connect(addr).await;
+    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {forged}") } })).await;
+    let answer = tokio::time::timeout(DELIVERY, socket.next())
+        .await
+        .expect("the server answers");
+    match answer {
+        Some(Ok(Message::Close(frame))) => {
+            let frame = frame.expect("a close reason");
+            assert!(frame.reason.contains("invalid"), "{frame:?}");
+        }
+        None | Some(Err(_)) => {}
+        other => panic!("a forged token must not be acknowledged: {other:?}"),
+    }
+}
