@@ -269,6 +269,17 @@ impl EventStore {
         sql::read_all(&self.pool, after, limit).await
     }
 
+    /// Every committed event matching `filter`, in the global order `(tx_id, position)`, read in
+    /// one statement and so from one snapshot: a listing or an export that is complete as of
+    /// its start, however long it takes to consume. Not a tailing reader: follow with
+    /// [`EventStore::read_all`] for events committed later.
+    pub fn events<'a>(
+        &'a self,
+        filter: &EventFilter,
+    ) -> futures_util::stream::BoxStream<'a, Result<RecordedEvent, sqlx::Error>> {
+        sql::events(&self.pool, filter)
+    }
+
     /// The highest global position written so far (0 for an empty store).
     pub async fn head(&self) -> Result<i64, sqlx::Error> {
         sql::head(&self.pool).await
@@ -287,6 +298,37 @@ impl EventStore {
     /// Age in seconds of the oldest transaction open on this database; it stalls every tailer.
     pub async fn oldest_transaction_age_seconds(&self) -> Result<f64, sqlx::Error> {
         sql::oldest_transaction_age_seconds(&self.pool).await
+    }
+}
+
+/// Which events [`EventStore::events`] returns; every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub workspace_id: Option<Uuid>,
+    pub stream_id: Option<Uuid>,
+    pub event_type: Option<String>,
+    /// Lowest global position, inclusive.
+    pub from_position: Option<i64>,
+    /// Highest global position, inclusive.
+    pub to_position: Option<i64>,
+    /// Recorded at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub until: Option<DateTime<Utc>>,
+    /// Most events returned.
+    pub limit: Option<i64>,
+}
+
+impl EventFilter {
+    /// Whether `event` meets every condition but the limit; for readers that filter as they go.
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        self.workspace_id.is_none_or(|w| event.workspace_id == Some(w))
+            && self.stream_id.is_none_or(|s| event.stream_id == s)
+            && self.event_type.as_ref().is_none_or(|t| event.event_type == *t)
+            && self.from_position.is_none_or(|p| event.position >= p)
+            && self.to_position.is_none_or(|p| event.position <= p)
+            && self.since.is_none_or(|t| event.recorded_at >= t)
+            && self.until.is_none_or(|t| event.recorded_at < t)
     }
 }
 

@@ -399,6 +399,35 @@ pub(crate) async fn read_all(
     .await
 }
 
+pub(crate) fn events<'a>(
+    pool: &'a PgPool,
+    filter: &crate::EventFilter,
+) -> futures_util::stream::BoxStream<'a, Result<RecordedEvent, sqlx::Error>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events
+          WHERE ($1::uuid IS NULL OR workspace_id = $1)
+            AND ($2::uuid IS NULL OR stream_id = $2)
+            AND ($3::text IS NULL OR event_type = $3)
+            AND ($4::bigint IS NULL OR position >= $4)
+            AND ($5::bigint IS NULL OR position <= $5)
+            AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+            AND ($7::timestamptz IS NULL OR recorded_at < $7)
+          ORDER BY tx_id, position
+          LIMIT $8"
+    ))
+    .bind(filter.workspace_id)
+    .bind(filter.stream_id)
+    .bind(filter.event_type.clone())
+    .bind(filter.from_position)
+    .bind(filter.to_position)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.limit)
+    .fetch(pool)
+}
+
 pub(crate) async fn reservation(
     pool: &PgPool,
     scope: &str,

@@ -1,5 +1,10 @@
 //! The Postgres read models (schema `read`). Each batch is one transaction that also records
 //! the applied stream versions, so a crash anywhere neither loses nor doubles an effect.
+//!
+//! The statements name the read tables without a schema; each batch sets its transaction's
+//! `search_path` to the sink's schema. That is what lets `promptcards replay` project the very
+//! same rules into a shadow schema and later rename it to `read` while this sink keeps running:
+//! names are resolved per statement, so after the rename the live batches write the new tables.
 
 use crate::Sink;
 use domain::card::{CardContent, CardEvent};
@@ -10,14 +15,80 @@ use domain::workspace::WorkspaceEvent;
 use event_store::RecordedEvent;
 use sqlx::{PgConnection, PgPool};
 
+/// The schema the query API reads.
+pub const READ_SCHEMA: &str = "read";
+
 #[derive(Clone)]
 pub struct PostgresSink {
     pool: PgPool,
+    /// The schema written: `read`, or a shadow with the same tables (a rebuild, a verification).
+    schema: String,
+    /// Whether applied batches are announced on [`READ_MODELS_CHANNEL`]; nothing reads a
+    /// shadow schema, so waking read-your-writes waiters for it would only make them look again.
+    notify: bool,
 }
 
 impl PostgresSink {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            schema: READ_SCHEMA.to_owned(),
+            notify: true,
+        }
+    }
+
+    /// A sink writing the same tables in another schema, announcing nothing. The name must be a
+    /// plain lower-case identifier.
+    pub fn with_schema(pool: PgPool, schema: &str) -> anyhow::Result<Self> {
+        let plain = schema.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        anyhow::ensure!(plain && schema.len() < 64, "{schema:?} is not a plain schema name");
+        Ok(Self {
+            pool,
+            schema: schema.to_owned(),
+            notify: schema == READ_SCHEMA,
+        })
+    }
+
+    /// Applies a batch inside the caller's transaction, skipping events at or below the
+    /// stream versions already applied. Leaves the transaction's `search_path` set to the
+    /// sink's schema.
+    pub async fn apply_in(&self, tx: &mut PgConnection, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        sqlx::query("SELECT set_config('search_path', $1, true)")
+            .bind(&self.schema)
+            .execute(&mut *tx)
+            .await?;
+        for event in events {
+            let applied: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM stream_versions WHERE stream_id = $1 FOR UPDATE",
+            )
+            .bind(event.stream_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if applied.is_some_and(|v| event.version <= v) {
+                metrics::counter!("projector_redeliveries_skipped_total", "sink" => "postgres").increment(1);
+                continue;
+            }
+            apply_event(&mut *tx, event).await?;
+            sqlx::query(
+                "INSERT INTO stream_versions (stream_id, version, position) VALUES ($1, $2, $3)
+                 ON CONFLICT (stream_id) DO UPDATE SET version = $2, position = $3",
+            )
+            .bind(event.stream_id)
+            .bind(event.version)
+            .bind(event.position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Wakes read-your-writes waiters in the query API once the batch is visible.
+        if let Some(last) = events.iter().map(|e| e.position).max().filter(|_| self.notify) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(READ_MODELS_CHANNEL)
+                .bind(last.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -28,36 +99,7 @@ impl Sink for PostgresSink {
 
     async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        for event in events {
-            let applied: Option<i64> = sqlx::query_scalar(
-                "SELECT version FROM read.stream_versions WHERE stream_id = $1 FOR UPDATE",
-            )
-            .bind(event.stream_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if applied.is_some_and(|v| event.version <= v) {
-                metrics::counter!("projector_redeliveries_skipped_total", "sink" => "postgres").increment(1);
-                continue;
-            }
-            apply_event(&mut tx, event).await?;
-            sqlx::query(
-                "INSERT INTO read.stream_versions (stream_id, version, position) VALUES ($1, $2, $3)
-                 ON CONFLICT (stream_id) DO UPDATE SET version = $2, position = $3",
-            )
-            .bind(event.stream_id)
-            .bind(event.version)
-            .bind(event.position)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Wakes read-your-writes waiters in the query API once the batch is visible.
-        if let Some(last) = events.iter().map(|e| e.position).max() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(READ_MODELS_CHANNEL)
-                .bind(last.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        self.apply_in(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -82,7 +124,7 @@ async fn apply_event(tx: &mut PgConnection, event: &RecordedEvent) -> anyhow::Re
 async fn apply_user(tx: &mut PgConnection, event: &RecordedEvent, user: UserEvent) -> anyhow::Result<()> {
     match user {
         UserEvent::UserRegistered { user_id, email, .. } => {
-            sqlx::query("INSERT INTO read.users (user_id, email, created_at) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO users (user_id, email, created_at) VALUES ($1, $2, $3)")
                 .bind(user_id)
                 .bind(email)
                 .bind(event.recorded_at)
@@ -103,7 +145,7 @@ async fn apply_workspace(
     match workspace {
         WorkspaceEvent::WorkspaceCreated { name, owner_id, .. } => {
             sqlx::query(
-                "INSERT INTO read.workspaces (workspace_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+                "INSERT INTO workspaces (workspace_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
             )
             .bind(id)
             .bind(name)
@@ -116,7 +158,7 @@ async fn apply_workspace(
             upsert_member(tx, id, user_id, role.as_str(), at).await?;
         }
         WorkspaceEvent::MemberRoleChanged { user_id, to, .. } => {
-            sqlx::query("UPDATE read.members SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
+            sqlx::query("UPDATE members SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
                 .bind(to.as_str())
@@ -124,7 +166,7 @@ async fn apply_workspace(
                 .await?;
         }
         WorkspaceEvent::MemberRemoved { user_id } => {
-            sqlx::query("DELETE FROM read.members WHERE workspace_id = $1 AND user_id = $2")
+            sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -132,7 +174,7 @@ async fn apply_workspace(
         }
         WorkspaceEvent::ApiKeyCreated { key_id, name, role, secret_hash } => {
             sqlx::query(
-                "INSERT INTO read.api_keys (key_id, workspace_id, name, role, secret_hash, created_at)
+                "INSERT INTO api_keys (key_id, workspace_id, name, role, secret_hash, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(key_id)
@@ -145,7 +187,7 @@ async fn apply_workspace(
             .await?;
         }
     }
-    sqlx::query("UPDATE read.workspaces SET updated_at = $2 WHERE workspace_id = $1")
+    sqlx::query("UPDATE workspaces SET updated_at = $2 WHERE workspace_id = $1")
         .bind(id)
         .bind(at)
         .execute(&mut *tx)
@@ -161,7 +203,7 @@ async fn upsert_member(
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO read.members (workspace_id, user_id, role, added_at) VALUES ($1, $2, $3, $4)
+        "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = $3",
     )
     .bind(workspace_id)
@@ -180,7 +222,7 @@ async fn insert_card_version(
     content: &CardContent,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO read.card_versions (card_id, version, title, description, template, variables, tags, actor_id, created_at)
+        "INSERT INTO card_versions (card_id, version, title, description, template, variables, tags, actor_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(event.stream_id)
@@ -203,7 +245,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
     match card {
         CardEvent::PromptCardCreated { workspace_id, content, .. } => {
             sqlx::query(
-                "INSERT INTO read.prompt_cards
+                "INSERT INTO prompt_cards
                    (card_id, workspace_id, title, description, template, variables, tags, version, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
             )
@@ -221,7 +263,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
         }
         CardEvent::PromptCardUpdated { version, content } => {
             sqlx::query(
-                "UPDATE read.prompt_cards SET title = $2, description = $3, template = $4, variables = $5,
+                "UPDATE prompt_cards SET title = $2, description = $3, template = $4, variables = $5,
                         tags = $6, version = $7, updated_at = $8
                  WHERE card_id = $1",
             )
@@ -239,7 +281,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
         }
         CardEvent::PromptCardLabelMoved { label, version, previous_version } => {
             sqlx::query(
-                "UPDATE read.prompt_cards SET labels = labels || jsonb_build_object($2::text, $3::int), updated_at = $4
+                "UPDATE prompt_cards SET labels = labels || jsonb_build_object($2::text, $3::int), updated_at = $4
                  WHERE card_id = $1",
             )
             .bind(id)
@@ -249,7 +291,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO read.label_moves (card_id, position, label, version, previous_version, actor_id, moved_at)
+                "INSERT INTO label_moves (card_id, position, label, version, previous_version, actor_id, moved_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(id)
@@ -263,7 +305,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .await?;
         }
         CardEvent::PromptCardArchived {} => {
-            sqlx::query("UPDATE read.prompt_cards SET archived = true, updated_at = $2 WHERE card_id = $1")
+            sqlx::query("UPDATE prompt_cards SET archived = true, updated_at = $2 WHERE card_id = $1")
                 .bind(id)
                 .bind(at)
                 .execute(&mut *tx)
@@ -276,7 +318,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
 }
 
 async fn set_run_status(tx: &mut PgConnection, event: &RecordedEvent, status: &str, failure: Option<&str>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE read.test_runs SET status = $2, failure = COALESCE($3, failure), updated_at = $4 WHERE run_id = $1")
+    sqlx::query("UPDATE test_runs SET status = $2, failure = COALESCE($3, failure), updated_at = $4 WHERE run_id = $1")
         .bind(event.stream_id)
         .bind(status)
         .bind(failure)
@@ -291,7 +333,7 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
     match run {
         RunEvent::TestRunRequested { plan, total, .. } => {
             sqlx::query(
-                "INSERT INTO read.test_runs (run_id, workspace_id, card_id, card_version, providers, repeat, status,
+                "INSERT INTO test_runs (run_id, workspace_id, card_id, card_version, providers, repeat, status,
                                              total, requested_by, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', $7, $8, $9, $9)",
             )
@@ -310,7 +352,7 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
         RunEvent::TestRunStarted {} => set_run_status(tx, event, "RUNNING", None).await?,
         RunEvent::TestResultRecorded { result, .. } => {
             sqlx::query(
-                "INSERT INTO read.test_results (run_id, case_id, provider, repetition, rendered_prompt, output, error,
+                "INSERT INTO test_results (run_id, case_id, provider, repetition, rendered_prompt, output, error,
                     latency_ms, prompt_tokens, completion_tokens, cost_micro_usd, passed, score, assertions, position, recorded_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
@@ -333,7 +375,7 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE read.test_runs SET completed = completed + 1, passed = passed + $2::int, failed = failed + (1 - $2::int),
+                "UPDATE test_runs SET completed = completed + 1, passed = passed + $2::int, failed = failed + (1 - $2::int),
                         updated_at = $3 WHERE run_id = $1",
             )
             .bind(id)
@@ -345,7 +387,8 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
         RunEvent::TestRunCompleted { .. } => set_run_status(tx, event, "COMPLETED", None).await?,
         RunEvent::TestRunFailed { reason } => set_run_status(tx, event, "FAILED", Some(&reason)).await?,
         RunEvent::TestRunCancelled {} => set_run_status(tx, event, "CANCELLED", None).await?,
-        // A re-grade is kept in the run's history; the read model shows the run as it ran.
+        // Re-grades stay in the run's history; the read models show the verdicts recorded
+        // when the run ran.
         RunEvent::TestRunRegraded { .. } => {}
     }
     Ok(())
@@ -361,7 +404,7 @@ async fn apply_test_case(
     match case {
         TestCaseEvent::TestCaseCreated { card_id, workspace_id, content, .. } => {
             sqlx::query(
-                "INSERT INTO read.test_cases
+                "INSERT INTO test_cases
                    (case_id, card_id, workspace_id, name, vars, expected_output, assertions, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
             )
@@ -378,7 +421,7 @@ async fn apply_test_case(
         }
         TestCaseEvent::TestCaseUpdated { content } => {
             sqlx::query(
-                "UPDATE read.test_cases SET name = $2, vars = $3, expected_output = $4, assertions = $5, updated_at = $6
+                "UPDATE test_cases SET name = $2, vars = $3, expected_output = $4, assertions = $5, updated_at = $6
                  WHERE case_id = $1",
             )
             .bind(id)
@@ -391,7 +434,7 @@ async fn apply_test_case(
             .await?;
         }
         TestCaseEvent::TestCaseDeleted {} => {
-            sqlx::query("UPDATE read.test_cases SET deleted = true, updated_at = $2 WHERE case_id = $1")
+            sqlx::query("UPDATE test_cases SET deleted = true, updated_at = $2 WHERE case_id = $1")
                 .bind(id)
                 .bind(at)
                 .execute(&mut *tx)

@@ -30,6 +30,9 @@ pub fn workspace_channel(workspace_id: uuid::Uuid) -> String {
 #[derive(Clone)]
 pub struct RedisSink {
     connection: ConnectionManager,
+    /// Whether events are published to the workspace and run channels; a replay only restores
+    /// the version keys, since subscribers must not see history again as if it were live.
+    publish: bool,
 }
 
 impl RedisSink {
@@ -37,7 +40,13 @@ impl RedisSink {
         let client = redis::Client::open(url)?;
         Ok(Self {
             connection: ConnectionManager::new(client).await?,
+            publish: true,
         })
+    }
+
+    /// The same sink, writing version keys only.
+    pub fn without_publishing(self) -> Self {
+        Self { publish: false, ..self }
     }
 }
 
@@ -70,6 +79,9 @@ impl Sink for RedisSink {
                 .arg(version_key(event.stream_id))
                 .arg(event.version)
                 .ignore();
+            if !self.publish {
+                continue;
+            }
             let entry = audit_entry(event).to_string();
             if let Some(workspace_id) = event.workspace_id {
                 pipe.publish(workspace_channel(workspace_id), &entry).ignore();
