@@ -110,8 +110,17 @@ async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
     create_topic(&topic).await;
     let run_id = request_run(&store, 2, &["echo"], 1).await;
 
+    // Other tests' open transactions can hold the safe reader back for a moment: step until
+    // the request itself is published.
+    let position = store.read_stream(run_id, 0).await.unwrap()[0].position;
     let mut relay = relay::Relay::new(store.clone(), relay::producer(&brokers()).unwrap(), &topic, 100).await.unwrap();
-    while let relay::Outcome::Published { .. } = relay.step().await.unwrap() {}
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while relay.cursor().position < position {
+        assert!(tokio::time::Instant::now() < deadline, "the relay never published the request");
+        if relay.step().await.unwrap() == relay::Outcome::Idle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     let consumer = runner::RunRequests::new(&brokers(), &format!("{topic}-runner"), &topic, runner(&store, "http://127.0.0.1:9"), 2).unwrap();
     let task = tokio::spawn(consumer.run());
