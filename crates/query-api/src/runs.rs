@@ -5,6 +5,7 @@ use crate::AppState;
 use async_graphql::{Context, Enum, Json, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use domain::run::{RunEvent, RunStatus, TestResult, TestRun};
+use domain::Aggregate;
 use futures::{stream, Stream, StreamExt};
 use serde_json::Value;
 use uuid::Uuid;
@@ -265,8 +266,7 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
         .subscribe(projector::redis_sink::run_channel(run_id))
         .await
         .map_err(internal)?;
-    let repo = state.repo.clone();
-    let loaded = repo.load::<TestRun>(run_id).await.map_err(internal)?;
+    let loaded = state.repo.load::<TestRun>(run_id).await.map_err(internal)?;
     let Some(workspace_id) = loaded.state.plan.as_ref().map(|p| p.workspace_id) else {
         return Err(not_found("test run"));
     };
@@ -276,9 +276,10 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
     let first = progress(run_id, &loaded.state, None);
     let finished = loaded.state.status.is_terminal();
     let guard = crate::schema::SubscriberGuard::new();
+    let store = state.store.clone();
     let updates = stream::unfold(
-        (pubsub.into_on_message(), repo, loaded.version, finished, guard),
-        move |(mut messages, repo, mut version, mut finished, guard)| async move {
+        (pubsub.into_on_message(), store, loaded.state, loaded.version, finished, guard),
+        move |(mut messages, store, mut run, mut version, mut finished, guard)| async move {
             while !finished {
                 let message = messages.next().await?;
                 let Ok(payload) = message.get_payload::<String>() else { continue };
@@ -286,18 +287,24 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
                 if entry["version"].as_i64().is_some_and(|v| v <= version) {
                     continue;
                 }
-                let loaded = repo.load::<TestRun>(run_id).await.ok()?;
-                version = loaded.version;
-                finished = loaded.state.status.is_terminal();
-                let last_result = (entry["eventType"] == "TestResultRecorded")
-                    .then(|| domain::event::decode::<RunEvent>("TestResultRecorded", 1, entry["data"].clone()).ok())
-                    .flatten()
-                    .and_then(|event| match event {
-                        RunEvent::TestResultRecorded { result, .. } => Some(ResultNode::from(&result)),
-                        _ => None,
-                    });
-                let update = progress(run_id, &loaded.state, last_result);
-                return Some((update, (messages, repo, version, finished, guard)));
+                // Read what happened since the last update from the stream itself, so events
+                // published together (or missed while subscribing) are all accounted for.
+                let events = store.read_stream(run_id, version).await.ok()?;
+                let mut last_result = None;
+                for event in &events {
+                    let decoded = event.decode::<RunEvent>().ok()?;
+                    if let RunEvent::TestResultRecorded { result, .. } = &decoded {
+                        last_result = Some(ResultNode::from(result));
+                    }
+                    run = run.evolve(&decoded);
+                    version = event.version;
+                }
+                if events.is_empty() {
+                    continue;
+                }
+                finished = run.status.is_terminal();
+                let update = progress(run_id, &run, last_result);
+                return Some((update, (messages, store, run, version, finished, guard)));
             }
             None
         },

@@ -270,3 +270,117 @@ async fn a_forged_token_closes_the_connection(pool: PgPool) {
         other => panic!("a forged token must not be acknowledged: {other:?}"),
     }
 }
+
+mod run_progress {
+    use super::*;
+    use domain::run::{ProviderSpec, ResultKey, RunCase, RunCommand, RunPlan, TestResult, TestRun};
+
+    async fn request_run(app: &TestApp, tenant: &Tenant) -> (Uuid, ResultKey) {
+        let run_id = Uuid::now_v7();
+        let case_id = Uuid::now_v7();
+        let plan = RunPlan {
+            workspace_id: tenant.workspace_id,
+            card_id: Uuid::now_v7(),
+            card_version: 1,
+            template: "Hi".into(),
+            variables: vec![],
+            cases: vec![RunCase { case_id, name: "greets".into(), vars: Default::default(), expected_output: None, assertions: vec![] }],
+            providers: vec![ProviderSpec { id: "echo".into(), config: Value::Null }],
+            repeat: 1,
+        };
+        app.execute::<TestRun>(run_id, RunCommand::Request { run_id, plan }, Some(tenant.workspace_id), Some(tenant.user_id))
+            .await;
+        (run_id, ResultKey { case_id, provider: "echo".into(), repetition: 0 })
+    }
+
+    fn result(key: ResultKey) -> TestResult {
+        TestResult {
+            key,
+            rendered_prompt: "Hi".into(),
+            output: Some("Hi".into()),
+            error: None,
+            latency_ms: 3,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cost_micro_usd: 0,
+            passed: true,
+            score: 1.0,
+            assertions: vec![],
+        }
+    }
+
+    async fn subscribe_progress(socket: &mut Socket, run_id: Uuid) {
+        let query = format!(
+            "subscription {{ testRunProgress(runId: \"{run_id}\") {{ status completed total passed failed lastResult {{ output passed }} }} }}"
+        );
+        send(socket, json!({ "id": "7", "type": "subscribe", "payload": { "query": query } })).await;
+    }
+
+    #[sqlx::test(migrator = "event_store::MIGRATOR")]
+    async fn a_late_subscriber_to_a_finished_run_gets_the_final_state_and_completion(pool: PgPool) {
+        let app = TestApp::new(pool).await;
+        let ada = app.tenant("ada").await;
+        app.project().await;
+        let (run_id, key) = request_run(&app, &ada).await;
+        let ws = Some(ada.workspace_id);
+        app.execute::<TestRun>(run_id, RunCommand::Record { results: vec![result(key)] }, ws, None).await;
+        app.execute::<TestRun>(run_id, RunCommand::Complete, ws, None).await;
+        let addr = serve(&app).await;
+
+        let mut socket = open(addr, &ada.token).await;
+        subscribe_progress(&mut socket, run_id).await;
+        let first = next(&mut socket, DELIVERY).await.expect("the current state is sent first");
+        let progress = &first["payload"]["data"]["testRunProgress"];
+        assert_eq!(progress["status"], "COMPLETED", "{first}");
+        assert_eq!((progress["completed"].as_i64(), progress["total"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(progress["passed"], 1);
+        let done = next(&mut socket, DELIVERY).await.expect("the subscription completes");
+        assert_eq!(done["type"], "complete", "{done}");
+    }
+
+    #[sqlx::test(migrator = "event_store::MIGRATOR")]
+    async fn a_live_subscriber_sees_each_result_then_the_end(pool: PgPool) {
+        let app = TestApp::new(pool).await;
+        let ada = app.tenant("ada").await;
+        app.project().await;
+        let (run_id, key) = request_run(&app, &ada).await;
+        let addr = serve(&app).await;
+
+        let mut socket = open(addr, &ada.token).await;
+        subscribe_progress(&mut socket, run_id).await;
+        let first = next(&mut socket, DELIVERY).await.expect("the current state is sent first");
+        assert_eq!(first["payload"]["data"]["testRunProgress"]["status"], "QUEUED", "{first}");
+
+        let ws = Some(ada.workspace_id);
+        let head = app.head().await;
+        app.execute::<TestRun>(run_id, RunCommand::Record { results: vec![result(key)] }, ws, None).await;
+        app.project_with_redis(head).await;
+        let update = next(&mut socket, DELIVERY).await.expect("the result is delivered");
+        let progress = &update["payload"]["data"]["testRunProgress"];
+        assert_eq!(progress["status"], "RUNNING", "{update}");
+        assert_eq!(progress["completed"], 1);
+        assert_eq!(progress["lastResult"]["output"], "Hi");
+
+        let head = app.head().await;
+        app.execute::<TestRun>(run_id, RunCommand::Complete, ws, None).await;
+        app.project_with_redis(head).await;
+        let last = next(&mut socket, DELIVERY).await.expect("the terminal state is delivered");
+        assert_eq!(last["payload"]["data"]["testRunProgress"]["status"], "COMPLETED", "{last}");
+        let done = next(&mut socket, DELIVERY).await.expect("the subscription completes");
+        assert_eq!(done["type"], "complete", "{done}");
+    }
+
+    #[sqlx::test(migrator = "event_store::MIGRATOR")]
+    async fn a_stranger_cannot_follow_a_run(pool: PgPool) {
+        let app = TestApp::new(pool).await;
+        let ada = app.tenant("ada").await;
+        let bob = app.tenant("bob").await;
+        app.project().await;
+        let (run_id, _) = request_run(&app, &ada).await;
+        let addr = serve(&app).await;
+        let mut socket = open(addr, &bob.token).await;
+        subscribe_progress(&mut socket, run_id).await;
+        let refused = next(&mut socket, DELIVERY).await.expect("an answer");
+        assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    }
+}
