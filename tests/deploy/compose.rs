@@ -4,7 +4,7 @@ use crate::support::{
     addr_host, addr_port, at, environment, first_http_url, keys, path, scalar,
     settings_a_container_must_set, str_at, yaml, EVENTS_TOPIC, PROCESSES,
 };
-use serde_yaml::Value;
+use serde_norway::Value;
 
 pub const COMPOSE: &str = "deploy/compose/docker-compose.yml";
 

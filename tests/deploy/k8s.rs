@@ -4,7 +4,7 @@ use crate::support::{
     addr_host, addr_port, at, env_defaults_in_code, files_below, keys, read, scalar,
     settings_a_container_must_set, str_at, yaml, yaml_documents, PROCESSES,
 };
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 const DIR: &str = "deploy/k8s";

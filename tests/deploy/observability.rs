@@ -6,7 +6,7 @@ use crate::support::{
     DASHBOARD_METRICS, PROCESSES,
 };
 use serde_json::Value as Json;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeSet;
 
 const PROMETHEUS: &str = "deploy/compose/prometheus.yml";

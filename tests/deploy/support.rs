@@ -1,7 +1,7 @@
 //! Reading the repository's files, and what the deployment artefacts are checked against.
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,7 @@ pub fn read(relative: &str) -> String {
 pub fn yaml(relative: &str) -> Value {
     let text = read(relative);
     let mut value: Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
     value
         .apply_merge()
         .unwrap_or_else(|e| panic!("{relative}: bad merge key: {e}"));
@@ -98,7 +98,7 @@ pub fn yaml(relative: &str) -> Value {
 /// Every document of a multi-document YAML file (`---` separated), skipping empty ones.
 pub fn yaml_documents(relative: &str) -> Vec<Value> {
     let text = read(relative);
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|document| {
             let mut value = Value::deserialize(document)
                 .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));

@@ -49,7 +49,7 @@ pub(crate) fn extract_objects(text: &str) -> Vec<Value> {
 
 /// `loadYaml(convertSlashCommentsToHash(candidate), {json: true})`, when it gives an object.
 /// Strict JSON is tried first: it is YAML too, and [`js::json_parse`], like js-yaml in `json`
-/// mode, lets a repeated key override the earlier one (serde_yaml refuses repeated keys).
+/// mode, lets a repeated key override the earlier one (serde_norway refuses repeated keys).
 fn parse_candidate(candidate: &str) -> Option<Value> {
     let text = slash_comments_to_hash(candidate);
     let value = match js::json_parse(&text) {
@@ -62,13 +62,13 @@ fn parse_candidate(candidate: &str) -> Option<Value> {
 /// One YAML document as the JSON value JavaScript would see: keys become strings the way
 /// `String(key)` makes them, NaN and infinities (not representable in JSON) become null.
 pub(crate) fn parse_yaml(text: &str) -> Result<Value, String> {
-    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let mut value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     value.apply_merge().map_err(|e| e.to_string())?;
     Ok(yaml_to_json(value))
 }
 
-fn yaml_to_json(value: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
+fn yaml_to_json(value: serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
     match value {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
@@ -94,8 +94,8 @@ fn yaml_to_json(value: serde_yaml::Value) -> Value {
     }
 }
 
-fn yaml_key(key: &serde_yaml::Value) -> String {
-    use serde_yaml::Value as Y;
+fn yaml_key(key: &serde_norway::Value) -> String {
+    use serde_norway::Value as Y;
     match key {
         Y::String(s) => s.clone(),
         Y::Tagged(tagged) => yaml_key(&tagged.value),
