@@ -44,12 +44,17 @@ where
     }
 }
 
+/// The media type of the body, lowercased and without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
 /// As `axum::Json`: `application/json` or `application/<anything>+json`, parameters allowed.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(essence) = media_type(headers) else {
         return false;
     };
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.split_once('/') {
         Some((kind, subtype)) => kind == "application" && (subtype == "json" || subtype.ends_with("+json")),
         None => false,
@@ -86,3 +91,39 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+/// A YAML document (JSON is YAML too) as a JSON value, for bodies such as promptfoo configs.
+/// Accepts `application/yaml` (also `application/x-yaml`, `text/yaml`, `text/x-yaml`) and the
+/// JSON types; YAML merge keys are applied.
+#[derive(Debug, Clone)]
+pub struct Yaml(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for Yaml {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_yaml(req.headers()) && !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the document as YAML with Content-Type: application/yaml".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
+        let value = domain::promptfoo::parse_yaml(text)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))?;
+        if let Some(field) = nul_at(&value, String::new()) {
+            return Err(ApiError::invalid(&field, "must not contain the NUL character (\\u0000)"));
+        }
+        Ok(Yaml(value))
+    }
+}
+
+fn is_yaml(headers: &HeaderMap) -> bool {
+    matches!(
+        media_type(headers).as_deref(),
+        Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml")
+    )
+}

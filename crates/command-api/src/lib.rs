@@ -69,7 +69,7 @@ struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, cards, runs, test_cases, workspaces};
+    use routes::{auth, cards, imports, runs, test_cases, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -86,6 +86,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(test_cases::update_test_case, test_cases::delete_test_case))
         .routes(routes!(runs::request_run))
         .routes(routes!(runs::cancel_run))
+        .routes(routes!(imports::import_promptfoo))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -10,6 +10,7 @@ pub mod card;
 pub mod error;
 pub mod event;
 pub mod role;
+pub mod promptfoo;
 pub mod run;
 pub mod template;
 pub mod test_case;

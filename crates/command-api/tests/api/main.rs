@@ -7,6 +7,7 @@ mod bad_input;
 mod cards;
 mod concurrency;
 mod idempotency;
+mod imports;
 mod rate_limit;
 mod roles_and_tenancy;
 mod surface;
