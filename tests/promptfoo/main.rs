@@ -3,6 +3,10 @@
 //! them, and every assertion's pass/fail (and each test's pass and score) must equal what
 //! `domain::assertion::{evaluate, grade}` decide on the same output, vars, latency and cost.
 //!
+//! A second test imports a config with `domain::promptfoo` and checks the test cases it creates
+//! are the ones promptfoo evaluates: same vars after `defaultTest` and list expansion, same
+//! assertions in the same order, same rendered prompt.
+//!
 //! promptfoo is installed under `.local/promptfoo` by `ensure_promptfoo` (deploy/local/lib.sh,
 //! which pins the version), which deploy/local/test runs; without it this test fails and says
 //! how to install it. The comparison covers what both sides can express: promptfoo resolves
@@ -105,13 +109,12 @@ fn config(cases: &[Case]) -> Value {
     })
 }
 
-/// Runs `promptfoo eval` and returns its per-test results.
-fn run_promptfoo(cases: &[Case], version: &str) -> Vec<Value> {
+/// Runs `promptfoo eval` on a config and returns its per-test results.
+fn run_promptfoo(yaml: &str, version: &str) -> Vec<Value> {
     let binary = promptfoo_binary(version);
     let scratch = Scratch::new();
     let config_path = scratch.0.join("promptfooconfig.yaml");
     let output_path = scratch.0.join("results.json");
-    let yaml = serde_yaml::to_string(&config(cases)).expect("serialise the config");
     std::fs::write(&config_path, yaml).expect("write the config");
     let home = scratch.0.join("home");
     let started = std::time::Instant::now();
@@ -159,7 +162,8 @@ fn component_results(result: &Value) -> Option<&Vec<Value>> {
 fn verdicts_match_promptfoo() {
     let version = pinned_version();
     let cases = suites::cases();
-    let results = run_promptfoo(&cases, &version);
+    let yaml = serde_norway::to_string(&config(&cases)).expect("serialise the config");
+    let results = run_promptfoo(&yaml, &version);
     let mut mismatches = String::new();
     let mut reason_differences = String::new();
     let mut compared = 0;
@@ -285,4 +289,70 @@ fn verdicts_match_promptfoo() {
         "{compared} assertions in {} tests agree with promptfoo {version}",
         cases.len()
     );
+}
+
+/// A config using what an import reads: several prompts, `defaultTest` vars and assertions,
+/// tests overriding vars, list vars expanding, numbers and JSON values.
+const IMPORT_CONFIG: &str = r#"
+description: Import vs promptfoo
+prompts:
+  - "Reply to {{ customer }} about {{ topic }}."
+  - raw: "{{ topic | upper }} for {{ customer }} ({{ count }})"
+    label: Shouting
+providers: [echo]
+defaultTest:
+  vars: {customer: Ada, count: 3}
+  assert:
+    - {type: icontains, value: "{{ customer }}"}
+tests:
+  - description: refund
+    vars: {topic: refunds}
+    assert:
+      - {type: not-contains, value: sorry, weight: 2}
+  - description: grid
+    vars: {topic: [billing, shipping], customer: [Bo, Cy]}
+  - vars: {topic: misc, count: 7}
+    assert:
+      - {type: word-count, value: {min: 1, max: 50}}
+"#;
+
+#[test]
+fn imported_cases_are_the_tests_promptfoo_evaluates() {
+    let version = pinned_version();
+    let mut results = run_promptfoo(IMPORT_CONFIG, &version);
+    results.sort_by_key(|r| (r["promptIdx"].as_u64(), r["testIdx"].as_u64()));
+    let config = domain::promptfoo::parse_yaml(IMPORT_CONFIG).expect("valid YAML");
+    let import = domain::promptfoo::translate(&config).expect("importable");
+
+    let ours: Vec<(usize, &domain::promptfoo::ImportedCard, &domain::promptfoo::ImportedCase)> = import
+        .cards
+        .iter()
+        .enumerate()
+        .flat_map(|(i, card)| card.cases.iter().map(move |case| (i, card, case)))
+        .collect();
+    assert_eq!(ours.len(), 12, "2 prompts x (1 + 2 x 2 + 1) tests");
+    assert_eq!(results.len(), ours.len(), "promptfoo evaluated another number of tests");
+    for ((prompt_idx, card, case), theirs) in ours.iter().zip(&results) {
+        let what = format!("prompt {prompt_idx}, {}", case.content.name);
+        assert_eq!(theirs["promptIdx"].as_u64(), Some(*prompt_idx as u64), "{what}");
+        assert_eq!(
+            Value::Object(case.content.vars.clone()),
+            theirs["vars"],
+            "{what}: vars differ from promptfoo's"
+        );
+        let their_types: Vec<&str> = theirs["testCase"]["assert"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["type"].as_str()).collect())
+            .unwrap_or_default();
+        let our_types: Vec<&str> = case.content.assertions.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(our_types, their_types, "{what}: assertions differ from promptfoo's");
+        let rendered = domain::template::render(&card.content.template, &card.content.variables, &case.content.vars)
+            .expect("the template renders");
+        assert_eq!(
+            Some(rendered.as_str()),
+            theirs["response"]["output"].as_str(),
+            "{what}: the echo provider saw another prompt"
+        );
+    }
+    assert_eq!(import.cards[1].content.title, "Shouting");
 }
