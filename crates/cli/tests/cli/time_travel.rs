@@ -113,3 +113,40 @@ async fn diff_shows_the_template_lines_and_the_fields_that_changed(pool: PgPool)
     assert_eq!(missing.code, 3);
     assert!(missing.stderr.contains("versions 1 to 3"), "{}", missing.stderr);
 }
+
+/// A card written before variables were typed (schema version 1: bare names) is read through
+/// the upcaster everywhere: `stream show`, and the read models `replay` rebuilds.
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn version_one_events_are_upcast_on_the_cli_and_projector_read_paths(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let actor = Actor::new();
+    actor.create_workspace(&store).await;
+    let card = uuid::Uuid::now_v7();
+    let v1 = event_store::NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "PromptCardCreated".into(),
+        schema_version: 1,
+        data: serde_json::json!({
+            "card_id": card, "workspace_id": actor.workspace_id, "title": "Legacy",
+            "description": "", "template": "Hi {{ name }}", "variables": ["name"], "tags": [],
+        }),
+    };
+    actor.append(&store, vec![stream(card, "prompt_card", event_store::ExpectedVersion::NoStream, vec![v1])]).await;
+    let typed = serde_json::json!([{"name": "name", "type": "string", "required": true}]);
+
+    let shown = promptcards(&pool, &["stream", "show", &card.to_string(), "--json"]).await.success();
+    let document = &shown.json_lines()[0];
+    assert_eq!(document["state"]["title"], "Legacy");
+    assert_eq!(document["state"]["variables"], typed, "{document}");
+
+    promptcards(&pool, &["replay", "postgres"]).await.success();
+    let (card_vars, version_vars): (serde_json::Value, serde_json::Value) = sqlx::query_as(
+        "SELECT c.variables, v.variables FROM read.prompt_cards c JOIN read.card_versions v USING (card_id) WHERE card_id = $1",
+    )
+    .bind(card)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(card_vars, typed);
+    assert_eq!(version_vars, typed);
+}
