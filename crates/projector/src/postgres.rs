@@ -12,8 +12,11 @@ use domain::run::RunEvent;
 use domain::test_case::TestCaseEvent;
 use domain::user::UserEvent;
 use domain::workspace::WorkspaceEvent;
+use domain::run::TestResult;
 use event_store::RecordedEvent;
 use sqlx::{PgConnection, PgPool};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
 
 /// The schema the query API reads.
 pub const READ_SCHEMA: &str = "read";
@@ -53,30 +56,55 @@ impl PostgresSink {
     /// Applies a batch inside the caller's transaction, skipping events at or below the
     /// stream versions already applied. Leaves the transaction's `search_path` set to the
     /// sink's schema.
+    ///
+    /// The batch costs few round trips: the applied versions of all its streams are read (and
+    /// locked) in one statement and written back in one, and consecutive test results, the bulk
+    /// of any store, are inserted together. Everything else is applied event by event, in order.
     pub async fn apply_in(&self, tx: &mut PgConnection, events: &[RecordedEvent]) -> anyhow::Result<()> {
         sqlx::query("SELECT set_config('search_path', $1, true)")
             .bind(&self.schema)
             .execute(&mut *tx)
             .await?;
+        let mut stream_ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+        stream_ids.sort_unstable();
+        stream_ids.dedup();
+        let mut applied: HashMap<Uuid, i64> = sqlx::query_as(
+            "SELECT stream_id, version FROM stream_versions WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE",
+        )
+        .bind(&stream_ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut moved: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+        let mut results = Results::default();
         for event in events {
-            let applied: Option<i64> = sqlx::query_scalar(
-                "SELECT version FROM stream_versions WHERE stream_id = $1 FOR UPDATE",
-            )
-            .bind(event.stream_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if applied.is_some_and(|v| event.version <= v) {
+            if applied.get(&event.stream_id).is_some_and(|v| event.version <= *v) {
                 metrics::counter!("projector_redeliveries_skipped_total", "sink" => "postgres").increment(1);
                 continue;
             }
-            apply_event(&mut *tx, event).await?;
+            match decode_result(event)? {
+                Some(result) => results.push(event, result)?,
+                None => {
+                    results.flush(tx).await?;
+                    apply_event(tx, event).await?;
+                }
+            }
+            applied.insert(event.stream_id, event.version);
+            moved.insert(event.stream_id, (event.version, event.position));
+        }
+        results.flush(tx).await?;
+        if !moved.is_empty() {
+            let (ids, rest): (Vec<Uuid>, Vec<(i64, i64)>) = moved.into_iter().unzip();
+            let (versions, positions): (Vec<i64>, Vec<i64>) = rest.into_iter().unzip();
             sqlx::query(
-                "INSERT INTO stream_versions (stream_id, version, position) VALUES ($1, $2, $3)
-                 ON CONFLICT (stream_id) DO UPDATE SET version = $2, position = $3",
+                "INSERT INTO stream_versions (stream_id, version, position)
+                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position",
             )
-            .bind(event.stream_id)
-            .bind(event.version)
-            .bind(event.position)
+            .bind(&ids)
+            .bind(&versions)
+            .bind(&positions)
             .execute(&mut *tx)
             .await?;
         }
@@ -350,39 +378,11 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
             .await?;
         }
         RunEvent::TestRunStarted {} => set_run_status(tx, event, "RUNNING", None).await?,
+        // `apply_in` gathers consecutive results itself; one alone goes the same way.
         RunEvent::TestResultRecorded { result, .. } => {
-            sqlx::query(
-                "INSERT INTO test_results (run_id, case_id, provider, repetition, rendered_prompt, output, error,
-                    latency_ms, prompt_tokens, completion_tokens, cost_micro_usd, passed, score, assertions, position, recorded_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(id)
-            .bind(result.key.case_id)
-            .bind(&result.key.provider)
-            .bind(result.key.repetition as i32)
-            .bind(&result.rendered_prompt)
-            .bind(&result.output)
-            .bind(&result.error)
-            .bind(result.latency_ms as i64)
-            .bind(result.prompt_tokens as i32)
-            .bind(result.completion_tokens as i32)
-            .bind(result.cost_micro_usd)
-            .bind(result.passed)
-            .bind(result.score)
-            .bind(serde_json::to_value(&result.assertions)?)
-            .bind(event.position)
-            .bind(event.recorded_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE test_runs SET completed = completed + 1, passed = passed + $2::int, failed = failed + (1 - $2::int),
-                        updated_at = $3 WHERE run_id = $1",
-            )
-            .bind(id)
-            .bind(result.passed as i32)
-            .bind(event.recorded_at)
-            .execute(&mut *tx)
-            .await?;
+            let mut one = Results::default();
+            one.push(event, result)?;
+            one.flush(tx).await?;
         }
         RunEvent::TestRunCompleted { .. } => set_run_status(tx, event, "COMPLETED", None).await?,
         RunEvent::TestRunFailed { reason } => set_run_status(tx, event, "FAILED", Some(&reason)).await?,
@@ -442,4 +442,120 @@ async fn apply_test_case(
         }
     }
     Ok(())
+}
+
+/// The result an event records, if it is a `TestResultRecorded`.
+fn decode_result(event: &RecordedEvent) -> anyhow::Result<Option<TestResult>> {
+    if event.stream_type != "test_run" || event.event_type != "TestResultRecorded" {
+        return Ok(None);
+    }
+    match event.decode::<RunEvent>()? {
+        RunEvent::TestResultRecorded { result, .. } => Ok(Some(result)),
+        _ => Ok(None),
+    }
+}
+
+/// Consecutive test results, inserted with one statement and counted on their runs with
+/// another.
+#[derive(Default)]
+struct Results {
+    run_ids: Vec<Uuid>,
+    case_ids: Vec<Uuid>,
+    providers: Vec<String>,
+    repetitions: Vec<i32>,
+    rendered_prompts: Vec<String>,
+    outputs: Vec<Option<String>>,
+    errors: Vec<Option<String>>,
+    latencies_ms: Vec<i64>,
+    prompt_tokens: Vec<i32>,
+    completion_tokens: Vec<i32>,
+    costs_micro_usd: Vec<i64>,
+    passed: Vec<bool>,
+    scores: Vec<f64>,
+    assertions: Vec<serde_json::Value>,
+    positions: Vec<i64>,
+    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Results {
+    fn push(&mut self, event: &RecordedEvent, result: TestResult) -> anyhow::Result<()> {
+        self.run_ids.push(event.stream_id);
+        self.case_ids.push(result.key.case_id);
+        self.providers.push(result.key.provider);
+        self.repetitions.push(result.key.repetition as i32);
+        self.rendered_prompts.push(result.rendered_prompt);
+        self.outputs.push(result.output);
+        self.errors.push(result.error);
+        self.latencies_ms.push(result.latency_ms as i64);
+        self.prompt_tokens.push(result.prompt_tokens as i32);
+        self.completion_tokens.push(result.completion_tokens as i32);
+        self.costs_micro_usd.push(result.cost_micro_usd);
+        self.passed.push(result.passed);
+        self.scores.push(result.score);
+        self.assertions.push(serde_json::to_value(&result.assertions)?);
+        self.positions.push(event.position);
+        self.recorded_at.push(event.recorded_at);
+        Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if self.run_ids.is_empty() {
+            return Ok(());
+        }
+        let r = std::mem::take(self);
+        sqlx::query(
+            "INSERT INTO test_results (run_id, case_id, provider, repetition, rendered_prompt, output, error,
+                latency_ms, prompt_tokens, completion_tokens, cost_micro_usd, passed, score, assertions, position, recorded_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+                $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::bool[], $13::float8[], $14::jsonb[],
+                $15::bigint[], $16::timestamptz[])",
+        )
+        .bind(&r.run_ids)
+        .bind(&r.case_ids)
+        .bind(&r.providers)
+        .bind(&r.repetitions)
+        .bind(&r.rendered_prompts)
+        .bind(&r.outputs)
+        .bind(&r.errors)
+        .bind(&r.latencies_ms)
+        .bind(&r.prompt_tokens)
+        .bind(&r.completion_tokens)
+        .bind(&r.costs_micro_usd)
+        .bind(&r.passed)
+        .bind(&r.scores)
+        .bind(&r.assertions)
+        .bind(&r.positions)
+        .bind(&r.recorded_at)
+        .execute(&mut *tx)
+        .await?;
+        // Per run: how many results, how many passed, and when the last was recorded.
+        let mut runs: BTreeMap<Uuid, (i32, i32, chrono::DateTime<chrono::Utc>)> = BTreeMap::new();
+        for ((run_id, passed), at) in r.run_ids.iter().zip(&r.passed).zip(&r.recorded_at) {
+            let entry = runs.entry(*run_id).or_insert((0, 0, *at));
+            entry.0 += 1;
+            entry.1 += i32::from(*passed);
+            entry.2 = entry.2.max(*at);
+        }
+        let mut ids = Vec::new();
+        let (mut counts, mut passes, mut ats) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (count, passed, at)) in runs {
+            ids.push(id);
+            counts.push(count);
+            passes.push(passed);
+            ats.push(at);
+        }
+        sqlx::query(
+            "UPDATE test_runs t SET completed = t.completed + u.n, passed = t.passed + u.p,
+                    failed = t.failed + (u.n - u.p), updated_at = u.at
+             FROM UNNEST($1::uuid[], $2::int[], $3::int[], $4::timestamptz[]) AS u(run_id, n, p, at)
+             WHERE t.run_id = u.run_id",
+        )
+        .bind(&ids)
+        .bind(&counts)
+        .bind(&passes)
+        .bind(&ats)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
 }

@@ -71,7 +71,7 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
 
     assert_eq!(projected_versions(&pool).await, store_versions(&pool).await);
     let live = read_model_checksum(&pool).await;
-    for table in ["prompt_cards", "card_versions", "label_moves", "test_cases", "workspaces", "members"] {
+    for table in ["prompt_cards", "card_versions", "label_moves", "test_cases", "workspaces", "members", "test_runs", "test_results"] {
         assert!(live[table].0 > 0, "read.{table} is empty; the history should fill it");
     }
     assert_eq!(live, replayed_checksum(&pool, &store, n).await, "the live read model differs from a full replay");
@@ -89,6 +89,20 @@ async fn redelivered_and_older_events_change_nothing(pool: PgPool) {
     sink.apply(&events).await.unwrap();
     let once = read_model_checksum(&pool).await;
     assert_eq!(projected_versions(&pool).await, store_versions(&pool).await);
+    // The seeded runs' results arrive interleaved in batches; each is counted once.
+    let runs: Vec<(String, i64, i64, i64, i64)> =
+        sqlx::query_as("SELECT status, total, completed, passed, failed FROM read.test_runs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, vec![("COMPLETED".to_owned(), 6, 6, 4, 2); 2]);
+    let results: Vec<(i32, bool, Option<String>)> =
+        sqlx::query_as("SELECT repetition, passed, error FROM read.test_results ORDER BY position")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(results.len(), 12);
+    assert!(results.iter().all(|(r, passed, error)| *passed == (r % 3 != 2) && error.is_some() != *passed));
 
     // The whole history again.
     sink.apply(&events).await.unwrap();

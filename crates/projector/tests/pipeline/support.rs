@@ -2,6 +2,7 @@
 
 use domain::card::{CardContent, CardEvent};
 use domain::role::Role;
+use domain::run::{ProviderSpec, ResultKey, RunCase, RunEvent, RunPlan, TestResult};
 use domain::template::{VarType, Variable};
 use domain::test_case::{TestCaseContent, TestCaseEvent};
 use domain::workspace::WorkspaceEvent;
@@ -165,6 +166,60 @@ pub fn case_deleted() -> NewEvent {
     NewEvent::from_domain(&TestCaseEvent::TestCaseDeleted {})
 }
 
+pub fn run_requested(run_id: Uuid, workspace_id: Uuid, card_id: Uuid, case_id: Uuid, repeat: u32) -> NewEvent {
+    let case = case_content("run case");
+    NewEvent::from_domain(&RunEvent::TestRunRequested {
+        run_id,
+        plan: RunPlan {
+            workspace_id,
+            card_id,
+            card_version: 1,
+            template: content("run card").template,
+            variables: content("run card").variables,
+            cases: vec![RunCase {
+                case_id,
+                name: case.name,
+                vars: case.vars,
+                expected_output: case.expected_output,
+                assertions: case.assertions,
+            }],
+            providers: vec![ProviderSpec { id: "echo".into(), config: Value::Null }],
+            repeat,
+        },
+        total: u64::from(repeat),
+    })
+}
+
+pub fn run_started() -> NewEvent {
+    NewEvent::from_domain(&RunEvent::TestRunStarted {})
+}
+
+/// A result of the run's only case; every third one fails.
+pub fn result_recorded(card_id: Uuid, case_id: Uuid, repetition: u32) -> NewEvent {
+    let passed = repetition % 3 != 2;
+    NewEvent::from_domain(&RunEvent::TestResultRecorded {
+        card_id,
+        card_version: 1,
+        result: TestResult {
+            key: ResultKey { case_id, provider: "echo".into(), repetition },
+            rendered_prompt: format!("prompt {repetition}"),
+            output: passed.then(|| format!("summary {repetition}")),
+            error: (!passed).then(|| "the provider timed out".to_owned()),
+            latency_ms: 10 + u64::from(repetition),
+            prompt_tokens: 5,
+            completion_tokens: repetition,
+            cost_micro_usd: i64::from(repetition) * 7,
+            passed,
+            score: if passed { 1.0 } else { 0.0 },
+            assertions: vec![],
+        },
+    })
+}
+
+pub fn run_completed(passed: u64, failed: u64) -> NewEvent {
+    NewEvent::from_domain(&RunEvent::TestRunCompleted { passed, failed })
+}
+
 pub fn stream(
     stream_id: Uuid,
     stream_type: &str,
@@ -292,6 +347,34 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
                 written += 1;
             }
             actor.append(store, false, streams).await;
+            if c == 0 {
+                written += seed_runs(store, &actor, card_id, case_id).await;
+            }
+        }
+    }
+    written
+}
+
+/// Two runs of a card whose results are appended interleaved, three at a time, as runners
+/// record them; returns how many events that is.
+async fn seed_runs(store: &EventStore, actor: &Actor, card_id: Uuid, case_id: Uuid) -> usize {
+    const REPEAT: u32 = 6;
+    let runs = [Uuid::now_v7(), Uuid::now_v7()];
+    let mut written = 0;
+    for run_id in runs {
+        let events = vec![run_requested(run_id, actor.workspace_id, card_id, case_id, REPEAT), run_started()];
+        written += events.len();
+        actor.append(store, true, vec![stream(run_id, "test_run", ExpectedVersion::NoStream, events)]).await;
+    }
+    for half in [0..REPEAT / 2, REPEAT / 2..REPEAT] {
+        for run_id in runs {
+            let mut events: Vec<NewEvent> = half.clone().map(|r| result_recorded(card_id, case_id, r)).collect();
+            if half.end == REPEAT {
+                events.push(run_completed(4, 2));
+            }
+            let expected = ExpectedVersion::Exact(2 + i64::from(half.start));
+            written += events.len();
+            actor.append(store, false, vec![stream(run_id, "test_run", expected, events)]).await;
         }
     }
     written
