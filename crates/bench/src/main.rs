@@ -21,6 +21,11 @@ pub struct Config {
     /// Commands per second during the freshness figure.
     pub freshness_rate: u32,
     pub subscribers: usize,
+    /// Test cases of the runner figure's card, and how often each runs.
+    pub run_cases: usize,
+    pub run_repeat: u32,
+    /// Events in the store the replay figure rebuilds from.
+    pub replay_events: usize,
 }
 
 #[tokio::main]
@@ -40,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(if quick { 10 } else { 30 }),
         freshness_rate: if quick { 100 } else { 200 },
         subscribers: if quick { 250 } else { 1000 },
+        run_cases: 200,
+        run_repeat: if quick { 25 } else { 100 },
+        replay_events: if quick { 100_000 } else { 1_000_000 },
     };
     let mut report = Report::new(json);
     scenarios::run_all(&config, &mut report).await?;

@@ -118,6 +118,8 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
     freshness(config, &session, report).await?;
     graphql_card(config, &session, report).await?;
     fanout(config, &session, report).await?;
+    runner_throughput(config, &session, report).await?;
+    runner_overhead(report).await?;
     replay(config, report).await?;
     peak_rss(report);
     Ok(())
@@ -310,28 +312,139 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
     Ok(())
 }
 
-/// Rebuilds every Postgres read model from the live store into a scratch database.
+/// A run with the echo provider, from the 202 to the run read model saying COMPLETED: the
+/// runner, its appends, the relay and the projector together.
+async fn runner_throughput(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
+    let tests: String = (0..config.run_cases)
+        .map(|i| format!("  - {{description: case {i}, vars: {{text: \"text {i}\"}}, assert: [{{type: contains, value: \"text {i}\"}}]}}\n"))
+        .collect();
+    let yaml = format!("prompts: [\"Summarise {{{{ text }}}}\"]\ntests:\n{tests}");
+    let response = session
+        .http
+        .post(format!("{}/v1/workspaces/{}/imports/promptfoo", session.command_api, session.workspace))
+        .bearer_auth(&session.token)
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await?;
+    let status = response.status();
+    let imported: Value = response.json().await?;
+    anyhow::ensure!(status.is_success(), "the import answered {status}: {imported}");
+    let card_id = imported["cards"][0]["id"].as_str().ok_or_else(|| anyhow!("no card in {imported}"))?;
+    let run = session
+        .post(
+            &format!("/v1/workspaces/{}/runs", session.workspace),
+            json!({ "card_id": card_id, "providers": ["echo"], "repeat": config.run_repeat }),
+        )
+        .await?;
+    let accepted = Instant::now();
+    let run_id = run["run_id"].as_str().ok_or_else(|| anyhow!("no run_id in {run}"))?.to_owned();
+    let query = format!("{{ testRun(id: \"{run_id}\") {{ status total completed }} }}");
+    let deadline = accepted + Duration::from_secs(600);
+    let total = loop {
+        let body = session.graphql(&query, None).await?;
+        let run = &body["data"]["testRun"];
+        match run["status"].as_str() {
+            Some("COMPLETED") => break run["total"].as_f64().unwrap_or_default(),
+            Some("FAILED" | "CANCELLED") => anyhow::bail!("the bench run ended {run}"),
+            _ if Instant::now() > deadline => anyhow::bail!("the bench run did not complete in 10 minutes: {run}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let elapsed = accepted.elapsed().as_secs_f64();
+    report.figure("runner.results", total, "results");
+    report.figure("runner.results_per_s", total / elapsed, "results/s");
+    Ok(())
+}
+
+/// The runner's own work per call (render, call, grade) with the echo provider, whose latency
+/// is nil: what the runner adds over any provider's latency. Timed in this process.
+async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
+    use domain::run::{ProviderSpec, ResultKey, RunCase, RunPlan};
+    use domain::template::{VarType, Variable};
+    let providers = providers::Providers::new(providers::ProviderSettings::from_env()?, providers::PriceTable::from_env()?);
+    let assertion = |kind: &str, value: Value| domain::assertion::Assertion { kind: kind.into(), value: Some(value), threshold: None, weight: None };
+    let case_id = uuid::Uuid::now_v7();
+    let mut vars = serde_json::Map::new();
+    vars.insert("text".into(), json!("the quarterly report, twelve pages"));
+    vars.insert("audience".into(), json!("the board"));
+    let plan = RunPlan {
+        workspace_id: uuid::Uuid::now_v7(),
+        card_id: uuid::Uuid::now_v7(),
+        card_version: 1,
+        template: "Summarise {{ text }} for {{ audience }} in three sentences.".into(),
+        variables: ["text", "audience"]
+            .map(|name| Variable { name: name.into(), kind: VarType::String, description: None, default: None, required: true })
+            .to_vec(),
+        providers: vec![ProviderSpec { id: "echo".into(), config: Value::Null }],
+        cases: vec![RunCase {
+            case_id,
+            name: "overhead".into(),
+            vars,
+            expected_output: None,
+            assertions: vec![
+                assertion("icontains", json!("{{ audience }}")),
+                assertion("not-contains", json!("lorem")),
+                assertion("word-count", json!({"min": 3, "max": 100})),
+            ],
+        }],
+        repeat: 1,
+    };
+    let key = ResultKey { case_id, provider: "echo".into(), repetition: 0 };
+    let mut samples = Vec::new();
+    for _ in 0..20_000 {
+        let started = Instant::now();
+        let result = runner::run_one(&providers, &plan, key.clone()).await;
+        samples.push(started.elapsed());
+        anyhow::ensure!(result.passed, "the overhead case should pass: {result:?}");
+    }
+    report.figure("runner.overhead_p50_us", percentile_ms(&mut samples, 50.0) * 1000.0, "us");
+    report.figure("runner.overhead_p99_us", percentile_ms(&mut samples, 99.0) * 1000.0, "us");
+    Ok(())
+}
+
+/// Rebuilds every Postgres read model from a store of `config.replay_events` events, in a
+/// scratch database so the live stack is untouched. The store is written through the event
+/// store's own append, with the mix an evaluation team's store has: per card, its versions, a
+/// label, five test cases and a run of 100 results (results are 84% of the events).
 async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let live = PgConnectOptions::from_str(&config.database_url)?;
     let scratch_name = "promptcards_bench_replay";
     let admin_pool = PgPoolOptions::new().max_connections(1).connect_with(live.clone().database("postgres")).await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name}")).execute(&admin_pool).await?;
     sqlx::query(&format!("CREATE DATABASE {scratch_name}")).execute(&admin_pool).await?;
-    let scratch = PgPoolOptions::new().max_connections(2).connect_with(live.clone().database(scratch_name)).await?;
+    let scratch = PgPoolOptions::new().max_connections(8).connect_with(live.database(scratch_name)).await?;
     event_store::MIGRATOR.run(&scratch).await?;
-    let store = event_store::EventStore::new(PgPoolOptions::new().max_connections(2).connect_with(live).await?);
-    let sink = projector::postgres::PostgresSink::new(scratch.clone());
+    let store = event_store::EventStore::new(scratch.clone());
 
+    let seeding = Instant::now();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (store, written, target) = (store.clone(), written.clone(), config.replay_events);
+        writers.push(tokio::spawn(async move {
+            while written.load(std::sync::atomic::Ordering::Relaxed) < target {
+                let n = seed::card_with_a_run(&store).await?;
+                written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    let seeded = written.load(std::sync::atomic::Ordering::Relaxed);
+    report.figure("replay.seed_append_events_per_s", seeded as f64 / seeding.elapsed().as_secs_f64(), "events/s");
+
+    let sink = projector::postgres::PostgresSink::new(scratch.clone());
     let started = Instant::now();
     let mut cursor = event_store::Cursor::START;
     let mut total = 0usize;
     loop {
-        let events = store.read_all(cursor, 5_000).await?;
+        let events = store.read_all(cursor, REPLAY_BATCH).await?;
         let Some(last) = events.last() else { break };
         cursor = event_store::Cursor::after(last);
-        for batch in events.chunks(1_000) {
-            projector::Sink::apply(&sink, batch).await?;
-        }
+        projector::Sink::apply(&sink, &events).await?;
         total += events.len();
     }
     let elapsed = started.elapsed();
@@ -340,6 +453,160 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     report.figure("replay.events", total as f64, "events");
     report.figure("replay.events_per_s", total as f64 / elapsed.as_secs_f64(), "events/s");
     Ok(())
+}
+
+/// Events per read and per sink transaction, as `promptcards replay` uses by default.
+const REPLAY_BATCH: i64 = 1_000;
+
+/// A store's worth of realistic history, appended through the event store.
+mod seed {
+    use domain::card::{CardContent, CardEvent};
+    use domain::run::{ProviderSpec, ResultKey, RunCase, RunEvent, RunPlan, TestResult};
+    use domain::template::{VarType, Variable};
+    use domain::test_case::{TestCaseContent, TestCaseEvent};
+    use event_store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamAppend};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    const CASES: usize = 5;
+    const PROVIDERS: [&str; 2] = ["echo", "openai:gpt-4o-mini"];
+    const REPEAT: u32 = 10;
+    const RESULTS_PER_APPEND: usize = 50;
+
+    fn stream(stream_id: Uuid, stream_type: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
+        StreamAppend { stream_id, stream_type: stream_type.into(), expected, events }
+    }
+
+    fn content(title: &str, edit: u32) -> CardContent {
+        CardContent {
+            title: title.into(),
+            description: "Summaries for the support team".into(),
+            template: format!("Summarise {{{{ text }}}} for {{{{ audience }}}} in {} sentences.", edit + 2),
+            variables: ["text", "audience"]
+                .map(|name| Variable { name: name.into(), kind: VarType::String, description: None, default: None, required: true })
+                .to_vec(),
+            tags: vec!["bench".into(), "support".into()],
+        }
+    }
+
+    async fn append(store: &EventStore, workspace_id: Uuid, streams: Vec<StreamAppend>) -> anyhow::Result<usize> {
+        let n = streams.iter().map(|s| s.events.len()).sum();
+        store
+            .append(Append {
+                streams,
+                metadata: Metadata { actor_id: Some(workspace_id), workspace_id: Some(workspace_id), ..Default::default() },
+                ..Default::default()
+            })
+            .await?;
+        Ok(n)
+    }
+
+    /// One card's life: created with five test cases, edited four times, labelled, and run
+    /// against two providers ten times over. Returns how many events it appended.
+    pub async fn card_with_a_run(store: &EventStore) -> anyhow::Result<usize> {
+        let (workspace_id, card_id, run_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let case_ids: Vec<Uuid> = (0..CASES).map(|_| Uuid::now_v7()).collect();
+        let cases: Vec<TestCaseContent> = (0..CASES)
+            .map(|i| TestCaseContent {
+                name: format!("case {i}"),
+                vars: json!({"text": format!("ticket {i}: the invoice is wrong"), "audience": "an agent"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                expected_output: None,
+                assertions: vec![domain::assertion::Assertion {
+                    kind: "icontains".into(),
+                    value: Some(json!("invoice")),
+                    threshold: None,
+                    weight: None,
+                }],
+            })
+            .collect();
+        let mut card_events = vec![NewEvent::from_domain(&CardEvent::PromptCardCreated {
+            card_id,
+            workspace_id,
+            content: content("Invoice summary", 0),
+        })];
+        let mut streams = Vec::new();
+        for (case_id, case) in case_ids.iter().zip(&cases) {
+            card_events.push(NewEvent::from_domain(&CardEvent::TestCaseAttached { case_id: *case_id }));
+            streams.push(stream(*case_id, "test_case", ExpectedVersion::NoStream, vec![NewEvent::from_domain(
+                &TestCaseEvent::TestCaseCreated { case_id: *case_id, card_id, workspace_id, content: case.clone() },
+            )]));
+        }
+        let card_version = card_events.len() as i64;
+        streams.insert(0, stream(card_id, "prompt_card", ExpectedVersion::NoStream, card_events));
+        let mut written = append(store, workspace_id, streams).await?;
+
+        let mut edits: Vec<NewEvent> = (2..=5)
+            .map(|version| NewEvent::from_domain(&CardEvent::PromptCardUpdated { version, content: content("Invoice summary", version) }))
+            .collect();
+        edits.push(NewEvent::from_domain(&CardEvent::PromptCardLabelMoved { label: "production".into(), version: 4, previous_version: None }));
+        written += append(store, workspace_id, vec![stream(card_id, "prompt_card", ExpectedVersion::Exact(card_version), edits)]).await?;
+
+        let plan = RunPlan {
+            workspace_id,
+            card_id,
+            card_version: 5,
+            template: content("Invoice summary", 5).template,
+            variables: content("Invoice summary", 5).variables,
+            cases: case_ids
+                .iter()
+                .zip(&cases)
+                .map(|(case_id, case)| RunCase {
+                    case_id: *case_id,
+                    name: case.name.clone(),
+                    vars: case.vars.clone(),
+                    expected_output: None,
+                    assertions: case.assertions.clone(),
+                })
+                .collect(),
+            providers: PROVIDERS.map(|id| ProviderSpec { id: id.into(), config: serde_json::Value::Null }).to_vec(),
+            repeat: REPEAT,
+        };
+        let total = plan.total();
+        let keys: Vec<ResultKey> = plan.keys().collect();
+        let run_start = vec![
+            NewEvent::from_domain(&RunEvent::TestRunRequested { run_id, plan, total }),
+            NewEvent::from_domain(&RunEvent::TestRunStarted {}),
+        ];
+        written += append(store, workspace_id, vec![stream(run_id, "test_run", ExpectedVersion::NoStream, run_start)]).await?;
+        let mut run_version = 2;
+        let chunks: Vec<&[ResultKey]> = keys.chunks(RESULTS_PER_APPEND).collect();
+        let last_chunk = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut events: Vec<NewEvent> = chunk
+                .iter()
+                .map(|key| {
+                    let passed = key.repetition % 4 != 3;
+                    NewEvent::from_domain(&RunEvent::TestResultRecorded {
+                        card_id,
+                        card_version: 5,
+                        result: TestResult {
+                            key: key.clone(),
+                            rendered_prompt: "Summarise ticket: the invoice is wrong for an agent in 7 sentences.".into(),
+                            output: Some(if passed { "The invoice total is wrong." } else { "No idea." }.into()),
+                            error: None,
+                            latency_ms: 300 + u64::from(key.repetition) * 7,
+                            prompt_tokens: 18,
+                            completion_tokens: 7,
+                            cost_micro_usd: 12,
+                            passed,
+                            score: if passed { 1.0 } else { 0.0 },
+                            assertions: vec![],
+                        },
+                    })
+                })
+                .collect();
+            if i == last_chunk {
+                events.push(NewEvent::from_domain(&RunEvent::TestRunCompleted { passed: 0, failed: 0 }));
+            }
+            let n = events.len() as i64;
+            written += append(store, workspace_id, vec![stream(run_id, "test_run", ExpectedVersion::Exact(run_version), events)]).await?;
+            run_version += n;
+        }
+        Ok(written)
+    }
 }
 
 /// Peak resident memory (VmHWM) of each process of the stack running on this machine.

@@ -233,8 +233,9 @@ async fn append_results(
     }
 }
 
-/// Renders, calls and grades one slot. Every failure becomes a recorded error, never a crash.
-async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> TestResult {
+/// Renders, calls and grades one slot: all the work a result costs besides its append. Every
+/// failure becomes a recorded error, never a crash. Public so the benchmark can time it.
+pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> TestResult {
     let case = plan.cases.iter().find(|c| c.case_id == key.case_id).expect("keys come from the plan");
     let provider = plan.providers.iter().find(|p| p.id == key.provider).expect("keys come from the plan");
     let failed = |rendered_prompt: String, error: String, latency_ms: u64| TestResult {
