@@ -438,14 +438,15 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
 
     let sink = projector::postgres::PostgresSink::new(scratch.clone());
     let started = Instant::now();
-    let mut cursor = event_store::Cursor::START;
     let mut total = 0usize;
-    loop {
-        let events = store.read_all(cursor, REPLAY_BATCH).await?;
-        let Some(last) = events.last() else { break };
-        cursor = event_store::Cursor::after(last);
-        projector::Sink::apply(&sink, &events).await?;
+    // As `promptcards replay` does: the next batch is read while the current one is applied.
+    let mut events = store.read_all(event_store::Cursor::START, REPLAY_BATCH).await?;
+    while let Some(last) = events.last() {
+        let after = event_store::Cursor::after(last);
+        let (applied, next) = tokio::join!(projector::Sink::apply(&sink, &events), store.read_all(after, REPLAY_BATCH));
+        applied?;
         total += events.len();
+        events = next?;
     }
     let elapsed = started.elapsed();
     scratch.close().await;

@@ -211,23 +211,32 @@ impl Run<'_> {
 
     /// Reads the store after `cursor` and applies batch by batch, moving `cursor` past each
     /// applied batch. Stops at Ctrl-C, or when caught up: a batch shorter than the batch size
-    /// when `nearly` (the rest is for a final catch-up), else an empty read.
+    /// when `nearly` (the rest is for a final catch-up), else an empty read. The next batch is
+    /// read while the current one is applied: reading is a third of the work.
     async fn feed<S: Sink>(&mut self, sink: &S, cursor: &mut Cursor, nearly: bool) -> anyhow::Result<Fed> {
+        let (store, batch_size) = (self.store, self.args.batch_size);
+        let mut events = store.read_all(*cursor, batch_size).await?;
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(Fed::Interrupted);
             }
-            let events = self.store.read_all(*cursor, self.args.batch_size).await?;
-            if let Some(last) = events.last() {
-                sink.apply(&events)
-                    .await
-                    .with_context(|| format!("applying events up to position {} to {}", last.position, sink.name()))?;
-                *cursor = Cursor::after(last);
-                self.advance(events.len(), last.position);
-            }
-            if events.is_empty() || (nearly && (events.len() as i64) < self.args.batch_size) {
+            let Some(last) = events.last() else { return Ok(Fed::CaughtUp) };
+            let after = Cursor::after(last);
+            let more = !(nearly && (events.len() as i64) < batch_size);
+            let next = async {
+                match more {
+                    true => store.read_all(after, batch_size).await,
+                    false => Ok(Vec::new()),
+                }
+            };
+            let (applied, next) = tokio::join!(sink.apply(&events), next);
+            applied.with_context(|| format!("applying events up to position {} to {}", last.position, sink.name()))?;
+            *cursor = after;
+            self.advance(events.len(), last.position);
+            if !more {
                 return Ok(Fed::CaughtUp);
             }
+            events = next?;
         }
     }
 
