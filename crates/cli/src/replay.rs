@@ -212,7 +212,7 @@ impl Run<'_> {
     /// Reads the store after `cursor` and applies batch by batch, moving `cursor` past each
     /// applied batch. Stops at Ctrl-C, or when caught up: a batch shorter than the batch size
     /// when `nearly` (the rest is for a final catch-up), else an empty read. The next batch is
-    /// read while the current one is applied: reading is a third of the work.
+    /// read while the current one is applied.
     async fn feed<S: Sink>(&mut self, sink: &S, cursor: &mut Cursor, nearly: bool) -> anyhow::Result<Fed> {
         let (store, batch_size) = (self.store, self.args.batch_size);
         let mut events = store.read_all(*cursor, batch_size).await?;
