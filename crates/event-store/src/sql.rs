@@ -376,27 +376,33 @@ pub(crate) async fn stream_info(
     .await
 }
 
+/// Everything below the snapshot's xmin has committed or rolled back, so no event can later
+/// appear behind the cursor; what is visible of it is exactly what committed.
+///
+/// `ORDER BY events.tx_id`, qualified: a bare `tx_id` names the output column, the `bigint`
+/// cast, which the `(tx_id, position)` index cannot deliver in order, so every read sorted all
+/// the events after the cursor (a 1M-event replay fell to 900 events/s).
+const READ_ALL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events
+      WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
+        AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY events.tx_id, events.position
+      LIMIT $3"
+);
+
 pub(crate) async fn read_all(
     pool: &PgPool,
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    // Everything below the snapshot's xmin has committed or rolled back, so no event can later
-    // appear behind the cursor; what is visible of it is exactly what committed.
-    sqlx::query_as(concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM events
-          WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
-            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx_id, position
-          LIMIT $3"
-    ))
-    .bind(after.tx_id)
-    .bind(after.position)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(READ_ALL)
+        .bind(after.tx_id)
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
 
 pub(crate) fn events<'a>(
@@ -414,7 +420,7 @@ pub(crate) fn events<'a>(
             AND ($5::bigint IS NULL OR position <= $5)
             AND ($6::timestamptz IS NULL OR recorded_at >= $6)
             AND ($7::timestamptz IS NULL OR recorded_at < $7)
-          ORDER BY tx_id, position
+          ORDER BY events.tx_id, events.position
           LIMIT $8"
     ))
     .bind(filter.workspace_id)
@@ -502,4 +508,23 @@ pub(crate) async fn verify_chains(
         problems.push(IntegrityProblem::StreamVersionMismatch { stream_id, claimed, stored });
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    /// The tailing read walks the global-order index: with sorting disabled, the planner sorts
+    /// only when no index gives the order asked for.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn read_all_is_served_in_index_order_without_a_sort(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("SET enable_sort = off").execute(&mut *conn).await.unwrap();
+        let explain = format!("EXPLAIN {}", super::READ_ALL.replace("$3", "1000"));
+        let plan: Vec<String> =
+            sqlx::query_scalar(&explain).bind(0_i64).bind(0_i64).fetch_all(&mut *conn).await.unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("events_global_order"), "{plan}");
+        assert!(!plan.contains("Sort"), "{plan}");
+    }
 }
