@@ -1,7 +1,8 @@
-//! `cargo run --release --bin bench -- [--quick] [--json]`
+//! `cargo run --release --bin bench -- [--quick] [--json] [--only GROUP]`
 //!
 //! Drives the running stack (`deploy/local/up`) as clients would and prints one figure per
-//! line: a table, or `{"metric", "value", "unit"}` JSON lines with `--json`.
+//! line: a table, or `{"metric", "value", "unit"}` JSON lines with `--json`. `--only` runs
+//! one group of figures (the part of their names before the dot: `append`, `replay`, ...).
 //! Settings: `COMMAND_API_URL`, `QUERY_API_URL`, `DATABASE_URL` (dev defaults).
 
 mod figures;
@@ -26,15 +27,31 @@ pub struct Config {
     pub run_repeat: u32,
     /// Events in the store the replay figure rebuilds from.
     pub replay_events: usize,
+    /// The one group of figures to run, if not all.
+    pub only: Option<String>,
+}
+
+impl Config {
+    pub fn runs(&self, group: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == group)
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let json = args.iter().any(|a| a == "--json");
-    if let Some(unknown) = args.iter().find(|a| *a != "--quick" && *a != "--json") {
-        anyhow::bail!("unknown argument {unknown}; usage: bench [--quick] [--json]");
+    const USAGE: &str = "usage: bench [--quick] [--json] [--only append|freshness|graphql|subscriptions|runner|replay|rss]";
+    let (mut quick, mut json, mut only) = (false, false, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--json" => json = true,
+            "--only" => only = Some(args.next().ok_or_else(|| anyhow::anyhow!("--only needs a group; {USAGE}"))?),
+            _ => anyhow::bail!("unknown argument {arg}; {USAGE}"),
+        }
+    }
+    if let Some(group) = &only {
+        anyhow::ensure!(scenarios::GROUPS.contains(&group.as_str()), "no figures named {group}.*; {USAGE}");
     }
     let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     let config = Config {
@@ -48,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         run_cases: 200,
         run_repeat: if quick { 25 } else { 100 },
         replay_events: if quick { 100_000 } else { 1_000_000 },
+        only,
     };
     let mut report = Report::new(json);
     scenarios::run_all(&config, &mut report).await?;

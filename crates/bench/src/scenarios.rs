@@ -113,17 +113,34 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
         config.duration.as_secs(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     ));
-    append(config, &session, report).await?;
-    pg_ceiling(config, report).await?;
-    freshness(config, &session, report).await?;
-    graphql_card(config, &session, report).await?;
-    fanout(config, &session, report).await?;
-    runner_throughput(config, &session, report).await?;
-    runner_overhead(report).await?;
-    replay(config, report).await?;
-    peak_rss(report);
+    if config.runs("append") {
+        append(config, &session, report).await?;
+        pg_ceiling(config, report).await?;
+    }
+    if config.runs("freshness") {
+        freshness(config, &session, report).await?;
+    }
+    if config.runs("graphql") {
+        graphql_card(config, &session, report).await?;
+    }
+    if config.runs("subscriptions") {
+        fanout(config, &session, report).await?;
+    }
+    if config.runs("runner") {
+        runner_throughput(config, &session, report).await?;
+        runner_overhead(report).await?;
+    }
+    if config.runs("replay") {
+        replay(config, report).await?;
+    }
+    if config.runs("rss") {
+        peak_rss(report);
+    }
     Ok(())
 }
+
+/// The groups of figures, as `--only` names them.
+pub const GROUPS: [&str; 7] = ["append", "freshness", "graphql", "subscriptions", "runner", "replay", "rss"];
 
 /// Card updates over HTTP at a fixed concurrency, each client editing its own card.
 async fn append(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
