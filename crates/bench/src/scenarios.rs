@@ -428,7 +428,7 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let live = PgConnectOptions::from_str(&config.database_url)?;
     let scratch_name = "promptcards_bench_replay";
     let admin_pool = PgPoolOptions::new().max_connections(1).connect_with(live.clone().database("postgres")).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name}")).execute(&admin_pool).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)")).execute(&admin_pool).await?;
     sqlx::query(&format!("CREATE DATABASE {scratch_name}")).execute(&admin_pool).await?;
     let scratch = PgPoolOptions::new().max_connections(8).connect_with(live.database(scratch_name)).await?;
     event_store::MIGRATOR.run(&scratch).await?;
@@ -467,7 +467,7 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     scratch.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name}")).execute(&admin_pool).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)")).execute(&admin_pool).await?;
     report.figure("replay.events", total as f64, "events");
     report.figure("replay.events_per_s", total as f64 / elapsed.as_secs_f64(), "events/s");
     Ok(())
