@@ -107,6 +107,10 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
         token: signup["access_token"].as_str().ok_or_else(|| anyhow!("signup failed: {signup}"))?.to_owned(),
         workspace: signup["workspace_id"].as_str().unwrap_or_default().to_owned(),
     };
+    // Read your write: every figure starts once the read models know the new member. A
+    // subscription opened before that is refused (not a member yet) and would count as lost.
+    let signed_up = signup["position"].as_i64().ok_or_else(|| anyhow!("no position in {signup}"))?;
+    session.graphql("{ me { id } }", Some(signed_up)).await?;
     report.note(&format!(
         "{} clients, {} s per throughput figure, on {} cores",
         config.concurrency,
@@ -301,13 +305,17 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
             }
         }));
     }
-    // Subscriptions register asynchronously on the server; give them a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Subscriptions register asynchronously on the server: wait until its gauge counts ours.
+    let registering = Instant::now() + Duration::from_secs(30);
+    while subscribers_registered(session).await? < config.subscribers {
+        anyhow::ensure!(Instant::now() < registering, "the query API did not register {} subscriptions in 30 s", config.subscribers);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From the command's 2xx, which comes right after its commit, to each delivery.
     let mut sent: HashMap<i64, Instant> = HashMap::new();
     for n in 0..10 {
-        let started = Instant::now();
         let (_, position) = session.create_card(&format!("Fan-out {n}")).await?;
-        sent.insert(position, started);
+        sent.insert(position, Instant::now());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let expected = sent.len() * config.subscribers;
@@ -327,6 +335,17 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
     report.figure("subscriptions.delivered_ratio", samples.len() as f64 / expected as f64, "ratio");
     report.figure("subscriptions.fanout_p99_ms", percentile_ms(&mut samples, 99.0), "ms");
     Ok(())
+}
+
+/// The query API's `query_subscribers` gauge, from its `/metrics`.
+async fn subscribers_registered(session: &Session) -> anyhow::Result<usize> {
+    let text = session.http.get(format!("{}/metrics", session.query_api)).send().await?.text().await?;
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix("query_subscribers "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .unwrap_or_default();
+    Ok(value as usize)
 }
 
 /// A run with the echo provider, from the 202 to the run read model saying COMPLETED: the
