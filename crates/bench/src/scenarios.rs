@@ -492,7 +492,8 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Events per read and per sink transaction, as `promptcards replay` uses by default.
+/// Events per read and per sink transaction (`promptcards replay --batch-size`, whose default
+/// is 500).
 const REPLAY_BATCH: i64 = 1_000;
 
 /// A store's worth of realistic history, appended through the event store.

@@ -378,7 +378,8 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
             .await?;
         }
         RunEvent::TestRunStarted {} => set_run_status(tx, event, "RUNNING", None).await?,
-        // `apply_in` gathers consecutive results itself; one alone goes the same way.
+        // Not reached from `apply_in`, which takes results aside and inserts them in bulk
+        // (`Results`); the arm applies one the same way so this match stays complete.
         RunEvent::TestResultRecorded { result, .. } => {
             let mut one = Results::default();
             one.push(event, result)?;
