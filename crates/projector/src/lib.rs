@@ -28,8 +28,12 @@ pub struct Settings {
     pub redis_url: Secret,
     pub kafka_brokers: String,
     pub topic: String,
+    /// Partitions of the topic when this process is the one to create it.
+    pub topic_partitions: i32,
     /// Consumer groups are named `<prefix>.<sink>`.
     pub group_prefix: String,
+    /// Static group membership, so a restarted projector resumes at once (see `kafka::consumer_config`).
+    pub instance_id: Option<String>,
     pub clickhouse_url: String,
     pub clickhouse_database: String,
     /// Most events applied per batch (and per transaction, for Postgres).
@@ -47,7 +51,9 @@ impl Settings {
             redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
             group_prefix: env_or("PROJECTOR_GROUP_PREFIX", "promptcards-projector"),
+            instance_id: kafka::instance_id_from_env(),
             clickhouse_url: env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
             clickhouse_database: env_or("CLICKHOUSE_DATABASE", "promptcards"),
             batch_size: env_or("PROJECTOR_BATCH_SIZE", "500").parse()?,

@@ -32,10 +32,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     tokio::spawn(service::serve_ops(settings.addr, readiness));
 
+    service::retry("creating the events topic", || {
+        kafka::ensure_topic(&settings.kafka_brokers, &settings.topic, settings.topic_partitions)
+    })
+    .await;
     spawn_worker(&settings, &store, PostgresSink::new(store.pool().clone()))?;
-    let redis = retry("Redis", || RedisSink::connect(settings.redis_url.expose())).await;
+    let redis = service::retry("connecting to Redis", || RedisSink::connect(settings.redis_url.expose())).await;
     spawn_worker(&settings, &store, redis)?;
-    retry("ClickHouse", || ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)).await;
+    service::retry("migrating ClickHouse", || ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)).await;
     let clickhouse = ClickHouseSink::new(clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database));
     spawn_worker(&settings, &store, clickhouse)?;
     std::future::pending().await
@@ -43,27 +47,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 fn spawn_worker<S: Sink>(settings: &Settings, store: &EventStore, sink: S) -> anyhow::Result<()> {
     let group = format!("{}.{}", settings.group_prefix, sink.name());
-    let worker = Worker::new(&settings.kafka_brokers, &group, &settings.topic, sink, store.clone(), settings.batch_size)?;
+    let instance = settings.instance_id.as_deref();
+    let worker = Worker::new(&settings.kafka_brokers, &group, instance, &settings.topic, sink, store.clone(), settings.batch_size)?;
     tokio::spawn(worker.run());
     Ok(())
-}
-
-/// Retries a connection until the service answers; the others keep projecting meanwhile.
-async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
-    what: &'static str,
-    mut connect: impl FnMut() -> F,
-) -> T {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match connect().await {
-            Ok(value) => return value,
-            Err(error) => {
-                tracing::warn!(service = what, error = %error, "Not reachable yet; retrying.");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }
 
 async fn ready(store: &EventStore, settings: &Settings) -> Result<serde_json::Value, serde_json::Value> {
@@ -78,14 +65,7 @@ async fn ready(store: &EventStore, settings: &Settings) -> Result<serde_json::Va
         .query("SELECT 1")
         .fetch_one::<u8>();
     let clickhouse = tokio::time::timeout(Duration::from_secs(2), clickhouse).await.is_ok_and(|r| r.is_ok());
-    let brokers = settings.kafka_brokers.clone();
-    let kafka = tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create();
-        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
-    })
-    .await
-    .unwrap_or(false);
+    let kafka = kafka::answers(&settings.kafka_brokers).await;
     let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka, "redis": redis, "clickhouse": clickhouse });
     if postgres && kafka && redis && clickhouse { Ok(checks) } else { Err(checks) }
 }

@@ -5,7 +5,7 @@ use event_store::{EventStore, RecordedEvent};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -29,22 +29,13 @@ impl<S: Sink> Worker<S> {
     pub fn new(
         brokers: &str,
         group_id: &str,
+        instance_id: Option<&str>,
         topic: &str,
         sink: S,
         store: EventStore,
         batch_size: usize,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            // Kafka answers a fetch as soon as there is data, so this bound costs nothing there.
-            // tansu 0.6 always waits it out and re-reads every partition per fetch: 10 ms kept
-            // it busy on a whole core with nothing to deliver. 50 ms is the latency/CPU middle.
-            .set("fetch.wait.max.ms", "50")
-            .create()?;
-        consumer.subscribe(&[topic])?;
+        let consumer = kafka::consumer(brokers, group_id, instance_id, topic)?;
         Ok(Self {
             consumer,
             sink,

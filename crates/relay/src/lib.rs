@@ -6,7 +6,6 @@ use event_store::{Cursor, EventStore, RecordedEvent, EVENTS_CHANNEL};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use service::{env_or, Secret};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,6 +16,8 @@ pub struct Settings {
     pub database_url: Secret,
     pub kafka_brokers: String,
     pub topic: String,
+    /// Partitions of the topic when this process is the one to create it.
+    pub topic_partitions: i32,
     /// Events read and published per step.
     pub batch_size: i64,
 }
@@ -31,23 +32,10 @@ impl Settings {
             )),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
             batch_size: env_or("RELAY_BATCH_SIZE", "1000").parse()?,
         })
     }
-}
-
-/// A producer that never drops a message: idempotent, acknowledged by all replicas, and
-/// retried for as long as the broker is away. A 2 ms linger made librdkafka's broker thread
-/// spin on a whole core whenever the broker was slower than that to acknowledge (measured with
-/// perf against tansu); 20 ms batches more and spins not at all.
-pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "0")
-        .set("linger.ms", "20")
-        .create()
 }
 
 #[derive(Debug, thiserror::Error)]

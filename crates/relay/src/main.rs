@@ -1,7 +1,6 @@
 use event_store::EventStore;
-use relay::{acquire_leadership, producer, Relay, Settings};
+use relay::{acquire_leadership, Relay, Settings};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -29,23 +28,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     tokio::spawn(service::serve_ops(settings.addr, readiness));
 
+    service::retry("creating the events topic", || {
+        kafka::ensure_topic(&settings.kafka_brokers, &settings.topic, settings.topic_partitions)
+    })
+    .await;
     let _leadership = acquire_leadership(&store, &settings.topic).await?;
-    let relay = Relay::new(store, producer(&settings.kafka_brokers)?, &settings.topic, settings.batch_size).await?;
+    let relay = Relay::new(store, kafka::producer(&settings.kafka_brokers)?, &settings.topic, settings.batch_size).await?;
     relay.run().await
 }
 
 async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, serde_json::Value> {
     let postgres = sqlx::query("SELECT 1").execute(store.pool()).await.is_ok();
-    let brokers = brokers.to_owned();
-    let kafka = tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create();
-        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
-    })
-    .await
-    .unwrap_or(false);
+    let kafka = kafka::answers(brokers).await;
     let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka });
     if postgres && kafka { Ok(checks) } else { Err(checks) }
 }

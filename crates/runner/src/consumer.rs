@@ -6,7 +6,7 @@ use crate::Runner;
 use event_store::RecordedEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +22,15 @@ pub struct RunRequests {
 }
 
 impl RunRequests {
-    pub fn new(brokers: &str, group_id: &str, topic: &str, runner: Runner, max_runs: usize) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+    pub fn new(
+        brokers: &str,
+        group_id: &str,
+        instance_id: Option<&str>,
+        topic: &str,
+        runner: Runner,
+        max_runs: usize,
+    ) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = kafka::consumer_config(brokers, group_id, instance_id)
             // A long run keeps its request uncommitted; the consumer itself keeps polling.
             .set("max.poll.interval.ms", "3600000")
             .create()?;

@@ -28,7 +28,11 @@ pub struct Settings {
     pub database_url: Secret,
     pub kafka_brokers: String,
     pub topic: String,
+    /// Partitions of the topic when this process is the one to create it.
+    pub topic_partitions: i32,
     pub group_id: String,
+    /// Static group membership, so a restarted runner resumes at once (see `kafka::consumer_config`).
+    pub instance_id: Option<String>,
     /// Runs executed at the same time.
     pub max_concurrent_runs: usize,
     /// Provider calls in flight per run (providers bound their own concurrency too).
@@ -45,7 +49,9 @@ impl Settings {
             )),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
             group_id: env_or("RUNNER_GROUP", "promptcards-runner"),
+            instance_id: kafka::instance_id_from_env(),
             max_concurrent_runs: env_or("RUNNER_MAX_RUNS", "4").parse()?,
             max_in_flight: env_or("RUNNER_MAX_IN_FLIGHT", "64").parse()?,
         })

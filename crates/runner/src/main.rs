@@ -2,7 +2,6 @@ use event_store::{EventStore, Repository};
 use providers::{PriceTable, ProviderSettings, Providers};
 use runner::{RunRequests, Runner, Settings};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,21 +27,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let providers = Arc::new(Providers::new(ProviderSettings::from_env()?, PriceTable::from_env()?));
     let runner = Runner::new(Repository::new(store, 1_000), providers, settings.max_in_flight);
-    RunRequests::new(&settings.kafka_brokers, &settings.group_id, &settings.topic, runner, settings.max_concurrent_runs)?
+    service::retry("creating the events topic", || {
+        kafka::ensure_topic(&settings.kafka_brokers, &settings.topic, settings.topic_partitions)
+    })
+    .await;
+    let instance = settings.instance_id.as_deref();
+    RunRequests::new(&settings.kafka_brokers, &settings.group_id, instance, &settings.topic, runner, settings.max_concurrent_runs)?
         .run()
         .await
 }
 
 async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, serde_json::Value> {
     let postgres = sqlx::query("SELECT 1").execute(store.pool()).await.is_ok();
-    let brokers = brokers.to_owned();
-    let kafka = tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create();
-        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
-    })
-    .await
-    .unwrap_or(false);
+    let kafka = kafka::answers(brokers).await;
     let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka });
     if postgres && kafka { Ok(checks) } else { Err(checks) }
 }

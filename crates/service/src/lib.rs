@@ -133,3 +133,22 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("Shutdown signal received.");
 }
+
+/// Retries `attempt` with backoff (200 ms doubling to 10 s) until it succeeds, logging each
+/// failure: for start-up steps that need a backing service which may not be there yet.
+pub async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &'static str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) => {
+                tracing::warn!(what, error = %error, retry_in_ms = backoff.as_millis() as u64, "Not possible yet; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}

@@ -85,7 +85,7 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
     .await;
     let relay = relay_for(&store, &brokers(), &topic, 50).await;
     let relay_task = tokio::spawn(relay.run());
-    let worker = Worker::new(&brokers(), &group_id("postgres"), &topic, PostgresSink::new(pool.clone()), store.clone(), 50)
+    let worker = Worker::new(&brokers(), &group_id("postgres"), None, &topic, PostgresSink::new(pool.clone()), store.clone(), 50)
         .unwrap();
     let worker_task = tokio::spawn(worker.run());
 

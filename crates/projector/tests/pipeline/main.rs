@@ -1,5 +1,5 @@
 //! Integration tests of the event pipeline against the real services: the outbox relay from the
-//! Postgres event store to Kafka (the `tansu` broker), and the projector's sinks into the
+//! Postgres event store to Kafka, and the projector's sinks into the
 //! Postgres read models, Redis and ClickHouse. Every test gets its own database from
 //! `#[sqlx::test]`, its own topic, consumer groups and ClickHouse database, and fresh stream ids
 //! for Redis, so they run in parallel; see `/work/shared/INVARIANTS.md` for the numbered
@@ -7,9 +7,8 @@
 //!
 //! The services are the machine's (Kafka on 127.0.0.1:9092, ClickHouse over HTTP on 8123, Redis
 //! on 6379) unless `KAFKA_BROKERS`, `CLICKHOUSE_URL` or `REDIS_URL` name others. The broker-outage
-//! test runs a tansu broker of its own (`TANSU_BIN`, default `~/.cargo/bin/tansu`). Test topics
-//! are never deleted: tansu 0.6's DeleteTopics removes every topic of the cluster, not just the
-//! one named (its `topic_delete_by.sql` filters by cluster only).
+//! test runs an Apache Kafka node of its own (`PrivateBroker`, started by
+//! `deploy/local/kafka/broker`).
 
 mod broker_outage;
 mod catch_up;

@@ -44,7 +44,7 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
 
     // A worker applies a first batch and commits it, then stops.
     let committed = {
-        let worker = Worker::new(&brokers(), &group, &topic, sink.clone(), store.clone(), 10).unwrap();
+        let worker = Worker::new(&brokers(), &group, None, &topic, sink.clone(), store.clone(), 10).unwrap();
         match worker.step(DEADLINE).await.unwrap() {
             projector::Outcome::Applied { events, .. } => events,
             projector::Outcome::Idle => panic!("the first worker got nothing"),
@@ -56,7 +56,7 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
         applied: Arc::new(tokio::sync::Notify::new()),
         count: Arc::new(AtomicUsize::new(0)),
     };
-    let worker = Worker::new(&brokers(), &group, &topic, dying.clone(), store.clone(), 40).unwrap();
+    let worker = Worker::new(&brokers(), &group, None, &topic, dying.clone(), store.clone(), 40).unwrap();
     let task = tokio::spawn(async move { worker.step(DEADLINE).await });
     tokio::time::timeout(DEADLINE, dying.applied.notified()).await.expect("the dying worker applied nothing");
     task.abort();
@@ -65,7 +65,7 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
     assert!(crashed > 0 && committed + crashed < n, "the crash should leave events for the restart");
 
     // After the restart the group resumes at the last commit: the crashed batch comes again.
-    let worker = Worker::new(&brokers(), &group, &topic, sink.clone(), store.clone(), 25).unwrap();
+    let worker = Worker::new(&brokers(), &group, None, &topic, sink.clone(), store.clone(), 25).unwrap();
     consume_n(&worker, n - committed).await;
     drop(worker);
 
@@ -139,7 +139,7 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
 
     let topic = create_topic(&brokers(), 2).await;
     publish_all(&mut relay_for(&store, &brokers(), &topic, 100).await, n).await;
-    let worker = Worker::new(&brokers(), &group_id("postgres"), &topic, PostgresSink::new(pool.clone()), store.clone(), 100).unwrap();
+    let worker = Worker::new(&brokers(), &group_id("postgres"), None, &topic, PostgresSink::new(pool.clone()), store.clone(), 100).unwrap();
     consume_n(&worker, n).await;
 
     let (version, title, labels, archived, workspace_id): (i32, String, serde_json::Value, bool, Uuid) = sqlx::query_as(

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -626,7 +626,7 @@ pub async fn publish_all(relay: &mut Relay, n: usize) {
 
 /// A relay for `topic` on `brokers` over the test's store.
 pub async fn relay_for(store: &EventStore, brokers: &str, topic: &str, batch_size: i64) -> Relay {
-    Relay::new(store.clone(), relay::producer(brokers).unwrap(), topic, batch_size)
+    Relay::new(store.clone(), kafka::producer(brokers).unwrap(), topic, batch_size)
         .await
         .unwrap()
 }
@@ -665,20 +665,24 @@ pub fn versions_by_stream(messages: &[Message]) -> HashMap<Uuid, Vec<i64>> {
 
 // --- a private broker ------------------------------------------------------------------------
 
-/// A tansu broker of one test's own, on a free port, storing in a directory of its own so it
-/// can be killed and restarted on the same data. Killed (SIGKILL) and removed on drop.
+/// An Apache Kafka node of one test's own, on free ports, storing in a directory of its own so
+/// it can be killed and restarted on the same data. Started by `deploy/local/kafka/broker`, the
+/// script `deploy/local/up` uses, with the jars in `KAFKA_LIBS` (default `.local/kafka/libs`,
+/// which `deploy/local/test` fills). Killed (SIGKILL) and removed on drop.
 pub struct PrivateBroker {
     dir: PathBuf,
     port: u16,
+    controller_port: u16,
     child: Option<Child>,
 }
 
 impl PrivateBroker {
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("pipeline-tansu-{}", Uuid::new_v4().simple()));
+        let free_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, controller_port) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("pipeline-kafka-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut broker = Self { dir, port, child: None };
+        let mut broker = Self { dir, port, controller_port, child: None };
         broker.restart().await;
         broker
     }
@@ -687,40 +691,37 @@ impl PrivateBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn url(&self) -> String {
-        format!("tcp://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker on the same port and storage and waits until it accepts connections.
+    /// Starts the broker on the same ports and storage and waits until it answers metadata.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the broker is already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("tansu.log"))
+            .open(self.dir.join("kafka.log"))
             .unwrap();
-        let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &self.url(), "--advertised-listener-url", &self.url()])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/kafka/broker");
+        let child = Command::new(script)
+            .arg(self.dir.join("node"))
+            .args([self.port.to_string(), self.controller_port.to_string()])
+            .env("KAFKA_HEAP", "256m")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("spawn tansu");
+            .expect("spawn deploy/local/kafka/broker");
         self.child = Some(child);
-        let addr: SocketAddr = self.brokers().parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !kafka::answers(&self.brokers()).await {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tansu exited with {status}: {}", self.log());
+                panic!("Kafka exited with {status}: {}", self.log());
             }
-            assert!(Instant::now() < deadline, "tansu is not listening on {addr}: {}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(Instant::now() < deadline, "Kafka does not answer on {}: {}", self.brokers(), self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// SIGKILL: no chance to flush or say goodbye.
+    /// SIGKILL: no chance to flush or say goodbye. The script execs java, so the child is
+    /// the broker itself.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -729,7 +730,9 @@ impl PrivateBroker {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.join("kafka.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -737,13 +740,6 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn tansu_bin() -> PathBuf {
-    match std::env::var_os("TANSU_BIN") {
-        Some(bin) => bin.into(),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo/bin/tansu"),
     }
 }
 

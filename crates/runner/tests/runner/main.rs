@@ -113,7 +113,7 @@ async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
     // Other tests' open transactions can hold the safe reader back for a moment: step until
     // the request itself is published.
     let position = store.read_stream(run_id, 0).await.unwrap()[0].position;
-    let mut relay = relay::Relay::new(store.clone(), relay::producer(&brokers()).unwrap(), &topic, 100).await.unwrap();
+    let mut relay = relay::Relay::new(store.clone(), kafka::producer(&brokers()).unwrap(), &topic, 100).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while relay.cursor().position < position {
         assert!(tokio::time::Instant::now() < deadline, "the relay never published the request");
@@ -122,7 +122,7 @@ async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
         }
     }
 
-    let consumer = runner::RunRequests::new(&brokers(), &format!("{topic}-runner"), &topic, runner(&store, "http://127.0.0.1:9"), 2).unwrap();
+    let consumer = runner::RunRequests::new(&brokers(), &format!("{topic}-runner"), None, &topic, runner(&store, "http://127.0.0.1:9"), 2).unwrap();
     let task = tokio::spawn(consumer.run());
     eventually("the run completes", || async { load_run(&store, run_id).await.status == RunStatus::Completed }).await;
     task.abort();
