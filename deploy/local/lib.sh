@@ -6,8 +6,8 @@
 # One function per concern. Every function is idempotent: it checks first and
 # only acts when something is missing or not running. All state of the stack
 # (ClickHouse data, broker data, pid files, logs) lives under $REPO/.local/,
-# which .gitignore ignores. The machine's PostgreSQL and Redis are shared and
-# are started (never stopped) here.
+# which .gitignore ignores. The machine's PostgreSQL and Redis are shared: they
+# are installed from Debian's packages when missing and started (never stopped) here.
 
 set -euo pipefail
 
@@ -18,7 +18,8 @@ LOCAL_DIR="$REPO/.local"
 LOG_DIR="$LOCAL_DIR/logs"
 PID_DIR="$LOCAL_DIR/pids"
 CH_DIR="$LOCAL_DIR/clickhouse"
-TANSU_DIR="$LOCAL_DIR/tansu"
+KAFKA_DIR="$LOCAL_DIR/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
 
 # The four processes of the stack, in start order.
 STACK_PROCESSES=(command-api relay query-api projector runner)
@@ -33,15 +34,13 @@ CH_HTTP_PORT=8123
 CH_TCP_PORT=9000
 BROKER_HOST=127.0.0.1
 BROKER_PORT=9092
-BROKER_URL="tcp://$BROKER_HOST:$BROKER_PORT"
 
-# cargo-installed tools (tansu, cargo itself) live here.
+# cargo itself lives here.
 case ":$PATH:" in
   *":$HOME/.cargo/bin:"*) ;;
   *) PATH="$HOME/.cargo/bin:$PATH" ;;
 esac
 export PATH
-TANSU_BIN="${TANSU_BIN:-$HOME/.cargo/bin/tansu}"
 
 # --- small utilities ----------------------------------------------------------
 log() { printf '==> %s\n' "$*"; }
@@ -141,32 +140,39 @@ ensure_local_dirs() {
 }
 
 # --- Debian packages ----------------------------------------------------------
-APT_PACKAGES=(clickhouse-server clickhouse-client cmake libcurl4-openssl-dev libssl-dev pkg-config curl sqlite3)
+# What the build and ClickHouse need. PostgreSQL and Redis are installed by
+# ensure_postgres and ensure_redis, and only when none answers on its port.
+APT_PACKAGES=(clickhouse-server clickhouse-client cmake libcurl4-openssl-dev libssl-dev pkg-config curl)
 
 pkg_installed() {
   dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
 }
 
-ensure_apt_packages() {
+# apt_install PACKAGE... : installs those of the packages that are missing.
+apt_install() {
   local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     pkg_installed "$p" || missing+=("$p")
   done
-  if ((${#missing[@]} == 0)); then
-    log "apt packages: all present (${APT_PACKAGES[*]})"
-  else
-    ensure_local_dirs
-    local apt_log="$LOG_DIR/apt.log"
-    log "apt packages: installing ${missing[*]} (log $apt_log)"
-    if ! {
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-    } >>"$apt_log" 2>&1; then
-      show_log_tail "$apt_log"
-      die "apt packages: installing ${missing[*]} failed"
-    fi
-    log "apt packages: installed ${missing[*]}"
+  ((${#missing[@]} > 0)) || return 0
+  ensure_local_dirs
+  local apt_log="$LOG_DIR/apt.log" started=$SECONDS
+  log "apt packages: installing ${missing[*]} (log $apt_log)"
+  # policy-rc.d-less containers: keep the packages' own init scripts from starting
+  # services; the functions below start what the stack needs, the way it needs it.
+  if ! {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends "${missing[@]}"
+  } >>"$apt_log" 2>&1; then
+    show_log_tail "$apt_log"
+    die "apt packages: installing ${missing[*]} failed"
   fi
+  log "apt packages: installed ${missing[*]} in $((SECONDS - started))s"
+}
+
+ensure_apt_packages() {
+  apt_install "${APT_PACKAGES[@]}"
+  log "apt packages: present (${APT_PACKAGES[*]})"
   # The generated ClickHouse config is written for Debian 12's 18.16 package.
   local chv
   chv=$(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || true)
@@ -209,17 +215,47 @@ pg_answers() {
   pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
 }
 
+# pg_version : the newest installed PostgreSQL major version (empty when none).
+pg_version() {
+  find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1
+}
+
+# trust_local_connections VERSION : the stack's URLs carry no password, so the
+# local cluster trusts TCP connections from this machine (and only those). Our
+# lines go first: pg_hba.conf takes the first line that matches.
+trust_local_connections() {
+  local hba="/etc/postgresql/$1/main/pg_hba.conf" marker="# promptcards: trust local TCP"
+  [[ -f $hba ]] || die "postgres: $hba missing"
+  grep -qF "$marker" "$hba" && return 0
+  log "postgres: trusting TCP connections from 127.0.0.1 and ::1 ($hba)"
+  {
+    echo "$marker (added by deploy/local/lib.sh)"
+    echo "host all all 127.0.0.1/32 trust"
+    echo "host all all ::1/128 trust"
+    cat "$hba"
+  } >"$hba.new"
+  chown --reference="$hba" "$hba.new"
+  chmod --reference="$hba" "$hba.new"
+  mv -f "$hba.new" "$hba"
+}
+
 ensure_postgres() {
   if pg_answers; then
     log "postgres: answering on $PG_HOST:$PG_PORT"
     return 0
   fi
-  command -v pg_ctlcluster >/dev/null 2>&1 || die "postgres: not answering on $PG_HOST:$PG_PORT and pg_ctlcluster is missing"
+  [[ -n $(pg_version) ]] || apt_install postgresql postgresql-client
   local version
-  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
-  [[ -n $version ]] || die "postgres: no cluster under /etc/postgresql"
+  version=$(pg_version)
+  [[ -n $version ]] || die "postgres: installed, but no server under /usr/lib/postgresql"
+  if [[ ! -d /etc/postgresql/$version/main ]]; then
+    log "postgres: creating cluster $version/main"
+    as_root pg_createcluster "$version" main >/dev/null
+  fi
+  trust_local_connections "$version"
   log "postgres: starting cluster $version/main"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload ||
     warn "postgres: pg_ctlcluster returned non-zero; waiting for it anyway"
   wait_until 60 "postgres" pg_answers ||
     die "postgres: not answering on $PG_HOST:$PG_PORT after 60s (see /var/log/postgresql/)"
@@ -252,46 +288,13 @@ ensure_redis() {
     log "redis: answering on $REDIS_HOST:$REDIS_PORT"
     return 0
   fi
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server redis-tools
   log "redis: starting"
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_until 30 "redis" redis_answers ||
     die "redis: not answering on $REDIS_HOST:$REDIS_PORT after 30s (see /var/log/redis/ci.log)"
-}
-
-# --- tansu (Kafka-compatible broker), installed with cargo ---------------------
-ensure_tansu() {
-  if [[ -x $TANSU_BIN ]]; then
-    log "tansu: installed ($TANSU_BIN)"
-    return 0
-  fi
-  ensure_local_dirs
-  # Another `cargo install tansu` already running (e.g. a parallel `up`)?
-  # Wait for it rather than compiling the same thing twice.
-  if pgrep -f 'cargo install tansu' >/dev/null 2>&1; then
-    log "tansu: a 'cargo install tansu' is already running; waiting for $TANSU_BIN (up to 60 min)"
-    local deadline=$((SECONDS + 3600))
-    while pgrep -f 'cargo install tansu' >/dev/null 2>&1 && [[ ! -x $TANSU_BIN ]]; do
-      ((SECONDS < deadline)) || die "tansu: gave up waiting for the running 'cargo install tansu'"
-      sleep 10
-    done
-    if [[ -x $TANSU_BIN ]]; then
-      log "tansu: installed ($TANSU_BIN)"
-      return 0
-    fi
-    warn "tansu: the other install ended without producing $TANSU_BIN; installing here"
-  fi
-  command -v cargo >/dev/null 2>&1 || die "tansu: cargo not found (install Rust via rustup)"
-  local install_log="$LOG_DIR/tansu-install.log"
-  log "tansu: cargo install tansu --locked --features libsql (roughly 12-20 minutes on 2 cores; log: $install_log)"
-  local started=$SECONDS
-  if ! cargo install tansu --locked --features libsql >"$install_log" 2>&1; then
-    show_log_tail "$install_log"
-    die "tansu: cargo install failed"
-  fi
-  [[ -x $TANSU_BIN ]] || die "tansu: cargo install succeeded but $TANSU_BIN is missing"
-  log "tansu: installed in $((SECONDS - started))s"
 }
 
 # --- ClickHouse (Debian's 18.16 package, run as a private daemon) --------------
@@ -438,108 +441,76 @@ ensure_clickhouse_database() {
   log "clickhouse: database $name exists"
 }
 
-# --- broker (tansu on SQLite) -------------------------------------------------
-# tansu resolves sqlite:// URLs against its working directory (even a
-# "sqlite:///abs/path" one) and loads a .env from there, so it runs inside
-# $TANSU_DIR with the database file named relative to it.
-# broker_answers : the broker serves Kafka requests, not just TCP connections (a
-# tansu whose storage task died keeps its port open and fails every request).
-broker_answers() {
-  timeout 10 "$TANSU_BIN" topic list --broker "$BROKER_URL" >/dev/null 2>&1
+# --- broker (Apache Kafka in KRaft mode, jars from Maven Central) --------------
+# deploy/local/kafka/pom.xml pins the version; ensure_kafka copies the jars into
+# $KAFKA_LIBS once (again only when the pom changes), and deploy/local/kafka/broker
+# formats the storage on first use and runs the node. Topics are created by the
+# stack's processes themselves (service::kafka::ensure_topic), not here.
+KAFKA_POM="$LIB_DIR/kafka/pom.xml"
+
+ensure_kafka() {
+  local stamp="$KAFKA_LIBS/.pom.sha256" want
+  want=$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)
+  if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then
+    log "kafka: jars present ($KAFKA_LIBS)"
+    return 0
+  fi
+  command -v java >/dev/null 2>&1 || die "kafka: java not found (Kafka 4 needs Java 17 or newer)"
+  command -v mvn >/dev/null 2>&1 || die "kafka: mvn not found (Maven fetches Kafka from Maven Central)"
+  ensure_local_dirs
+  local mvn_log="$LOG_DIR/kafka-fetch.log" started=$SECONDS
+  log "kafka: fetching the jars from Maven Central (log $mvn_log)"
+  rm -rf "$KAFKA_LIBS.new"
+  if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$KAFKA_LIBS.new" >"$mvn_log" 2>&1; then
+    show_log_tail "$mvn_log"
+    die "kafka: mvn dependency:copy-dependencies failed"
+  fi
+  echo "$want" >"$KAFKA_LIBS.new/.pom.sha256"
+  rm -rf "$KAFKA_LIBS"
+  mv "$KAFKA_LIBS.new" "$KAFKA_LIBS"
+  log "kafka: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"
 }
 
 start_broker() {
-  local pidfile="$PID_DIR/tansu.pid" logfile="$LOG_DIR/tansu.log"
-  if port_open "$BROKER_HOST" "$BROKER_PORT"; then
-    if broker_answers; then
-      log "broker: accepting connections on $BROKER_HOST:$BROKER_PORT"
-      index_broker_headers
-      return 0
-    fi
-    if pid_alive "$pidfile" tansu; then
-      log "broker: port open but requests fail; restarting the broker"
-      stop_broker
-    else
-      die "broker: something on $BROKER_HOST:$BROKER_PORT accepts connections but does not answer Kafka requests"
-    fi
+  local pidfile="$PID_DIR/kafka.pid" logfile="$LOG_DIR/kafka.log"
+  if pid_alive "$pidfile" kafka.Kafka && port_open "$BROKER_HOST" "$BROKER_PORT"; then
+    log "broker: Kafka running (pid $(<"$pidfile")) on $BROKER_HOST:$BROKER_PORT"
+    return 0
+  fi
+  if ! pid_alive "$pidfile" kafka.Kafka && port_open "$BROKER_HOST" "$BROKER_PORT"; then
+    # A broker of someone else's (another checkout's, or a system one): use it.
+    log "broker: something already listens on $BROKER_HOST:$BROKER_PORT; using it as the broker"
+    return 0
   fi
   ensure_local_dirs
-  if pid_alive "$pidfile" tansu; then
+  if pid_alive "$pidfile"; then
     log "broker: already started (pid $(<"$pidfile")), waiting for it"
   else
-    [[ -x $TANSU_BIN ]] || die "broker: $TANSU_BIN missing (run ensure_tansu)"
-    mkdir -p "$TANSU_DIR"
-    log "broker: starting tansu on $BROKER_URL (storage $TANSU_DIR/tansu.db, log $logfile)"
-    (
-      cd "$TANSU_DIR"
-      nohup "$TANSU_BIN" broker \
-        --listener-url "$BROKER_URL" \
-        --advertised-listener-url "$BROKER_URL" \
-        --storage-engine "sqlite://tansu.db" \
-        >>"$logfile" 2>&1 </dev/null &
-      echo $! >"$pidfile"
-    )
+    log "broker: starting Kafka on $BROKER_HOST:$BROKER_PORT (data $KAFKA_DIR/node, log $logfile)"
+    printf '\n=== %s starting kafka ===\n' "$(date -u +%FT%TZ)" >>"$logfile"
+    KAFKA_LIBS="$KAFKA_LIBS" nohup "$LIB_DIR/kafka/broker" "$KAFKA_DIR/node" "$BROKER_PORT" \
+      >>"$logfile" 2>&1 </dev/null &
+    echo $! >"$pidfile"
   fi
-  local deadline=$((SECONDS + 60))
+  local deadline=$((SECONDS + 90))
   until port_open "$BROKER_HOST" "$BROKER_PORT"; do
-    # By pid only: until the forked shell has exec'd tansu, its command line is ours.
+    # By pid only: the script formats storage before it execs java.
     if ! pid_alive "$pidfile"; then
       show_log_tail "$logfile"
-      die "broker: tansu exited during startup"
+      die "broker: Kafka exited during startup"
     fi
     if ((SECONDS >= deadline)); then
       show_log_tail "$logfile"
-      die "broker: not accepting connections on $BROKER_HOST:$BROKER_PORT after 60s"
+      die "broker: Kafka not accepting connections on $BROKER_HOST:$BROKER_PORT after 90s"
     fi
-    sleep 0.5
+    sleep 0.2
   done
-  log "broker: ready on $BROKER_HOST:$BROKER_PORT"
-  index_broker_headers
-}
-
-# index_broker_headers : tansu 0.6's SQLite schema has no index on its `header`
-# table, and a fetch looks up each record's headers, so every record fetched
-# scans every header ever stored: consuming slows down as the topic grows, until
-# fetches time out (measured: a 5,000-event backlog on one partition stalled the
-# projector for minutes; with the index it drained in seconds). The index only
-# speeds up reads; tansu's behaviour is unchanged. Idempotent.
-index_broker_headers() {
-  local db="$TANSU_DIR/tansu.db"
-  [[ -f $db ]] || return 0
-  if sqlite3 -cmd ".timeout 30000" "$db" \
-    "CREATE INDEX IF NOT EXISTS promptcards_header_by_record ON header (topition, offset_id)" 2>/dev/null; then
-    log "broker: header index present"
-  else
-    warn "broker: could not index tansu's header table; consumers slow down as topics grow"
-  fi
+  log "broker: Kafka ready on $BROKER_HOST:$BROKER_PORT"
 }
 
 stop_broker() {
-  stop_pidfile broker "$PID_DIR/tansu.pid" tansu 20
-}
-
-# topic_exists NAME : `tansu topic list` prints the metadata topics as JSON.
-topic_exists() {
-  local out
-  out=$("$TANSU_BIN" topic list --broker "$BROKER_URL" 2>/dev/null) || return 1
-  grep -qF "\"name\":\"$1\"" <<<"$out"
-}
-
-# ensure_topic [NAME] [PARTITIONS] : create the topic when missing.
-ensure_topic() {
-  local name=${1:-promptcards.events} partitions=${2:-6}
-  [[ -x $TANSU_BIN ]] || die "topic: $TANSU_BIN missing (run ensure_tansu)"
-  if topic_exists "$name"; then
-    log "broker: topic $name exists"
-    return 0
-  fi
-  log "broker: creating topic $name ($partitions partitions)"
-  if ! "$TANSU_BIN" topic create --broker "$BROKER_URL" --partitions "$partitions" "$name" >/dev/null 2>&1; then
-    # e.g. TOPIC_ALREADY_EXISTS from a concurrent creator: fine if it is there now.
-    topic_exists "$name" || die "broker: could not create topic $name (see $LOG_DIR/tansu.log)"
-  fi
-  topic_exists "$name" || die "broker: topic $name not listed after creating it"
-  log "broker: topic $name created"
+  stop_pidfile broker "$PID_DIR/kafka.pid" kafka.Kafka 30
 }
 
 # --- the stack's own processes ----------------------------------------------
