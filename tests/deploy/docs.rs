@@ -62,7 +62,15 @@ fn the_shared_api_description_agrees_when_present() {
         eprintln!("{} not found; nothing to compare", api.display());
         return;
     };
-    assert_rows_match("shared/API.md", &process_rows(&text));
+    // API.md names processes ahead of the issues that build them (the webhook deliverer, say):
+    // those the repository has must agree with it, the others are only reported.
+    let (built, ahead): (Vec<_>, Vec<_>) = process_rows(&text)
+        .into_iter()
+        .partition(|(name, _, _)| PROCESSES.iter().any(|p| p.name == name));
+    for (name, _, _) in &ahead {
+        eprintln!("shared/API.md documents {name}, which this repository does not build yet");
+    }
+    assert_rows_match("shared/API.md", &built);
 }
 
 #[test]

@@ -1,0 +1,433 @@
+//! A whole stack of one test's own: the five processes of `deploy/local/up`, started from the
+//! binaries `cargo build --bins` makes, with the environment `up` gives them, on free ports,
+//! over a Postgres database, a Kafka topic, consumer groups and a ClickHouse database of the
+//! test's own (Redis is shared: its keys are fresh stream ids). Processes are killed with
+//! SIGKILL and started again the way `up` does, and the probes below say whether the
+//! pipeline is whole again.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub const PROCESSES: [&str; 5] = ["command-api", "relay", "query-api", "projector", "runner"];
+/// The projector's sinks, each a consumer group `<prefix>.<sink>`.
+pub const SINKS: [&str; 3] = ["postgres", "redis", "clickhouse"];
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn brokers() -> String {
+    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+fn clickhouse_url() -> String {
+    env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123")
+}
+
+/// `target/debug` (or wherever this test binary was built): the stack's binaries are beside it.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (deploy/local/test does)", bin.display());
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Stack {
+    pub id: String,
+    pub database_url: String,
+    pub pool: PgPool,
+    pub topic: String,
+    pub clickhouse_database: String,
+    addrs: HashMap<&'static str, String>,
+    children: HashMap<&'static str, Child>,
+    logs: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let server = env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards_test");
+        let admin = PgPoolOptions::new().max_connections(1).connect(&server).await.unwrap();
+        let database = format!("stack_{id}");
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
+        admin.close().await;
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let database_url = format!("{base}/{database}");
+        let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await.unwrap();
+        // As `up` does (ensure_clickhouse_database) before any process starts: the query API's
+        // readiness asks ClickHouse through this database.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let create = format!("CREATE DATABASE IF NOT EXISTS {database}");
+        let created = http.post(clickhouse_url()).body(create).send().await.unwrap();
+        assert!(created.status().is_success(), "ClickHouse: {}", created.text().await.unwrap());
+        let logs = std::env::temp_dir().join(format!("stack-{id}"));
+        std::fs::create_dir_all(&logs).unwrap();
+        let addrs = PROCESSES.iter().map(|&name| (name, format!("127.0.0.1:{}", free_port()))).collect();
+        let mut stack = Self {
+            database_url,
+            pool,
+            topic: format!("stack-{id}"),
+            clickhouse_database: format!("stack_{id}"),
+            id,
+            addrs,
+            children: HashMap::new(),
+            logs,
+            http,
+        };
+        for name in PROCESSES {
+            stack.start_process(name).await;
+        }
+        stack
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}", self.addrs[name])
+    }
+
+    pub fn group(&self, sink: &str) -> String {
+        match sink {
+            "runner" => format!("stack-{}-runner", self.id),
+            sink => format!("stack-{}-projector.{sink}", self.id),
+        }
+    }
+
+    /// The environment `deploy/local/up` gives a process (`export_stack_env`), with this
+    /// stack's own names.
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("REDIS_URL".into(), env_or("REDIS_URL", "redis://127.0.0.1:6379")),
+            ("KAFKA_BROKERS".into(), brokers()),
+            ("KAFKA_TOPIC".into(), self.topic.clone()),
+            ("KAFKA_TOPIC_PARTITIONS".into(), "3".into()),
+            ("CLICKHOUSE_URL".into(), clickhouse_url()),
+            ("CLICKHOUSE_DATABASE".into(), self.clickhouse_database.clone()),
+            ("JWT_SECRET".into(), "stack-test-secret".into()),
+            ("PROJECTOR_GROUP_PREFIX".into(), format!("stack-{}-projector", self.id)),
+            ("RUNNER_GROUP".into(), format!("stack-{}-runner", self.id)),
+            // Static membership under an id of this stack's, as a host name would give.
+            ("KAFKA_GROUP_INSTANCE_ID".into(), format!("stack-{}", self.id)),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        let var = |name: &str| format!("{}_ADDR", name.to_uppercase().replace('-', "_"));
+        env.extend(PROCESSES.iter().map(|&name| (var(name), self.addrs[name].clone())));
+        env
+    }
+
+    /// Starts `name` as `up`'s `start_process` does and waits until `/readyz` answers 200.
+    pub async fn start_process(&mut self, name: &'static str) {
+        assert!(!self.children.contains_key(name), "{name} is running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{name}.log")))
+            .unwrap();
+        let child = Command::new(binary(name))
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.insert(name, child);
+        let url = format!("{}/readyz", self.url(name));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(&url).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.children.get_mut(name).unwrap().try_wait().unwrap() {
+                panic!("{name} exited with {status}:\n{}", self.log(name));
+            }
+            assert!(Instant::now() < deadline, "{name} not ready within 60 s:\n{}", self.log(name));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to flush, commit or leave the group.
+    pub fn kill(&mut self, name: &str) {
+        let mut child = self.children.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// A new user with a workspace of their own, as a client of the command API.
+    pub async fn client(&self) -> Client {
+        let email = format!("{}@stack.test", Uuid::new_v4().simple());
+        let signup: Value = self
+            .http
+            .post(format!("{}/v1/auth/signup", self.url("command-api")))
+            .json(&json!({ "email": email, "password": "stack test password", "workspace_name": "Stack" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Client {
+            http: self.http.clone(),
+            base: self.url("command-api"),
+            token: signup["access_token"].as_str().unwrap_or_else(|| panic!("signup failed: {signup}")).to_owned(),
+            workspace: signup["workspace_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Per consumer group, how many messages of the topic it has not committed yet.
+    pub async fn lag(&self, group: &str) -> i64 {
+        let (brokers, topic, group) = (brokers(), self.topic.clone(), group.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("group.id", &group)
+                .create()
+                .unwrap();
+            let timeout = Duration::from_secs(5);
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout).unwrap();
+            let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+            let mut list = TopicPartitionList::new();
+            for &p in &partitions {
+                list.add_partition(&topic, p);
+            }
+            let committed = consumer.committed_offsets(list, timeout).unwrap();
+            partitions
+                .iter()
+                .map(|&p| {
+                    let (_, high) = consumer.fetch_watermarks(&topic, p, timeout).unwrap();
+                    let done = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(offset)) => offset,
+                        _ => 0,
+                    };
+                    high - done
+                })
+                .sum()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits until every consumer group has committed the whole topic, and returns how long
+    /// that took. Before that, the relay must have published the whole store.
+    pub async fn drained(&self, within: Duration) -> Duration {
+        let started = Instant::now();
+        eventually(within, "the relay publishes the whole store", || async {
+            // The relay reads in (tx_id, position) order; nothing may be left behind its cursor.
+            let unpublished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events e
+                 WHERE NOT EXISTS (SELECT 1 FROM relay_checkpoints c WHERE (e.tx_id::text::bigint, e.position) <= (c.tx_id, c.position))",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            (unpublished == 0).then_some(())
+        })
+        .await;
+        let groups: Vec<String> = SINKS.iter().chain(["runner"].iter()).map(|s| self.group(s)).collect();
+        for group in &groups {
+            let remaining = within.saturating_sub(started.elapsed());
+            eventually(remaining, &format!("group {group} reaches the topic's end"), || async {
+                (self.lag(group).await == 0).then_some(())
+            })
+            .await;
+        }
+        started.elapsed()
+    }
+
+    /// Per stream, the store's version.
+    pub async fn store_versions(&self) -> BTreeMap<Uuid, i64> {
+        sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams").fetch_all(&self.pool).await.unwrap().into_iter().collect()
+    }
+
+    /// Per stream, the version the Postgres read models applied.
+    pub async fn projected_versions(&self) -> BTreeMap<Uuid, i64> {
+        sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM read.stream_versions")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    pub async fn store_event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Distinct events in ClickHouse (its table dedupes on merge; count what is there).
+    pub async fn clickhouse_event_count(&self) -> i64 {
+        let query = format!("SELECT uniqExact(event_id) FROM {}.events", self.clickhouse_database);
+        let body = self.http.post(clickhouse_url()).body(query).send().await.unwrap().text().await.unwrap();
+        body.trim().parse().unwrap_or_else(|_| panic!("ClickHouse answered {body}"))
+    }
+
+    /// Asserts the Postgres read models and ClickHouse hold exactly what the store holds.
+    pub async fn assert_projections_equal_the_store(&self) {
+        assert_eq!(self.projected_versions().await, self.store_versions().await, "read models differ from the store");
+        assert_eq!(self.clickhouse_event_count().await, self.store_event_count().await, "ClickHouse differs from the store");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, mut child) in self.children.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.logs);
+        } else {
+            eprintln!("stack logs kept in {}", self.logs.display());
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A signed-up user of the command API.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    pub workspace: String,
+}
+
+impl Client {
+    /// POSTs with an idempotency key, retrying the same request until it is answered: a
+    /// command that was accepted once is applied once, however often it is sent.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let key = Uuid::new_v4().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let sent = self
+                .http
+                .post(format!("{}/v1/workspaces/{}{path}", self.base, self.workspace))
+                .bearer_auth(&self.token)
+                .header("idempotency-key", &key)
+                .json(&body)
+                .send()
+                .await;
+            if let Ok(response) = sent {
+                let status = response.status();
+                if let Ok(value) = response.json::<Value>().await {
+                    if status.is_success() {
+                        return value;
+                    }
+                    assert!(status.is_server_error(), "POST {path} answered {status}: {value}");
+                }
+            }
+            assert!(Instant::now() < deadline, "POST {path} not accepted within a minute");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn create_card(&self, title: &str) -> Uuid {
+        let body = self
+            .post("/prompt-cards", json!({ "title": title, "template": "Say {{ word }}.", "variables": [{"name": "word", "type": "string"}] }))
+            .await;
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn create_case(&self, card: Uuid, word: &str) -> Uuid {
+        let body = self
+            .post(
+                &format!("/prompt-cards/{card}/test-cases"),
+                json!({ "name": word, "vars": { "word": word }, "assertions": [{ "type": "contains", "value": word }] }),
+            )
+            .await;
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn request_run(&self, card: Uuid) -> Uuid {
+        let body = self.post("/runs", json!({ "card_id": card, "providers": ["echo"], "repeat": 2 })).await;
+        body["run_id"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// Clients creating cards until stopped; each card they were told was created is recorded.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub acknowledged: Arc<Mutex<Vec<Uuid>>>,
+}
+
+impl Load {
+    pub fn start(clients: &[Client]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let tasks = clients
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, client)| {
+                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let card = client.create_card(&format!("Load {i}.{n}")).await;
+                        acknowledged.lock().unwrap().push(card);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        Self { stop, tasks, acknowledged }
+    }
+
+    pub fn count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits until `more` further commands were acknowledged.
+    pub async fn until_more(&self, more: usize) {
+        let target = self.count() + more;
+        eventually(Duration::from_secs(60), "the load makes progress", || async { (self.count() >= target).then_some(()) }).await;
+    }
+
+    /// Stops the clients and returns every card acknowledged.
+    pub async fn stop(self) -> Vec<Uuid> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let acknowledged = self.acknowledged.lock().unwrap().clone();
+        acknowledged
+    }
+}
