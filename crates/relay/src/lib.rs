@@ -44,6 +44,10 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("publishing to Kafka failed: {0}")]
     Kafka(#[from] KafkaError),
+    /// The session holding the advisory lock is gone (or did not answer in time), so another
+    /// relay may hold the lock now: this one must stop publishing.
+    #[error("this relay no longer holds the leadership: {0}")]
+    LeadershipLost(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,9 @@ pub struct Relay {
     batch_size: i64,
     /// The last event acknowledged by the broker and checkpointed.
     cursor: Cursor,
+    /// The right to publish, confirmed before each batch; `None` for a relay driven by hand
+    /// (tests, tools) that is the only one.
+    leadership: Option<Leadership>,
 }
 
 impl Relay {
@@ -84,7 +91,16 @@ impl Relay {
             name,
             batch_size,
             cursor,
+            leadership: None,
         })
+    }
+
+    /// The same relay, publishing only while it holds `leadership`.
+    pub fn lead(self, leadership: Leadership) -> Self {
+        Self {
+            leadership: Some(leadership),
+            ..self
+        }
     }
 
     pub fn cursor(&self) -> Cursor {
@@ -93,6 +109,10 @@ impl Relay {
 
     /// Publishes the next batch and waits for every delivery report before checkpointing.
     pub async fn step(&mut self) -> Result<Outcome, RelayError> {
+        if let Some(leadership) = &mut self.leadership {
+            leadership.confirm().await?;
+            metrics::gauge!("relay_leader").set(1.0);
+        }
         let events = self.store.read_all(self.cursor, self.batch_size).await?;
         if events.is_empty() {
             metrics::gauge!("relay_lag_events").set(0.0);
@@ -123,15 +143,26 @@ impl Relay {
             wait_for(delivery).await?;
         }
         let cursor = Cursor::after(last);
-        sqlx::query(
+        let checkpoint = sqlx::query(
             "INSERT INTO relay_checkpoints (name, tx_id, position) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET tx_id = $2, position = $3, updated_at = now()",
         )
         .bind(&self.name)
         .bind(cursor.tx_id)
-        .bind(cursor.position)
-        .execute(self.store.pool())
-        .await?;
+        .bind(cursor.position);
+        // A leader writes its checkpoint on the session that holds the lock: the write succeeds
+        // only while that session, and so the leadership, is alive.
+        match &mut self.leadership {
+            Some(leadership) => {
+                checkpoint
+                    .execute(&mut leadership.connection)
+                    .await
+                    .map_err(|error| RelayError::LeadershipLost(error.to_string()))?;
+            }
+            None => {
+                checkpoint.execute(self.store.pool()).await?;
+            }
+        }
         self.cursor = cursor;
 
         let head = self.store.head().await?;
@@ -176,28 +207,54 @@ impl Relay {
         }
     }
 
-    /// Runs until the process stops: publishes whenever an append notifies, and polls briefly
-    /// in between because an event can become safe to read without a new notification (when
-    /// an older transaction ends).
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    /// Publishes until the leadership is lost (the only way it returns): whenever an append
+    /// notifies, and polling briefly in between because an event can become safe to read
+    /// without a new notification (when an older transaction ends). Other failures are
+    /// retried with backoff from the checkpoint.
+    pub async fn run(mut self) -> Result<(), RelayError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(self.store.pool()).await?;
         listener.listen(EVENTS_CHANNEL).await?;
         let mut backoff = Duration::from_millis(100);
+        let mut failing = false;
         loop {
             match self.step().await {
-                Ok(Outcome::Published { .. }) => backoff = Duration::from_millis(100),
-                Ok(Outcome::Idle) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(100), listener.recv()).await;
+                Ok(outcome) => {
+                    if failing {
+                        tracing::info!("The relay publishes again.");
+                        failing = false;
+                    }
+                    backoff = Duration::from_millis(100);
+                    if outcome == Outcome::Idle {
+                        let _ = tokio::time::timeout(Duration::from_millis(100), listener.recv()).await;
+                    }
                 }
+                Err(error @ RelayError::LeadershipLost(_)) => return Err(error),
                 Err(error) => {
-                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "Relay step failed; retrying from the checkpoint.");
+                    // Not publishing now; whether it still leads is confirmed before the next batch.
+                    metrics::gauge!("relay_leader").set(0.0);
+                    if !failing {
+                        tracing::warn!(error = %error, "Relay step failed; retrying from the checkpoint with backoff.");
+                        failing = true;
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     // Whatever was sent since the checkpoint is sent again: duplicates, no gaps.
-                    self = Relay::new(self.store, self.producer, &self.topic, self.batch_size).await?;
+                    if let Err(error) = self.reload_checkpoint().await {
+                        tracing::debug!(error = %error, "Reading the checkpoint failed; retrying.");
+                    }
                 }
             }
         }
+    }
+
+    async fn reload_checkpoint(&mut self) -> Result<(), sqlx::Error> {
+        self.cursor = sqlx::query_as::<_, (i64, i64)>("SELECT tx_id, position FROM relay_checkpoints WHERE name = $1")
+            .bind(&self.name)
+            .fetch_optional(self.store.pool())
+            .await?
+            .map(|(tx_id, position)| Cursor { tx_id, position })
+            .unwrap_or(Cursor::START);
+        Ok(())
     }
 }
 
@@ -242,23 +299,48 @@ fn chrono_age_seconds(event: &RecordedEvent) -> f64 {
     age.num_milliseconds().max(0) as f64 / 1000.0
 }
 
-/// Holds a session-level advisory lock so only one relay per topic publishes; a standby waits.
-pub async fn acquire_leadership(
-    store: &EventStore,
-    topic: &str,
-) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
-    let mut connection = store.pool().acquire().await?;
-    loop {
-        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(format!("relay:{topic}"))
-            .fetch_one(&mut *connection)
-            .await?;
-        if acquired {
-            tracing::info!(topic, "This relay is the active publisher.");
-            return Ok(connection);
+/// The right to publish one topic: a session-level advisory lock, held by a connection of
+/// its own. Postgres releases the lock only when that session ends, so while the session
+/// answers, no other relay holds the lock. A Postgres restart ends the session; the relay
+/// notices before its next batch (`confirm`), and its checkpoint writes go through the same
+/// session, so a relay that lost the lock cannot move the checkpoint either.
+pub struct Leadership {
+    /// The session holding the lock; never returned to a pool.
+    connection: sqlx::PgConnection,
+}
+
+impl Leadership {
+    /// Waits (as a standby, retrying every second) until this relay holds the lock.
+    pub async fn acquire(store: &EventStore, topic: &str) -> Result<Self, sqlx::Error> {
+        let mut connection = store.pool().acquire().await?.detach();
+        let mut standing_by = false;
+        loop {
+            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+                .bind(format!("relay:{topic}"))
+                .fetch_one(&mut connection)
+                .await?;
+            if acquired {
+                tracing::info!(topic, "This relay is the active publisher.");
+                metrics::gauge!("relay_leader").set(1.0);
+                return Ok(Self { connection });
+            }
+            if !standing_by {
+                tracing::info!(topic, "Another relay is publishing; standing by.");
+                standing_by = true;
+            }
+            metrics::gauge!("relay_leader").set(0.0);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tracing::info!(topic, "Another relay is publishing; standing by.");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    /// Proves the lock is still held: the session that took it still answers, within 2 s.
+    async fn confirm(&mut self) -> Result<(), RelayError> {
+        let ping = sqlx::query("SELECT 1").execute(&mut self.connection);
+        match tokio::time::timeout(Duration::from_secs(2), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(RelayError::LeadershipLost(error.to_string())),
+            Err(_) => Err(RelayError::LeadershipLost("the lock's session did not answer within 2 s".into())),
+        }
     }
 }
 

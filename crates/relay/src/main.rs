@@ -1,5 +1,5 @@
 use event_store::EventStore;
-use relay::{acquire_leadership, Relay, Settings};
+use relay::{Leadership, Relay, RelayError, Settings};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -16,8 +16,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let store = EventStore::connect(settings.database_url.expose(), 4).await?;
-    store.migrate().await?;
+    // Postgres may be restarting as this process starts: wait for it rather than exit.
+    let store = service::retry("connecting to Postgres", || EventStore::connect(settings.database_url.expose(), 4)).await;
+    service::retry("migrating Postgres", || store.migrate()).await;
 
     let readiness_store = store.clone();
     let brokers = settings.kafka_brokers.clone();
@@ -32,9 +33,29 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         kafka::ensure_topic(&settings.kafka_brokers, &settings.topic, settings.topic_partitions)
     })
     .await;
-    let _leadership = acquire_leadership(&store, &settings.topic).await?;
-    let relay = Relay::new(store, kafka::producer(&settings.kafka_brokers)?, &settings.topic, settings.batch_size).await?;
-    relay.run().await
+    let producer = kafka::producer(&settings.kafka_brokers)?;
+    // Lead until the leadership is lost (a Postgres restart ends the lock's session), then
+    // compete for it again; never publish without it.
+    loop {
+        let leadership = service::retry("taking the relay's leadership", || Leadership::acquire(&store, &settings.topic)).await;
+        let relay = service::retry("reading the relay's checkpoint", || {
+            Relay::new(store.clone(), producer.clone(), &settings.topic, settings.batch_size)
+        })
+        .await
+        .lead(leadership);
+        match relay.run().await {
+            Err(RelayError::LeadershipLost(reason)) => {
+                metrics::gauge!("relay_leader").set(0.0);
+                tracing::warn!(reason = %reason, "Lost the leadership; stopped publishing and competing for it again.");
+            }
+            Err(error) => {
+                metrics::gauge!("relay_leader").set(0.0);
+                tracing::warn!(error = %error, "The relay stopped; competing for the leadership again.");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Ok(()) => {}
+        }
+    }
 }
 
 async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, serde_json::Value> {
