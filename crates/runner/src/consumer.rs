@@ -4,7 +4,7 @@
 
 use crate::Runner;
 use event_store::RecordedEvent;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +17,8 @@ type Partition = (String, i32);
 
 pub struct RunRequests {
     consumer: StreamConsumer,
+    /// Makes a new consumer when the current one dies of a fatal error.
+    make_consumer: Box<dyn Fn() -> Result<StreamConsumer, rdkafka::error::KafkaError> + Send + Sync>,
     runner: Runner,
     max_runs: usize,
 }
@@ -30,20 +32,34 @@ impl RunRequests {
         runner: Runner,
         max_runs: usize,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = kafka::consumer_config(brokers, group_id, instance_id)
-            // A long run keeps its request uncommitted; the consumer itself keeps polling.
-            .set("max.poll.interval.ms", "3600000")
-            .create()?;
-        consumer.subscribe(&[topic])?;
-        Ok(Self { consumer, runner, max_runs: max_runs.max(1) })
+        let (brokers, group_id, topic) = (brokers.to_owned(), group_id.to_owned(), topic.to_owned());
+        let instance_id = instance_id.map(str::to_owned);
+        let make_consumer = move || {
+            let consumer: StreamConsumer = kafka::consumer_config(&brokers, &group_id, instance_id.as_deref())
+                // A long run keeps its request uncommitted; the consumer itself keeps polling.
+                .set("max.poll.interval.ms", "3600000")
+                // The loop below stores the offsets that are safe to commit after every message;
+                // librdkafka commits the latest stored ones once a second. Committing on every
+                // message queued so many OffsetCommits behind a restarted broker that they held
+                // back the heartbeats and the group kept timing out.
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.commit.interval.ms", "1000")
+                .create()?;
+            consumer.subscribe(&[&topic])?;
+            Ok(consumer)
+        };
+        Ok(Self { consumer: make_consumer()?, make_consumer: Box::new(make_consumer), runner, max_runs: max_runs.max(1) })
     }
 
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
         let slots = Arc::new(Semaphore::new(self.max_runs));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Partition, i64)>();
         // Offsets received and not yet finished, and the next offset to read, per partition.
         let mut in_flight: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
         let mut next: BTreeMap<Partition, i64> = BTreeMap::new();
+        // Whether the last receive failed, so that an outage is logged once, not per attempt.
+        let mut failing = false;
         loop {
             tokio::select! {
                 Some((partition, offset)) = done_rx.recv() => {
@@ -52,7 +68,32 @@ impl RunRequests {
                     }
                 }
                 message = self.consumer.recv() => {
-                    let message = message?;
+                    // A broker outage surfaces here as an error, not as a stalled stream; the
+                    // consumer reconnects by itself, so wait a moment and receive again.
+                    let message = match message {
+                        Ok(message) => {
+                            if failing {
+                                tracing::info!("Receiving run requests again.");
+                                failing = false;
+                            }
+                            message
+                        }
+                        Err(error) => {
+                            if !failing {
+                                tracing::warn!(error = %error, "Receiving run requests failed; retrying until the broker answers.");
+                                failing = true;
+                            }
+                            if kafka::is_dead(&self.consumer) {
+                                tracing::warn!("The consumer hit a fatal error; replacing it.");
+                                match (self.make_consumer)() {
+                                    Ok(consumer) => self.consumer = consumer,
+                                    Err(error) => tracing::warn!(error = %error, "Creating a consumer failed; retrying."),
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    };
                     let partition = (message.topic().to_owned(), message.partition());
                     let offset = message.offset();
                     next.insert(partition.clone(), offset + 1);
@@ -73,11 +114,16 @@ impl RunRequests {
                     }
                 }
             }
-            self.commit(&in_flight, &next)?;
+            if let Err(error) = self.commit(&in_flight, &next) {
+                // A partition no longer assigned (a rebalance) refuses its offset; the next
+                // store after the next message carries the rest.
+                tracing::debug!(error = %error, "Storing offsets failed.");
+            }
         }
     }
 
-    /// Commits, per partition, up to the oldest request still running (or all that was read).
+    /// Stores, per partition, the offset up to the oldest request still running (or all that
+    /// was read), for the next automatic commit.
     fn commit(&self, in_flight: &BTreeMap<Partition, BTreeSet<i64>>, next: &BTreeMap<Partition, i64>) -> anyhow::Result<()> {
         let mut offsets = TopicPartitionList::new();
         for (partition, next_offset) in next {
@@ -88,7 +134,7 @@ impl RunRequests {
             offsets.add_partition_offset(&partition.0, partition.1, Offset::Offset(safe))?;
         }
         if offsets.count() > 0 {
-            self.consumer.commit(&offsets, CommitMode::Async)?;
+            self.consumer.store_offsets(&offsets)?;
         }
         Ok(())
     }
