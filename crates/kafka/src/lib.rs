@@ -59,6 +59,13 @@ pub fn consumer(brokers: &str, group_id: &str, instance_id: Option<&str>, topic:
     Ok(consumer)
 }
 
+/// Whether `consumer` hit a fatal error and will never deliver again, so that its owner must
+/// create a new one. Seen after a broker restart: the coordinator, reloading the group, fences
+/// the static member's old session (`FENCED_INSTANCE_ID`) while the same client rejoins.
+pub fn is_dead(consumer: &StreamConsumer) -> bool {
+    consumer.client().fatal_error().is_some()
+}
+
 /// This process's static group membership id: `KAFKA_GROUP_INSTANCE_ID` when set (empty turns
 /// static membership off), else the host name, which is stable across restarts on a machine
 /// and in a Kubernetes StatefulSet, and distinct between replicas. Two processes of the same

@@ -20,8 +20,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let store = EventStore::connect(settings.database_url.expose(), 8).await?;
-    store.migrate().await?;
+    // Postgres may be restarting as this process starts: wait for it rather than exit.
+    let store = service::retry("connecting to Postgres", || EventStore::connect(settings.database_url.expose(), 8)).await;
+    service::retry("migrating Postgres", || store.migrate()).await;
 
     let readiness: service::ReadinessCheck = {
         let (store, settings) = (store.clone(), settings.clone());

@@ -19,6 +19,8 @@ pub enum Outcome {
 
 pub struct Worker<S: Sink> {
     consumer: StreamConsumer,
+    /// What the consumer was made from, to make a new one when it dies.
+    source: Source,
     sink: S,
     /// Used for lag figures only: the store's head position.
     store: EventStore,
@@ -35,9 +37,16 @@ impl<S: Sink> Worker<S> {
         store: EventStore,
         batch_size: usize,
     ) -> anyhow::Result<Self> {
-        let consumer = kafka::consumer(brokers, group_id, instance_id, topic)?;
+        let source = Source {
+            brokers: brokers.to_owned(),
+            group_id: group_id.to_owned(),
+            instance_id: instance_id.map(str::to_owned),
+            topic: topic.to_owned(),
+        };
+        let consumer = source.consumer()?;
         Ok(Self {
             consumer,
+            source,
             sink,
             store,
             batch_size,
@@ -62,12 +71,22 @@ impl<S: Sink> Worker<S> {
         let spans = self.event_spans(&events);
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
-        while let Err(error) = self.sink.apply(&events).await {
+        let mut failures = 0u32;
+        while let Err(error) = apply_within(&self.sink, &events, APPLY_TIMEOUT).await {
             metrics::counter!("projector_apply_failures_total", "sink" => self.sink.name()).increment(1);
-            tracing::warn!(sink = self.sink.name(), error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
-                "Applying a batch failed; holding this sink's offsets and retrying.");
+            if failures == 0 {
+                tracing::warn!(sink = self.sink.name(), error = format!("{error:#}"),
+                    "Applying a batch failed; holding this sink's offsets and retrying with backoff.");
+            } else {
+                tracing::debug!(sink = self.sink.name(), error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
+                    "Applying the batch failed again.");
+            }
+            failures += 1;
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        if failures > 0 {
+            tracing::info!(sink = self.sink.name(), failures, "The batch is applied; the sink works again.");
         }
         self.commit(&messages)?;
         drop(spans);
@@ -122,14 +141,58 @@ impl<S: Sink> Worker<S> {
         Ok(())
     }
 
-    /// Runs until the process stops.
-    pub async fn run(self) {
+    /// Runs until the process stops. A broker outage is logged once, and its end once.
+    pub async fn run(mut self) {
+        let mut failing = false;
         loop {
-            if let Err(error) = self.step(Duration::from_secs(1)).await {
-                tracing::warn!(sink = self.sink.name(), error = format!("{error:#}"), "Consuming failed; retrying.");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            match self.step(Duration::from_secs(1)).await {
+                Ok(_) if failing => {
+                    tracing::info!(sink = self.sink.name(), "Consuming again.");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(sink = self.sink.name(), error = format!("{error:#}"), "Consuming failed; retrying until it works.");
+                        failing = true;
+                    }
+                    if kafka::is_dead(&self.consumer) {
+                        tracing::warn!(sink = self.sink.name(), "The consumer hit a fatal error; replacing it.");
+                        match self.source.consumer() {
+                            Ok(consumer) => self.consumer = consumer,
+                            Err(error) => tracing::warn!(sink = self.sink.name(), error = %error, "Creating a consumer failed; retrying."),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
+    }
+}
+
+/// Where a worker consumes from.
+struct Source {
+    brokers: String,
+    group_id: String,
+    instance_id: Option<String>,
+    topic: String,
+}
+
+impl Source {
+    fn consumer(&self) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+        kafka::consumer(&self.brokers, &self.group_id, self.instance_id.as_deref(), &self.topic)
+    }
+}
+
+/// The longest a batch may take to apply. A service that accepts the connection and then
+/// never answers (a hung server, a half-open TCP connection after a restart) fails the batch
+/// after this long, to be retried, instead of holding the sink forever.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn apply_within<S: Sink>(sink: &S, events: &[RecordedEvent], timeout: Duration) -> anyhow::Result<()> {
+    match tokio::time::timeout(timeout, sink.apply(events)).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!("{} did not answer within {timeout:?}", sink.name())),
     }
 }
 

@@ -7,11 +7,14 @@ use crate::schema::CardNode;
 use projector::redis_sink::version_key;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct DocCache {
-    redis: Option<ConnectionManager>,
+    /// Set once Redis first answers; from then on the manager reconnects by itself, and its
+    /// timeouts turn a Redis that is away into quick misses.
+    redis: Arc<OnceLock<ConnectionManager>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -25,12 +28,24 @@ fn doc_key(card_id: Uuid) -> String {
 }
 
 impl DocCache {
-    pub fn new(redis: Option<ConnectionManager>) -> Self {
-        Self { redis }
+    /// Connects in the background: queries are answered from Postgres, uncached, until Redis
+    /// answers (a Redis that is down at start means no cache for now, not no service).
+    pub fn connect(url: &str) -> Self {
+        let cache = Self { redis: Arc::new(OnceLock::new()) };
+        let (slot, url) = (cache.redis.clone(), url.to_owned());
+        tokio::spawn(async move {
+            let connection = service::retry("connecting to Redis for the document cache", || {
+                projector::redis_sink::connect(&url)
+            })
+            .await;
+            tracing::info!("Redis answers; the document cache is on.");
+            let _ = slot.set(connection);
+        });
+        cache
     }
 
     pub async fn card(&self, card_id: Uuid) -> Option<CardNode> {
-        let mut redis = self.redis.clone()?;
+        let mut redis = self.redis.get()?.clone();
         let (doc, latest): (Option<String>, Option<i64>) = redis::cmd("MGET")
             .arg(doc_key(card_id))
             .arg(version_key(card_id))
@@ -44,7 +59,7 @@ impl DocCache {
     }
 
     pub async fn put_card(&self, card: &CardNode, stream_version: i64) {
-        let Some(mut redis) = self.redis.clone() else { return };
+        let Some(mut redis) = self.redis.get().cloned() else { return };
         let Ok(doc) = serde_json::to_string(&CachedCard { stream_version, card: card.clone() }) else { return };
         let _: Result<(), _> = redis::cmd("SET")
             .arg(doc_key(card.id))

@@ -52,22 +52,12 @@ impl AppState {
     /// Connects what it can; a Redis that is down means no cache, not no service.
     pub async fn new(pool: PgPool, settings: Settings) -> Self {
         let redis_client = redis::Client::open(settings.redis_url.expose()).ok();
-        let cache_connection = match &redis_client {
-            Some(client) => tokio::time::timeout(Duration::from_secs(2), redis::aio::ConnectionManager::new(client.clone()))
-                .await
-                .ok()
-                .and_then(Result::ok),
-            None => None,
-        };
-        if cache_connection.is_none() {
-            tracing::warn!("Redis is not reachable; serving without the document cache.");
-        }
         Self {
             store: EventStore::new(pool.clone()),
             repo: event_store::Repository::new(EventStore::new(pool.clone()), 1_000),
             freshness: Freshness::start(pool.clone()),
             pool,
-            cache: cache::DocCache::new(cache_connection),
+            cache: cache::DocCache::connect(settings.redis_url.expose()),
             redis_client,
             clickhouse: projector::clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database),
             tokens: Arc::new(TokenKeys::new(

@@ -134,18 +134,30 @@ pub async fn shutdown_signal() {
     tracing::info!("Shutdown signal received.");
 }
 
-/// Retries `attempt` with backoff (200 ms doubling to 10 s) until it succeeds, logging each
-/// failure: for start-up steps that need a backing service which may not be there yet.
+/// Retries `attempt` with backoff (200 ms doubling to 10 s) until it succeeds: for steps that
+/// need a backing service which may not be there yet. The first failure is a warning, later
+/// ones are debug lines, and success after a failure is logged once.
 pub async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
     what: &'static str,
     mut attempt: impl FnMut() -> F,
 ) -> T {
     let mut backoff = std::time::Duration::from_millis(200);
+    let mut failures = 0u32;
     loop {
         match attempt().await {
-            Ok(value) => return value,
+            Ok(value) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "Succeeded after failing; going on.");
+                }
+                return value;
+            }
             Err(error) => {
-                tracing::warn!(what, error = %error, retry_in_ms = backoff.as_millis() as u64, "Not possible yet; retrying.");
+                if failures == 0 {
+                    tracing::warn!(what, error = %error, "Failed; retrying with backoff until it succeeds.");
+                } else {
+                    tracing::debug!(what, error = %error, retry_in_ms = backoff.as_millis() as u64, "Failed again.");
+                }
+                failures += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
             }

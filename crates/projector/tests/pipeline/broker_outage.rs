@@ -67,7 +67,7 @@ async fn head(pool: &PgPool) -> i64 {
 }
 
 /// Aborts the task when the test ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<anyhow::Result<()>>);
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), relay::RelayError>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
