@@ -212,7 +212,7 @@ ensure_promptfoo() {
 
 # --- PostgreSQL (the machine's cluster; started, never stopped, here) ---------
 pg_answers() {
-  pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
 }
 
 # pg_version : the newest installed PostgreSQL major version (empty when none).
@@ -280,6 +280,7 @@ ensure_database() {
 
 # --- Redis (the machine's server; started, never stopped, here) ---------------
 redis_answers() {
+  command -v redis-cli >/dev/null 2>&1 || return 1
   [[ $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
 }
 
@@ -575,7 +576,7 @@ start_process() {
       show_log_tail "$logfile"
       die "$name: GET $url did not return 200 within ${START_TIMEOUT:-60}s (last status: $status)"
     fi
-    sleep 0.5
+    sleep 0.1
   done
   log "$name: ready ($url)"
 }

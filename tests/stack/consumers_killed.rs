@@ -3,9 +3,7 @@
 //! partitions back without waiting for the dead member's session to expire.
 
 use crate::support::{eventually, Load, Stack};
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// How long every sink may take to reach the topic's end once the load stops. Well under the
 /// 10 s session timeout a dynamic member would wait for, and far under the minutes a consumer
@@ -28,7 +26,7 @@ async fn a_projector_killed_mid_burst_catches_up_within_seconds_of_its_restart()
     let caught_up = stack.drained(CATCH_UP).await;
     eprintln!("projector: ready {ready:?} after restart; every sink at the topic's end {caught_up:?} after the load stopped");
 
-    assert_every_card_once(&stack, &acknowledged).await;
+    stack.assert_every_card_once(&acknowledged).await;
     stack.assert_projections_equal_the_store().await;
 }
 
@@ -89,18 +87,6 @@ async fn a_runner_killed_mid_burst_finishes_every_run_once_after_its_restart() {
         assert_eq!(recorded, per_run, "run {run} recorded {recorded} results, not {per_run}");
     }
     stack.assert_projections_equal_the_store().await;
-}
-
-/// Every card a client was told was created exists, created exactly once.
-async fn assert_every_card_once(stack: &Stack, acknowledged: &[Uuid]) {
-    let created: Vec<Uuid> = sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'PromptCardCreated'")
-        .fetch_all(&stack.pool)
-        .await
-        .unwrap();
-    let distinct: HashSet<Uuid> = created.iter().copied().collect();
-    assert_eq!(distinct.len(), created.len(), "a card was created twice");
-    let acknowledged: HashSet<Uuid> = acknowledged.iter().copied().collect();
-    assert_eq!(distinct, acknowledged, "the store's cards differ from those acknowledged");
 }
 
 async fn results(stack: &Stack) -> i64 {

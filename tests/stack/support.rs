@@ -10,7 +10,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ fn clickhouse_url() -> String {
 }
 
 /// `target/debug` (or wherever this test binary was built): the stack's binaries are beside it.
-fn binary(name: &str) -> PathBuf {
+fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (deploy/local/test does)", bin.display());
@@ -54,6 +54,8 @@ pub struct Stack {
     pub pool: PgPool,
     pub topic: String,
     pub clickhouse_database: String,
+    /// Listen address per process label (a label is a binary's name, or another name for a
+    /// second instance of one, such as a standby relay).
     addrs: HashMap<&'static str, String>,
     children: HashMap<&'static str, Child>,
     logs: PathBuf,
@@ -133,14 +135,23 @@ impl Stack {
 
     /// Starts `name` as `up`'s `start_process` does and waits until `/readyz` answers 200.
     pub async fn start_process(&mut self, name: &'static str) {
+        self.start_instance(name, name).await;
+    }
+
+    /// Starts one more instance of the binary `binary` under `label`, on a port of its own.
+    pub async fn start_instance(&mut self, label: &'static str, binary: &'static str) {
+        let name = label;
         assert!(!self.children.contains_key(name), "{name} is running");
+        let addr = self.addrs.entry(label).or_insert_with(|| format!("127.0.0.1:{}", free_port())).clone();
+        let addr_var = format!("{}_ADDR", binary.to_uppercase().replace('-', "_"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.logs.join(format!("{name}.log")))
             .unwrap();
-        let child = Command::new(binary(name))
+        let child = Command::new(binary_path(binary))
             .envs(self.env())
+            .env(addr_var, addr)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -168,6 +179,48 @@ impl Stack {
         let mut child = self.children.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    pub fn is_running(&self, name: &str) -> bool {
+        self.children.contains_key(name)
+    }
+
+    /// A gauge or counter of a process's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str, metric: &str) -> f64 {
+        let text = match self.http.get(format!("{}/metrics", self.url(name))).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => return 0.0,
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the command API accepts a command and the query API answers a query, each
+    /// tried with a 2 s timeout, and returns how long that took and the card the command
+    /// created. Every attempt carries one idempotency key, so the probe creates one card however
+    /// many attempts timed out.
+    pub async fn apis_answer(&self, client: &Client, within: Duration) -> (Duration, Uuid) {
+        let started = Instant::now();
+        let key = Uuid::new_v4().to_string();
+        eventually(within, "the command and query APIs answer", || async {
+            let command = client.try_create_card("Probe", &key).await;
+            let query = client.try_graphql(&self.url("query-api"), "{ me { id } }").await;
+            Some((started.elapsed(), command?)).filter(|_| query.is_some())
+        })
+        .await
+    }
+
+    /// Every card a client was told was created exists, created exactly once, and no other.
+    pub async fn assert_every_card_once(&self, acknowledged: &[Uuid]) {
+        let created: Vec<Uuid> = sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'PromptCardCreated'")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap();
+        let distinct: HashSet<Uuid> = created.iter().copied().collect();
+        assert_eq!(distinct.len(), created.len(), "a card was created twice");
+        let acknowledged: HashSet<Uuid> = acknowledged.iter().copied().collect();
+        assert_eq!(distinct, acknowledged, "the store's cards differ from those acknowledged");
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -356,6 +409,37 @@ impl Client {
             assert!(Instant::now() < deadline, "POST {path} not accepted within a minute");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// One attempt, with a 2 s timeout: the card's id if it was created.
+    pub async fn try_create_card(&self, title: &str, idempotency_key: &str) -> Option<Uuid> {
+        let response = self
+            .http
+            .post(format!("{}/v1/workspaces/{}/prompt-cards", self.base, self.workspace))
+            .bearer_auth(&self.token)
+            .header("idempotency-key", idempotency_key)
+            .timeout(Duration::from_secs(2))
+            .json(&json!({ "title": title, "template": "Say {{ word }}.", "variables": [{"name": "word", "type": "string"}] }))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = response.error_for_status().ok()?.json().await.ok()?;
+        body["id"].as_str()?.parse().ok()
+    }
+
+    /// One GraphQL query with a 2 s timeout: its data, if it answered without errors.
+    pub async fn try_graphql(&self, query_api: &str, query: &str) -> Option<Value> {
+        let response = self
+            .http
+            .post(format!("{query_api}/graphql"))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(2))
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = response.json().await.ok()?;
+        body.get("errors").is_none().then(|| body["data"].clone())
     }
 
     pub async fn create_card(&self, title: &str) -> Uuid {
