@@ -1,8 +1,8 @@
 //! deploy/compose/docker-compose.yml: the stack in containers.
 
 use crate::support::{
-    addr_host, addr_port, at, environment, first_http_url, keys, path, scalar,
-    settings_a_container_must_set, str_at, yaml, EVENTS_TOPIC, PROCESSES,
+    addr_host, addr_port, at, environment, first_http_url, keys, path, scalar, settings_a_container_must_set, str_at,
+    yaml, EVENTS_TOPIC, PROCESSES,
 };
 use serde_norway::Value;
 
@@ -50,10 +50,7 @@ fn published_ports(service: &Value) -> Vec<(Option<u16>, u16)> {
                 let text = text.split('/').next()?.to_owned();
                 let parts: Vec<&str> = text.split(':').collect();
                 let container = parts.last()?.parse().ok()?;
-                let host = parts
-                    .len()
-                    .checked_sub(2)
-                    .and_then(|i| parts[i].parse().ok());
+                let host = parts.len().checked_sub(2).and_then(|i| parts[i].parse().ok());
                 Some((host, container))
             }
         })
@@ -97,11 +94,7 @@ fn compose_pins_the_backing_service_major_versions() {
         "postgres image: {}",
         image("postgres")
     );
-    assert!(
-        image("redis").starts_with("redis:7"),
-        "redis image: {}",
-        image("redis")
-    );
+    assert!(image("redis").starts_with("redis:7"), "redis image: {}", image("redis"));
     assert!(
         image("clickhouse").contains("clickhouse-server:24"),
         "clickhouse image: {}",
@@ -124,19 +117,11 @@ fn compose_processes_health_check_their_own_readyz_or_healthz() {
     for process in &PROCESSES {
         let check = at(service(&services, process.name), &["healthcheck", "test"]);
         let text = match check {
-            Value::Sequence(items) => items
-                .iter()
-                .filter_map(scalar)
-                .collect::<Vec<_>>()
-                .join(" "),
+            Value::Sequence(items) => items.iter().filter_map(scalar).collect::<Vec<_>>().join(" "),
             other => scalar(other).unwrap_or_default(),
         };
-        let (host, port, path) = first_http_url(&text).unwrap_or_else(|| {
-            panic!(
-                "{}: health check {text:?} requests no http:// URL",
-                process.name
-            )
-        });
+        let (host, port, path) = first_http_url(&text)
+            .unwrap_or_else(|| panic!("{}: health check {text:?} requests no http:// URL", process.name));
         assert!(
             path == "/readyz" || path == "/healthz",
             "{}: health check requests {path}, not /readyz or /healthz",
@@ -148,15 +133,8 @@ fn compose_processes_health_check_their_own_readyz_or_healthz() {
             process.name
         );
         assert_eq!(port, process.port, "{}: health check port", process.name);
-        let interval = str_at(
-            service(&services, process.name),
-            &["healthcheck", "interval"],
-        );
-        assert!(
-            interval.is_some(),
-            "{}: health check has no interval",
-            process.name
-        );
+        let interval = str_at(service(&services, process.name), &["healthcheck", "interval"]);
+        assert!(interval.is_some(), "{}: health check has no interval", process.name);
     }
 }
 
@@ -258,12 +236,7 @@ fn compose_dependencies_exist_and_wait_for_a_condition() {
             );
             let condition = str_at(depends_on, &[&dependency, "condition"]).unwrap_or_default();
             assert!(
-                [
-                    "service_started",
-                    "service_healthy",
-                    "service_completed_successfully"
-                ]
-                .contains(&condition),
+                ["service_started", "service_healthy", "service_completed_successfully"].contains(&condition),
                 "{name} -> {dependency}: condition {condition:?}"
             );
             if condition == "service_healthy" {
@@ -295,24 +268,16 @@ fn compose_creates_the_events_topic_in_a_one_shot_job_the_processes_wait_for() {
         .find(|name| {
             let s = service(&services, name);
             let command = match at(s, &["command"]) {
-                Value::Sequence(items) => items
-                    .iter()
-                    .filter_map(scalar)
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                Value::Sequence(items) => items.iter().filter_map(scalar).collect::<Vec<_>>().join(" "),
                 other => scalar(other).unwrap_or_default(),
             };
-            command.contains(EVENTS_TOPIC)
-                && (command.contains("create") || command.contains("topic"))
+            command.contains(EVENTS_TOPIC) && (command.contains("create") || command.contains("topic"))
         })
         .unwrap_or_else(|| panic!("no service of {COMPOSE} creates the topic {EVENTS_TOPIC}"));
     let restart = str_at(service(&services, init), &["restart"]).unwrap_or("no");
     assert_eq!(restart, "no", "{init} must run once");
     for process in &PROCESSES {
-        let condition = str_at(
-            service(&services, process.name),
-            &["depends_on", init, "condition"],
-        );
+        let condition = str_at(service(&services, process.name), &["depends_on", init, "condition"]);
         assert_eq!(
             condition,
             Some("service_completed_successfully"),
@@ -343,9 +308,7 @@ fn compose_processes_run_the_repository_image_with_their_own_command() {
                 .map(|c| c.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
         };
-        let binary = command
-            .first()
-            .map(|c| c.rsplit('/').next().unwrap_or(c).to_owned());
+        let binary = command.first().map(|c| c.rsplit('/').next().unwrap_or(c).to_owned());
         assert_eq!(
             binary.as_deref(),
             Some(process.name),

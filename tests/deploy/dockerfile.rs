@@ -28,9 +28,7 @@ fn instructions() -> Vec<Instruction> {
             }
             None => {
                 current.push_str(trimmed);
-                let (keyword, args) = current
-                    .split_once(char::is_whitespace)
-                    .unwrap_or((&current, ""));
+                let (keyword, args) = current.split_once(char::is_whitespace).unwrap_or((&current, ""));
                 out.push(Instruction {
                     keyword: keyword.to_uppercase(),
                     args: args.trim().to_owned(),
@@ -69,10 +67,7 @@ fn stages() -> Vec<(String, String, Vec<Instruction>)> {
             stage.2.push(instruction);
         } else if instruction.keyword == "ARG" {
             if let Some((name, value)) = instruction.args.split_once('=') {
-                args.insert(
-                    name.trim().to_owned(),
-                    value.trim().trim_matches('"').to_owned(),
-                );
+                args.insert(name.trim().to_owned(), value.trim().trim_matches('"').to_owned());
             }
         }
     }
@@ -122,13 +117,7 @@ fn the_build_stage_installs_what_rdkafka_cmake_build_needs() {
         .map(|i| i.args.clone())
         .collect::<Vec<_>>()
         .join(" ");
-    for package in [
-        "cmake",
-        "libcurl4-openssl-dev",
-        "libssl-dev",
-        "pkg-config",
-        "g++",
-    ] {
+    for package in ["cmake", "libcurl4-openssl-dev", "libssl-dev", "pkg-config", "g++"] {
         assert!(
             installs.split_whitespace().any(|w| w == package),
             "the build stages do not install {package}"
@@ -159,11 +148,7 @@ fn the_runtime_image_carries_every_process_binary_and_their_libraries() {
     let (_, _, runtime) = stages.last().unwrap();
     let copies: Vec<&Instruction> = runtime
         .iter()
-        .filter(|i| {
-            i.keyword == "COPY"
-                && i.args.contains("--from=")
-                && i.args.trim_end().ends_with("/usr/local/bin/")
-        })
+        .filter(|i| i.keyword == "COPY" && i.args.contains("--from=") && i.args.trim_end().ends_with("/usr/local/bin/"))
         .collect();
     assert!(
         !copies.is_empty(),
@@ -193,10 +178,7 @@ fn the_runtime_image_carries_every_process_binary_and_their_libraries() {
         .join(" ");
     for process in &PROCESSES {
         let expected = format!("{}=0.0.0.0:{}", process.addr_var, process.port);
-        assert!(
-            env.contains(&expected),
-            "the image does not default {expected}"
-        );
+        assert!(env.contains(&expected), "the image does not default {expected}");
     }
 }
 
@@ -204,12 +186,7 @@ fn the_runtime_image_carries_every_process_binary_and_their_libraries() {
 fn the_build_context_leaves_out_build_output_and_local_state() {
     let ignored: Vec<String> = read(".dockerignore")
         .lines()
-        .map(|l| {
-            l.trim()
-                .trim_start_matches('/')
-                .trim_end_matches('/')
-                .to_owned()
-        })
+        .map(|l| l.trim().trim_start_matches('/').trim_end_matches('/').to_owned())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     for entry in ["target", ".local", ".git"] {

@@ -7,12 +7,7 @@ fn process_rows(markdown: &str) -> Vec<(String, String, u16)> {
     markdown
         .lines()
         .filter_map(|line| {
-            let cells: Vec<&str> = line
-                .trim()
-                .trim_matches('|')
-                .split('|')
-                .map(str::trim)
-                .collect();
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
             let [name, addr, ..] = cells.as_slice() else {
                 return None;
             };
@@ -30,9 +25,7 @@ fn assert_rows_match(source: &str, rows: &[(String, String, u16)]) {
         let process = PROCESSES
             .iter()
             .find(|p| p.name == name)
-            .unwrap_or_else(|| {
-                panic!("{source} documents a process {name} the deployment artefacts do not know")
-            });
+            .unwrap_or_else(|| panic!("{source} documents a process {name} the deployment artefacts do not know"));
         assert_eq!(
             (process.addr_var, process.port),
             (var.as_str(), *port),
@@ -89,8 +82,5 @@ fn the_code_defaults_listen_addresses_to_the_same_ports() {
             );
         }
     }
-    assert!(
-        seen >= 1,
-        "found no env_or(\"*_ADDR\", ...) default in crates/*/src"
-    );
+    assert!(seen >= 1, "found no env_or(\"*_ADDR\", ...) default in crates/*/src");
 }

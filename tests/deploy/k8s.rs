@@ -1,8 +1,8 @@
 //! deploy/k8s: the kustomize base for users' clusters.
 
 use crate::support::{
-    addr_host, addr_port, at, env_defaults_in_code, files_below, keys, read, scalar,
-    settings_a_container_must_set, str_at, yaml, yaml_documents, PROCESSES,
+    addr_host, addr_port, at, env_defaults_in_code, files_below, keys, read, scalar, settings_a_container_must_set,
+    str_at, yaml, yaml_documents, PROCESSES,
 };
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,9 +40,7 @@ fn of_kind(objects: &[Value], kind: &str) -> BTreeMap<String, Value> {
         .filter(|o| str_at(o, &["kind"]) == Some(kind))
         .map(|o| {
             (
-                str_at(o, &["metadata", "name"])
-                    .unwrap_or_default()
-                    .to_owned(),
+                str_at(o, &["metadata", "name"]).unwrap_or_default().to_owned(),
                 o.clone(),
             )
         })
@@ -93,10 +91,7 @@ fn the_kustomization_lists_every_manifest_and_nothing_else() {
         .collect();
     let missing: Vec<_> = present.difference(&listed).collect();
     let absent: Vec<_> = listed.difference(&present).collect();
-    assert!(
-        missing.is_empty(),
-        "{KUSTOMIZATION} does not list {missing:?}"
-    );
+    assert!(missing.is_empty(), "{KUSTOMIZATION} does not list {missing:?}");
     assert!(
         absent.is_empty(),
         "{KUSTOMIZATION} lists files that do not exist: {absent:?}"
@@ -113,8 +108,7 @@ fn the_kustomization_lists_every_manifest_and_nothing_else() {
 fn the_base_has_a_namespace_config_map_and_secret_template() {
     let kustomization = yaml(KUSTOMIZATION);
     let objects = objects();
-    let namespace =
-        str_at(&kustomization, &["namespace"]).expect("the kustomization sets no namespace");
+    let namespace = str_at(&kustomization, &["namespace"]).expect("the kustomization sets no namespace");
     assert!(
         of_kind(&objects, "Namespace").contains_key(namespace),
         "no Namespace {namespace}"
@@ -126,10 +120,7 @@ fn the_base_has_a_namespace_config_map_and_secret_template() {
         .flat_map(|s| [keys(at(s, &["stringData"])), keys(at(s, &["data"]))].concat())
         .collect();
     for name in ["JWT_SECRET", "DATABASE_URL"] {
-        assert!(
-            secret_keys.contains(name),
-            "the Secret template lacks {name}"
-        );
+        assert!(secret_keys.contains(name), "the Secret template lacks {name}");
         assert!(
             !config_map(&objects).contains_key(name),
             "{name} is a secret, but the ConfigMap carries it"
@@ -153,9 +144,7 @@ fn every_process_has_a_deployment_running_its_binary() {
             .flatten()
             .filter_map(scalar)
             .collect();
-        let binary = command
-            .first()
-            .map(|c| c.rsplit('/').next().unwrap_or(c).to_owned());
+        let binary = command.first().map(|c| c.rsplit('/').next().unwrap_or(c).to_owned());
         assert_eq!(
             binary.as_deref(),
             Some(process.name),
@@ -163,11 +152,7 @@ fn every_process_has_a_deployment_running_its_binary() {
             process.name
         );
         let resources = at(container, &["resources"]);
-        for key in [
-            ["requests", "cpu"],
-            ["requests", "memory"],
-            ["limits", "memory"],
-        ] {
+        for key in [["requests", "cpu"], ["requests", "memory"], ["limits", "memory"]] {
             assert!(
                 !at(resources, &key).is_null(),
                 "{}: no resources.{}.{}",
@@ -216,19 +201,9 @@ fn deployments_probe_healthz_and_readyz_on_the_container_port_of_their_addr() {
 
         for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
             let get = at(container, &[probe, "httpGet"]);
-            assert_eq!(
-                str_at(get, &["path"]),
-                Some(path),
-                "{}: {probe} path",
-                process.name
-            );
+            assert_eq!(str_at(get, &["path"]), Some(path), "{}: {probe} path", process.name);
             let port = resolve_port(container, at(get, &["port"]));
-            assert_eq!(
-                port,
-                Some(u64::from(process.port)),
-                "{}: {probe} port",
-                process.name
-            );
+            assert_eq!(port, Some(u64::from(process.port)), "{}: {probe} port", process.name);
         }
         // A startup probe, when there is one, must reach the same endpoints, or pods never start.
         let startup = at(container, &["startupProbe", "httpGet"]);
@@ -257,28 +232,21 @@ fn deployments_get_every_setting_from_the_config_map_and_secret() {
     let secrets = of_kind(&objects, "Secret");
     let mut provided: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, object) in config_maps.iter().chain(secrets.iter()) {
-        let names = [
-            keys(at(object, &["data"])),
-            keys(at(object, &["stringData"])),
-        ]
-        .concat()
-        .into_iter()
-        .collect();
+        let names = [keys(at(object, &["data"])), keys(at(object, &["stringData"]))]
+            .concat()
+            .into_iter()
+            .collect();
         provided.insert(name.clone(), names);
     }
     for process in &PROCESSES {
         let container = container(&of_kind(&objects, "Deployment")[process.name]).clone();
         let mut available: BTreeSet<String> = BTreeSet::new();
-        for source in at(&container, &["envFrom"])
-            .as_sequence()
-            .into_iter()
-            .flatten()
-        {
+        for source in at(&container, &["envFrom"]).as_sequence().into_iter().flatten() {
             for kind in ["configMapRef", "secretRef"] {
                 if let Some(name) = str_at(source, &[kind, "name"]) {
-                    let names = provided.get(name).unwrap_or_else(|| {
-                        panic!("{}: envFrom {name} does not exist", process.name)
-                    });
+                    let names = provided
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{}: envFrom {name} does not exist", process.name));
                     available.extend(names.iter().cloned());
                 }
             }
@@ -292,11 +260,7 @@ fn deployments_get_every_setting_from_the_config_map_and_secret() {
             .iter()
             .chain([&process.addr_var.to_owned()])
         {
-            assert!(
-                available.contains(name),
-                "{}: {name} is not set",
-                process.name
-            );
+            assert!(available.contains(name), "{}: {name} is not set", process.name);
         }
     }
 }
@@ -307,10 +271,7 @@ fn services_select_their_deployments_and_target_the_container_port() {
     let deployments = of_kind(&objects, "Deployment");
     let services = of_kind(&objects, "Service");
     for name in ["command-api", "query-api"] {
-        assert!(
-            services.contains_key(name),
-            "no Service for the HTTP process {name}"
-        );
+        assert!(services.contains_key(name), "no Service for the HTTP process {name}");
     }
     for (name, service) in services {
         let selector = at(&service, &["spec", "selector"]);
@@ -319,9 +280,7 @@ fn services_select_their_deployments_and_target_the_container_port() {
             .values()
             .find(|d| {
                 let labels = at(d, &["spec", "template", "metadata", "labels"]);
-                keys(selector)
-                    .iter()
-                    .all(|k| at(labels, &[k]) == at(selector, &[k]))
+                keys(selector).iter().all(|k| at(labels, &[k]) == at(selector, &[k]))
             })
             .unwrap_or_else(|| panic!("Service {name} selects no Deployment's pods"));
         let container = container(deployment);
@@ -331,17 +290,9 @@ fn services_select_their_deployments_and_target_the_container_port() {
             .flatten()
             .filter_map(|p| at(p, &["containerPort"]).as_u64())
             .collect();
-        for port in at(&service, &["spec", "ports"])
-            .as_sequence()
-            .into_iter()
-            .flatten()
-        {
+        for port in at(&service, &["spec", "ports"]).as_sequence().into_iter().flatten() {
             let target = at(port, &["targetPort"]);
-            let target = if target.is_null() {
-                at(port, &["port"])
-            } else {
-                target
-            };
+            let target = if target.is_null() { at(port, &["port"]) } else { target };
             let resolved = resolve_port(container, target);
             assert!(
                 resolved.is_some_and(|p| container_ports.contains(&p)),
@@ -417,10 +368,11 @@ fn projector_autoscaling_stays_within_the_topic_partitions() {
     let objects = objects();
     for hpa in of_kind(&objects, "HorizontalPodAutoscaler").values() {
         if str_at(hpa, &["spec", "scaleTargetRef", "name"]) == Some("projector") {
-            let max = at(hpa, &["spec", "maxReplicas"])
-                .as_u64()
-                .unwrap_or(u64::MAX);
-            assert!(max <= DEFAULT_PARTITIONS, "projector maxReplicas {max} > {DEFAULT_PARTITIONS} partitions: extra replicas idle");
+            let max = at(hpa, &["spec", "maxReplicas"]).as_u64().unwrap_or(u64::MAX);
+            assert!(
+                max <= DEFAULT_PARTITIONS,
+                "projector maxReplicas {max} > {DEFAULT_PARTITIONS} partitions: extra replicas idle"
+            );
         }
     }
     // The same partition count as the topic compose creates (and deploy/local creates).
@@ -452,21 +404,14 @@ fn projector_autoscaling_stays_within_the_topic_partitions() {
 fn the_relay_runs_one_replica() {
     let objects = objects();
     let relay = &of_kind(&objects, "Deployment")["relay"];
-    assert_eq!(
-        at(relay, &["spec", "replicas"]).as_u64(),
-        Some(1),
-        "relay replicas"
-    );
+    assert_eq!(at(relay, &["spec", "replicas"]).as_u64(), Some(1), "relay replicas");
 }
 
 #[test]
 fn pods_run_as_non_root() {
     let objects = objects();
     for (name, deployment) in of_kind(&objects, "Deployment") {
-        let pod = at(
-            &deployment,
-            &["spec", "template", "spec", "securityContext"],
-        );
+        let pod = at(&deployment, &["spec", "template", "spec", "securityContext"]);
         let container = container(&deployment);
         let non_root = at(pod, &["runAsNonRoot"]).as_bool() == Some(true)
             || at(container, &["securityContext", "runAsNonRoot"]).as_bool() == Some(true);
@@ -489,11 +434,7 @@ fn the_readme_explains_consumer_groups_partitions_and_the_relay_lock() {
         readme.contains(&format!("{DEFAULT_PARTITIONS} partitions")),
         "deploy/k8s/README.md does not state the default partition count {DEFAULT_PARTITIONS}"
     );
-    for topic in [
-        "advisory lock",
-        "Migrations run at start",
-        "Backing services are yours",
-    ] {
+    for topic in ["advisory lock", "Migrations run at start", "Backing services are yours"] {
         assert!(
             readme.contains(topic),
             "deploy/k8s/README.md says nothing about: {topic}"

@@ -2,8 +2,7 @@
 
 use crate::compose::COMPOSE;
 use crate::support::{
-    at, crate_sources, environment, first_http_url, keys, read, scalar, str_at, yaml,
-    DASHBOARD_METRICS, PROCESSES,
+    at, crate_sources, environment, first_http_url, keys, read, scalar, str_at, yaml, DASHBOARD_METRICS, PROCESSES,
 };
 use serde_json::Value as Json;
 use serde_norway::Value;
@@ -23,19 +22,9 @@ fn scrape_targets() -> Vec<(String, String)> {
         .expect("prometheus.yml has no scrape_configs");
     let mut targets = Vec::new();
     for job in jobs {
-        let metrics_path = str_at(job, &["metrics_path"])
-            .unwrap_or("/metrics")
-            .to_owned();
-        for static_config in at(job, &["static_configs"])
-            .as_sequence()
-            .into_iter()
-            .flatten()
-        {
-            for target in at(static_config, &["targets"])
-                .as_sequence()
-                .into_iter()
-                .flatten()
-            {
+        let metrics_path = str_at(job, &["metrics_path"]).unwrap_or("/metrics").to_owned();
+        for static_config in at(job, &["static_configs"]).as_sequence().into_iter().flatten() {
+            for target in at(static_config, &["targets"]).as_sequence().into_iter().flatten() {
                 targets.push((scalar(target).unwrap_or_default(), metrics_path.clone()));
             }
         }
@@ -49,13 +38,9 @@ fn prometheus_scrapes_every_process_on_its_port() {
     for process in &PROCESSES {
         let expected = format!("{}:{}", process.name, process.port);
         let found = targets.iter().find(|(target, _)| *target == expected);
-        let (_, metrics_path) = found.unwrap_or_else(|| {
-            panic!("{PROMETHEUS} does not scrape {expected} (targets: {targets:?})")
-        });
-        assert_eq!(
-            metrics_path, "/metrics",
-            "{expected} is scraped at {metrics_path}"
-        );
+        let (_, metrics_path) =
+            found.unwrap_or_else(|| panic!("{PROMETHEUS} does not scrape {expected} (targets: {targets:?})"));
+        assert_eq!(metrics_path, "/metrics", "{expected} is scraped at {metrics_path}");
     }
 }
 
@@ -76,21 +61,13 @@ fn prometheus_scrape_targets_are_compose_services() {
 fn the_collector_pipelines_use_defined_components_and_send_traces_to_jaeger() {
     let config = yaml(COLLECTOR);
     let pipelines = at(&config, &["service", "pipelines"]);
-    assert!(
-        pipelines.get("traces").is_some(),
-        "{COLLECTOR} has no traces pipeline"
-    );
+    assert!(pipelines.get("traces").is_some(), "{COLLECTOR} has no traces pipeline");
     for pipeline in keys(pipelines) {
         for kind in ["receivers", "processors", "exporters"] {
-            for component in at(pipelines, &[&pipeline, kind])
-                .as_sequence()
-                .into_iter()
-                .flatten()
-            {
+            for component in at(pipelines, &[&pipeline, kind]).as_sequence().into_iter().flatten() {
                 let component = component.as_str().unwrap_or_default();
                 assert!(
-                    at(&config, &[kind, component]).is_mapping()
-                        || at(&config, &[kind]).get(component).is_some(),
+                    at(&config, &[kind, component]).is_mapping() || at(&config, &[kind]).get(component).is_some(),
                     "{COLLECTOR}: pipeline {pipeline} uses undefined {kind} {component}"
                 );
             }
@@ -101,8 +78,7 @@ fn the_collector_pipelines_use_defined_components_and_send_traces_to_jaeger() {
         .cloned()
         .unwrap_or_default();
     let to_jaeger = exporters.iter().filter_map(Value::as_str).any(|exporter| {
-        str_at(&config, &["exporters", exporter, "endpoint"])
-            .is_some_and(|endpoint| endpoint.contains("jaeger:"))
+        str_at(&config, &["exporters", exporter, "endpoint"]).is_some_and(|endpoint| endpoint.contains("jaeger:"))
     });
     assert!(
         to_jaeger,
@@ -113,35 +89,16 @@ fn the_collector_pipelines_use_defined_components_and_send_traces_to_jaeger() {
 #[test]
 fn processes_send_otlp_to_the_collectors_receiver() {
     let config = yaml(COLLECTOR);
-    let grpc = str_at(
-        &config,
-        &["receivers", "otlp", "protocols", "grpc", "endpoint"],
-    )
-    .unwrap_or("0.0.0.0:4317");
-    let http = str_at(
-        &config,
-        &["receivers", "otlp", "protocols", "http", "endpoint"],
-    )
-    .unwrap_or("0.0.0.0:4318");
-    let ports: Vec<&str> = [grpc, http]
-        .iter()
-        .filter_map(|e| e.rsplit(':').next())
-        .collect();
+    let grpc = str_at(&config, &["receivers", "otlp", "protocols", "grpc", "endpoint"]).unwrap_or("0.0.0.0:4317");
+    let http = str_at(&config, &["receivers", "otlp", "protocols", "http", "endpoint"]).unwrap_or("0.0.0.0:4318");
+    let ports: Vec<&str> = [grpc, http].iter().filter_map(|e| e.rsplit(':').next()).collect();
     let compose = yaml(COMPOSE);
     for process in &PROCESSES {
         let env = environment(at(&compose, &["services", process.name, "environment"]));
-        let endpoint = env
-            .get("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .cloned()
-            .unwrap_or_default();
-        let (host, port, _) = first_http_url(&endpoint).unwrap_or_else(|| {
-            panic!("{}: OTEL_EXPORTER_OTLP_ENDPOINT={endpoint:?}", process.name)
-        });
-        assert_eq!(
-            host, "otel-collector",
-            "{}: OTLP goes to {host}",
-            process.name
-        );
+        let endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT").cloned().unwrap_or_default();
+        let (host, port, _) = first_http_url(&endpoint)
+            .unwrap_or_else(|| panic!("{}: OTEL_EXPORTER_OTLP_ENDPOINT={endpoint:?}", process.name));
+        assert_eq!(host, "otel-collector", "{}: OTLP goes to {host}", process.name);
         assert!(
             ports.contains(&port.to_string().as_str()),
             "{}: OTLP port {port} is not a receiver",
@@ -151,8 +108,7 @@ fn processes_send_otlp_to_the_collectors_receiver() {
 }
 
 fn dashboard() -> Json {
-    serde_json::from_str(&read(DASHBOARD))
-        .unwrap_or_else(|e| panic!("{DASHBOARD} is not valid JSON: {e}"))
+    serde_json::from_str(&read(DASHBOARD)).unwrap_or_else(|e| panic!("{DASHBOARD} is not valid JSON: {e}"))
 }
 
 /// Every panel, including those nested in collapsed rows.

@@ -100,8 +100,8 @@ pub fn yaml_documents(relative: &str) -> Vec<Value> {
     let text = read(relative);
     serde_norway::Deserializer::from_str(&text)
         .map(|document| {
-            let mut value = Value::deserialize(document)
-                .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
+            let mut value =
+                Value::deserialize(document).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
             value
                 .apply_merge()
                 .unwrap_or_else(|e| panic!("{relative}: bad merge key: {e}"));
@@ -114,9 +114,7 @@ pub fn yaml_documents(relative: &str) -> Vec<Value> {
 /// `value[key]` for a chain of mapping keys; `Value::Null` when any is missing.
 pub fn at<'a>(value: &'a Value, keys: &[&str]) -> &'a Value {
     static NULL: Value = Value::Null;
-    keys.iter()
-        .try_fold(value, |v, k| v.get(*k))
-        .unwrap_or(&NULL)
+    keys.iter().try_fold(value, |v, k| v.get(*k)).unwrap_or(&NULL)
 }
 
 pub fn str_at<'a>(value: &'a Value, keys: &[&str]) -> Option<&'a str> {
@@ -137,11 +135,7 @@ pub fn scalar(value: &Value) -> Option<String> {
 pub fn keys(value: &Value) -> Vec<String> {
     value
         .as_mapping()
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 

@@ -14,12 +14,20 @@ pub fn long() -> bool {
 
 /// Commands acknowledged in each phase of load (before, during and after the fault).
 fn phase() -> usize {
-    if long() { 400 } else { 40 }
+    if long() {
+        400
+    } else {
+        40
+    }
 }
 
 /// How long a backing service stays away.
 pub fn outage() -> Duration {
-    if long() { Duration::from_secs(20) } else { Duration::from_secs(2) }
+    if long() {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(2)
+    }
 }
 
 /// `deploy/local/service ACTION NAME`: the operator's way to stop, kill or start a service.
@@ -97,9 +105,15 @@ async fn survive(fault: Fault) {
     stack.assert_every_card_once(&acknowledged).await;
     stack.assert_projections_equal_the_store().await;
     for name in crate::support::PROCESSES {
-        assert!(stack.is_running(name), "{name} died during the fault:\n{}", stack.log(name));
+        assert!(
+            stack.is_running(name),
+            "{name} died during the fault:\n{}",
+            stack.log(name)
+        );
     }
-    let during = during.map(|(took, _)| format!(", answered in {took:?} during the outage")).unwrap_or_default();
+    let during = during
+        .map(|(took, _)| format!(", answered in {took:?} during the outage"))
+        .unwrap_or_default();
     eprintln!(
         "fault matrix: {}: {} commands acknowledged; APIs back {apis_back:?} after recovery{during}; \
          every consumer group at the topic's end {consumers_back:?} after recovery",
@@ -141,23 +155,39 @@ async fn sigkill_of_the_query_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "stops the machine's services; deploy/local/test runs it alone, after the rest"]
 async fn sigkill_of_the_broker() {
-    survive(Fault::Service { name: "kafka", action: "kill" }).await;
+    survive(Fault::Service {
+        name: "kafka",
+        action: "kill",
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "stops the machine's services; deploy/local/test runs it alone, after the rest"]
 async fn restart_of_redis() {
-    survive(Fault::Service { name: "redis", action: "stop" }).await;
+    survive(Fault::Service {
+        name: "redis",
+        action: "stop",
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "stops the machine's services; deploy/local/test runs it alone, after the rest"]
 async fn restart_of_clickhouse() {
-    survive(Fault::Service { name: "clickhouse", action: "stop" }).await;
+    survive(Fault::Service {
+        name: "clickhouse",
+        action: "stop",
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "stops the machine's services; deploy/local/test runs it alone, after the rest"]
 async fn restart_of_postgres() {
-    survive(Fault::Service { name: "postgres", action: "stop" }).await;
+    survive(Fault::Service {
+        name: "postgres",
+        action: "stop",
+    })
+    .await;
 }

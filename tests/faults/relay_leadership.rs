@@ -30,7 +30,12 @@ async fn publishers_during(stack: &Stack, load: &Load, window: usize) -> Vec<&'s
     })
     .await;
     let after = published(stack).await;
-    RELAYS.iter().zip(before.iter().zip(after)).filter(|(_, (b, a))| a > *b).map(|(name, _)| *name).collect()
+    RELAYS
+        .iter()
+        .zip(before.iter().zip(after))
+        .filter(|(_, (b, a))| a > *b)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,19 +55,30 @@ async fn two_relays_never_publish_at_once_through_a_postgres_restart_and_a_leade
     service("start", "postgres");
     let mut probes = vec![stack.apis_answer(&clients[0], Duration::from_secs(5)).await.1];
     eventually(Duration::from_secs(10), "one relay leads again", || async {
-        let leading = [stack.metric(RELAYS[0], "relay_leader").await, stack.metric(RELAYS[1], "relay_leader").await];
+        let leading = [
+            stack.metric(RELAYS[0], "relay_leader").await,
+            stack.metric(RELAYS[1], "relay_leader").await,
+        ];
         (leading.iter().sum::<f64>() == 1.0).then_some(())
     })
     .await;
     let leaders = publishers_during(&stack, &load, 40).await;
-    assert_eq!(leaders.len(), 1, "after the Postgres restart these relays published in one window: {leaders:?}");
+    assert_eq!(
+        leaders.len(),
+        1,
+        "after the Postgres restart these relays published in one window: {leaders:?}"
+    );
     let leader = leaders[0];
 
     // SIGKILL of the leader: the standby takes over.
     stack.kill(leader);
     let leaders = publishers_during(&stack, &load, 40).await;
     let survivor = RELAYS.iter().find(|r| **r != leader).unwrap();
-    assert_eq!(leaders, [*survivor], "after the leader's death the standby publishes, alone");
+    assert_eq!(
+        leaders,
+        [*survivor],
+        "after the leader's death the standby publishes, alone"
+    );
 
     probes.push(stack.apis_answer(&clients[0], Duration::from_secs(5)).await.1);
     let mut acknowledged = load.stop().await;

@@ -36,8 +36,7 @@ fn repo_root() -> PathBuf {
 /// The version deploy/local/lib.sh pins (`PROMPTFOO_VERSION=...`), which `ensure_promptfoo`
 /// installs.
 fn pinned_version() -> String {
-    let lib = std::fs::read_to_string(repo_root().join("deploy/local/lib.sh"))
-        .expect("read deploy/local/lib.sh");
+    let lib = std::fs::read_to_string(repo_root().join("deploy/local/lib.sh")).expect("read deploy/local/lib.sh");
     lib.lines()
         .find_map(|line| line.strip_prefix("PROMPTFOO_VERSION="))
         .expect("deploy/local/lib.sh pins PROMPTFOO_VERSION")
@@ -77,10 +76,7 @@ impl Scratch {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "promptcards-promptfoo-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("promptcards-promptfoo-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(dir.join("home")).expect("create the scratch directory");
         Scratch(dir)
     }
@@ -141,10 +137,7 @@ fn run_promptfoo(yaml: &str, version: &str) -> Vec<Value> {
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr)
     );
-    eprintln!(
-        "promptfoo eval took {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("promptfoo eval took {:.1}s", started.elapsed().as_secs_f64());
     let text = std::fs::read_to_string(&output_path).expect("promptfoo wrote its results");
     let report: Value = serde_json::from_str(&text).expect("promptfoo's results are JSON");
     report["results"]["results"]
@@ -190,9 +183,7 @@ fn verdicts_match_promptfoo() {
                 case.description, case.output
             );
         }
-        let cost = result["cost"]
-            .as_f64()
-            .or_else(|| result["response"]["cost"].as_f64());
+        let cost = result["cost"].as_f64().or_else(|| result["response"]["cost"].as_f64());
         let observation = Observation {
             output,
             vars: &case.vars,
@@ -233,11 +224,7 @@ fn verdicts_match_promptfoo() {
                         "{} #{i} {} {}",
                         case.description,
                         assertion.kind,
-                        assertion
-                            .value
-                            .as_ref()
-                            .map(Value::to_string)
-                            .unwrap_or_default()
+                        assertion.value.as_ref().map(Value::to_string).unwrap_or_default()
                     );
                     if verdict.passed != their_pass || (verdict.score - their_score).abs() > 1e-9 {
                         let _ = writeln!(
@@ -324,7 +311,11 @@ fn imported_cases_are_the_tests_promptfoo_evaluates() {
     let config = domain::promptfoo::parse_yaml(IMPORT_CONFIG).expect("valid YAML");
     let import = domain::promptfoo::translate(&config).expect("importable");
 
-    let ours: Vec<(usize, &domain::promptfoo::ImportedCard, &domain::promptfoo::ImportedCase)> = import
+    let ours: Vec<(
+        usize,
+        &domain::promptfoo::ImportedCard,
+        &domain::promptfoo::ImportedCase,
+    )> = import
         .cards
         .iter()
         .enumerate()

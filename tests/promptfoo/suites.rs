@@ -36,12 +36,7 @@ fn w(assertion: Assertion, weight: f64) -> Assertion {
     }
 }
 
-fn case(
-    description: &'static str,
-    output: &'static str,
-    vars: Value,
-    assertions: Vec<Assertion>,
-) -> Case {
+fn case(description: &'static str, output: &'static str, vars: Value, assertions: Vec<Assertion>) -> Case {
     let Value::Object(vars) = vars else {
         panic!("vars of {description} must be an object")
     };
@@ -53,7 +48,8 @@ fn case(
     }
 }
 
-const PROSE_JSON: &str = "Sure! Here is the data:\n```json\n{\"name\": \"Ada\", \"age\": 36, \"tags\": [\"math\"]}\n```\nAnything else?";
+const PROSE_JSON: &str =
+    "Sure! Here is the data:\n```json\n{\"name\": \"Ada\", \"age\": 36, \"tags\": [\"math\"]}\n```\nAnything else?";
 
 pub fn cases() -> Vec<Case> {
     let none = Value::Null;
@@ -63,15 +59,9 @@ pub fn cases() -> Vec<Case> {
             "The quick brown fox jumps over the lazy dog",
             json!({"animal": "fox", "adjective": "quick"}),
             vec![
-                a(
-                    "equals",
-                    json!("The quick brown fox jumps over the lazy dog"),
-                ),
+                a("equals", json!("The quick brown fox jumps over the lazy dog")),
                 a("not-equals", json!("The quick brown fox")),
-                a(
-                    "equals",
-                    json!("the quick brown fox jumps over the lazy dog"),
-                ),
+                a("equals", json!("the quick brown fox jumps over the lazy dog")),
                 a("contains", json!("{{ animal }}")),
                 a("not-contains", json!("cat")),
                 a("icontains", json!("QUICK BROWN")),
@@ -91,19 +81,9 @@ pub fn cases() -> Vec<Case> {
                 a("word-count", json!(9)),
                 a("word-count", json!({"min": 5, "max": 10})),
                 a("not-word-count", json!({"max": 3})),
-                a(
-                    "levenshtein",
-                    json!("The quick brown fox jumps over the lazy cat"),
-                ),
-                t(
-                    "levenshtein",
-                    json!("The quick brown fox jumps over the lazy cat"),
-                    1.0,
-                ),
-                a(
-                    "not-levenshtein",
-                    json!("The quick brown fox jumps over the lazy cat"),
-                ),
+                a("levenshtein", json!("The quick brown fox jumps over the lazy cat")),
+                t("levenshtein", json!("The quick brown fox jumps over the lazy cat"), 1.0),
+                a("not-levenshtein", json!("The quick brown fox jumps over the lazy cat")),
                 t("latency", none.clone(), 60_000.0),
                 t("not-latency", none.clone(), 60_000.0),
                 t("latency", none.clone(), 0.0),
@@ -192,22 +172,10 @@ pub fn cases() -> Vec<Case> {
                         "properties": {"age": {"type": "integer", "minimum": 18}, "tags": {"type": "array", "items": {"type": "string"}}}
                     }),
                 ),
-                a(
-                    "contains-json",
-                    json!({"type": "object", "required": ["email"]}),
-                ),
-                a(
-                    "not-contains-json",
-                    json!({"type": "object", "required": ["email"]}),
-                ),
-                a(
-                    "not-contains-json",
-                    json!({"type": "object", "required": ["name"]}),
-                ),
-                a(
-                    "contains-json",
-                    json!({"properties": {"age": {"maximum": 30}}}),
-                ),
+                a("contains-json", json!({"type": "object", "required": ["email"]})),
+                a("not-contains-json", json!({"type": "object", "required": ["email"]})),
+                a("not-contains-json", json!({"type": "object", "required": ["name"]})),
+                a("contains-json", json!({"properties": {"age": {"maximum": 30}}})),
                 a("contains", json!("\"name\": \"{{ who }}\"")),
                 a("regex", json!(r#""age":\s*\d+"#)),
             ],
@@ -236,10 +204,7 @@ pub fn cases() -> Vec<Case> {
                     json!({"type": "object", "required": ["a", "b"], "properties": {"a": {"type": "object"}, "b": {"minItems": 2, "uniqueItems": true}}}),
                 ),
                 a("is-json", json!("type: object\nrequired: [a]")),
-                a(
-                    "is-json",
-                    json!({"anyOf": [{"type": "array"}, {"required": ["z"]}]}),
-                ),
+                a("is-json", json!({"anyOf": [{"type": "array"}, {"required": ["z"]}]})),
                 a("contains-json", none.clone()),
             ],
         ),
@@ -252,22 +217,13 @@ pub fn cases() -> Vec<Case> {
                     "is-json",
                     json!({"properties": {"id": {"pattern": "^[a-z]+-\\d+$", "maxLength": 5}}}),
                 ),
-                a(
-                    "is-json",
-                    json!({"properties": {"id": {"pattern": "^\\d"}}}),
-                ),
-                a(
-                    "is-json",
-                    json!({"properties": {"n": {"exclusiveMinimum": 7}}}),
-                ),
+                a("is-json", json!({"properties": {"id": {"pattern": "^\\d"}}})),
+                a("is-json", json!({"properties": {"n": {"exclusiveMinimum": 7}}})),
                 a(
                     "is-json",
                     json!({"properties": {"n": {"exclusiveMaximum": 8, "multipleOf": 7}}}),
                 ),
-                a(
-                    "is-json",
-                    json!({"properties": {"ratio": {"multipleOf": 0.05}}}),
-                ),
+                a("is-json", json!({"properties": {"ratio": {"multipleOf": 0.05}}})),
                 a(
                     "is-json",
                     json!({"properties": {"kind": {"enum": ["a", "b"]}, "n": {"const": 7.0}}}),
@@ -346,10 +302,7 @@ pub fn cases() -> Vec<Case> {
             json!({}),
             vec![
                 a("contains-json", none.clone()),
-                a(
-                    "contains-json",
-                    json!({"properties": {"b": {"required": ["c"]}}}),
-                ),
+                a("contains-json", json!({"properties": {"b": {"required": ["c"]}}})),
                 a("is-json", none.clone()),
             ],
         ),
@@ -357,10 +310,7 @@ pub fn cases() -> Vec<Case> {
             "braces in strings",
             r#"Note {"text": "a } b"} ends"#,
             json!({}),
-            vec![
-                a("contains-json", none.clone()),
-                a("not-contains-json", none.clone()),
-            ],
+            vec![a("contains-json", none.clone()), a("not-contains-json", none.clone())],
         ),
         case(
             "multi-line",
@@ -473,10 +423,7 @@ pub fn cases() -> Vec<Case> {
                 ),
                 a("contains", json!("{{ count }} new")),
                 a("contains", json!("{{ count + 1 }} new")),
-                a(
-                    "contains-any",
-                    json!(["{{ missing }}zzz", "{{ name | upper }},"]),
-                ),
+                a("contains-any", json!(["{{ missing }}zzz", "{{ name | upper }},"])),
                 a(
                     "equals",
                     json!("Dear {{ name | upper }}, you have {{ count }} new messages."),

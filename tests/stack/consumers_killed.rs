@@ -24,7 +24,9 @@ async fn a_projector_killed_mid_burst_catches_up_within_seconds_of_its_restart()
     load.until_more(30).await;
     let acknowledged = load.stop().await;
     let caught_up = stack.drained(CATCH_UP).await;
-    eprintln!("projector: ready {ready:?} after restart; every sink at the topic's end {caught_up:?} after the load stopped");
+    eprintln!(
+        "projector: ready {ready:?} after restart; every sink at the topic's end {caught_up:?} after the load stopped"
+    );
 
     stack.assert_every_card_once(&acknowledged).await;
     stack.assert_projections_equal_the_store().await;
@@ -63,13 +65,19 @@ async fn a_runner_killed_mid_burst_finishes_every_run_once_after_its_restart() {
         (results(&stack).await > before).then(|| restarted.elapsed())
     })
     .await;
-    let finished = eventually(Duration::from_secs(60), "every run completes after the restart", || async {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM read.test_runs WHERE status = 'COMPLETED' AND completed = total")
+    let finished = eventually(
+        Duration::from_secs(60),
+        "every run completes after the restart",
+        || async {
+            let done: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM read.test_runs WHERE status = 'COMPLETED' AND completed = total",
+            )
             .fetch_one(&stack.pool)
             .await
             .unwrap();
-        (done == runs.len() as i64).then(|| restarted.elapsed())
-    })
+            (done == runs.len() as i64).then(|| restarted.elapsed())
+        },
+    )
     .await;
     let caught_up = stack.drained(CATCH_UP).await;
     eprintln!(
@@ -78,13 +86,17 @@ async fn a_runner_killed_mid_burst_finishes_every_run_once_after_its_restart() {
     );
 
     for run in &runs {
-        let recorded: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'TestResultRecorded'")
-                .bind(run)
-                .fetch_one(&stack.pool)
-                .await
-                .unwrap();
-        assert_eq!(recorded, per_run, "run {run} recorded {recorded} results, not {per_run}");
+        let recorded: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'TestResultRecorded'",
+        )
+        .bind(run)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            recorded, per_run,
+            "run {run} recorded {recorded} results, not {per_run}"
+        );
     }
     stack.assert_projections_equal_the_store().await;
 }

@@ -40,7 +40,11 @@ fn clickhouse_url() -> String {
 fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (deploy/local/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first (deploy/local/test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -68,20 +72,37 @@ impl Stack {
         let server = env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards_test");
         let admin = PgPoolOptions::new().max_connections(1).connect(&server).await.unwrap();
         let database = format!("stack_{id}");
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&admin)
+            .await
+            .unwrap();
         admin.close().await;
         let (base, _) = server.rsplit_once('/').unwrap();
         let database_url = format!("{base}/{database}");
-        let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&database_url)
+            .await
+            .unwrap();
         // As `up` does (ensure_clickhouse_database) before any process starts: the query API's
         // readiness asks ClickHouse through this database.
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
         let create = format!("CREATE DATABASE IF NOT EXISTS {database}");
         let created = http.post(clickhouse_url()).body(create).send().await.unwrap();
-        assert!(created.status().is_success(), "ClickHouse: {}", created.text().await.unwrap());
+        assert!(
+            created.status().is_success(),
+            "ClickHouse: {}",
+            created.text().await.unwrap()
+        );
         let logs = std::env::temp_dir().join(format!("stack-{id}"));
         std::fs::create_dir_all(&logs).unwrap();
-        let addrs = PROCESSES.iter().map(|&name| (name, format!("127.0.0.1:{}", free_port()))).collect();
+        let addrs = PROCESSES
+            .iter()
+            .map(|&name| (name, format!("127.0.0.1:{}", free_port())))
+            .collect();
         let mut stack = Self {
             database_url,
             pool,
@@ -142,7 +163,11 @@ impl Stack {
     pub async fn start_instance(&mut self, label: &'static str, binary: &'static str) {
         let name = label;
         assert!(!self.children.contains_key(name), "{name} is running");
-        let addr = self.addrs.entry(label).or_insert_with(|| format!("127.0.0.1:{}", free_port())).clone();
+        let addr = self
+            .addrs
+            .entry(label)
+            .or_insert_with(|| format!("127.0.0.1:{}", free_port()))
+            .clone();
         let addr_var = format!("{}_ADDR", binary.to_uppercase().replace('-', "_"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -169,14 +194,21 @@ impl Stack {
             if let Some(status) = self.children.get_mut(name).unwrap().try_wait().unwrap() {
                 panic!("{name} exited with {status}:\n{}", self.log(name));
             }
-            assert!(Instant::now() < deadline, "{name} not ready within 60 s:\n{}", self.log(name));
+            assert!(
+                Instant::now() < deadline,
+                "{name} not ready within 60 s:\n{}",
+                self.log(name)
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// SIGKILL: no chance to flush, commit or leave the group.
     pub fn kill(&mut self, name: &str) {
-        let mut child = self.children.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        let mut child = self
+            .children
+            .remove(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -213,14 +245,18 @@ impl Stack {
 
     /// Every card a client was told was created exists, created exactly once, and no other.
     pub async fn assert_every_card_once(&self, acknowledged: &[Uuid]) {
-        let created: Vec<Uuid> = sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'PromptCardCreated'")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap();
+        let created: Vec<Uuid> =
+            sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'PromptCardCreated'")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
         let distinct: HashSet<Uuid> = created.iter().copied().collect();
         assert_eq!(distinct.len(), created.len(), "a card was created twice");
         let acknowledged: HashSet<Uuid> = acknowledged.iter().copied().collect();
-        assert_eq!(distinct, acknowledged, "the store's cards differ from those acknowledged");
+        assert_eq!(
+            distinct, acknowledged,
+            "the store's cards differ from those acknowledged"
+        );
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -245,7 +281,10 @@ impl Stack {
         Client {
             http: self.http.clone(),
             base: self.url("command-api"),
-            token: signup["access_token"].as_str().unwrap_or_else(|| panic!("signup failed: {signup}")).to_owned(),
+            token: signup["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("signup failed: {signup}"))
+                .to_owned(),
             workspace: signup["workspace_id"].as_str().unwrap().to_owned(),
         }
     }
@@ -312,7 +351,12 @@ impl Stack {
 
     /// Per stream, the store's version.
     pub async fn store_versions(&self) -> BTreeMap<Uuid, i64> {
-        sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams").fetch_all(&self.pool).await.unwrap().into_iter().collect()
+        sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
     }
 
     /// Per stream, the version the Postgres read models applied.
@@ -326,20 +370,42 @@ impl Stack {
     }
 
     pub async fn store_event_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Distinct events in ClickHouse (its table dedupes on merge; count what is there).
     pub async fn clickhouse_event_count(&self) -> i64 {
         let query = format!("SELECT uniqExact(event_id) FROM {}.events", self.clickhouse_database);
-        let body = self.http.post(clickhouse_url()).body(query).send().await.unwrap().text().await.unwrap();
-        body.trim().parse().unwrap_or_else(|_| panic!("ClickHouse answered {body}"))
+        let body = self
+            .http
+            .post(clickhouse_url())
+            .body(query)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("ClickHouse answered {body}"))
     }
 
     /// Asserts the Postgres read models and ClickHouse hold exactly what the store holds.
     pub async fn assert_projections_equal_the_store(&self) {
-        assert_eq!(self.projected_versions().await, self.store_versions().await, "read models differ from the store");
-        assert_eq!(self.clickhouse_event_count().await, self.store_event_count().await, "ClickHouse differs from the store");
+        assert_eq!(
+            self.projected_versions().await,
+            self.store_versions().await,
+            "read models differ from the store"
+        );
+        assert_eq!(
+            self.clickhouse_event_count().await,
+            self.store_event_count().await,
+            "ClickHouse differs from the store"
+        );
     }
 }
 
@@ -460,7 +526,9 @@ impl Client {
     }
 
     pub async fn request_run(&self, card: Uuid) -> Uuid {
-        let body = self.post("/runs", json!({ "card_id": card, "providers": ["echo"], "repeat": 2 })).await;
+        let body = self
+            .post("/runs", json!({ "card_id": card, "providers": ["echo"], "repeat": 2 }))
+            .await;
         body["run_id"].as_str().unwrap().parse().unwrap()
     }
 }
@@ -492,7 +560,11 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, tasks, acknowledged }
+        Self {
+            stop,
+            tasks,
+            acknowledged,
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -502,7 +574,10 @@ impl Load {
     /// Waits until `more` further commands were acknowledged.
     pub async fn until_more(&self, more: usize) {
         let target = self.count() + more;
-        eventually(Duration::from_secs(60), "the load makes progress", || async { (self.count() >= target).then_some(()) }).await;
+        eventually(Duration::from_secs(60), "the load makes progress", || async {
+            (self.count() >= target).then_some(())
+        })
+        .await;
     }
 
     /// Stops the clients and returns every card acknowledged.

@@ -25,7 +25,10 @@ impl Report {
     pub fn figure(&mut self, metric: &str, value: f64, unit: &str) {
         let value = (value * 1000.0).round() / 1000.0;
         if self.json {
-            println!("{}", serde_json::json!({ "metric": metric, "value": value, "unit": unit }));
+            println!(
+                "{}",
+                serde_json::json!({ "metric": metric, "value": value, "unit": unit })
+            );
         } else {
             println!("{metric:<36} {value:>14.3} {unit}");
         }

@@ -39,19 +39,28 @@ impl Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    const USAGE: &str = "usage: bench [--quick] [--json] [--only append|freshness|graphql|subscriptions|runner|replay|rss]";
+    const USAGE: &str =
+        "usage: bench [--quick] [--json] [--only append|freshness|graphql|subscriptions|runner|replay|rss]";
     let (mut quick, mut json, mut only) = (false, false, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--json" => json = true,
-            "--only" => only = Some(args.next().ok_or_else(|| anyhow::anyhow!("--only needs a group; {USAGE}"))?),
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .ok_or_else(|| anyhow::anyhow!("--only needs a group; {USAGE}"))?,
+                )
+            }
             _ => anyhow::bail!("unknown argument {arg}; {USAGE}"),
         }
     }
     if let Some(group) = &only {
-        anyhow::ensure!(scenarios::GROUPS.contains(&group.as_str()), "no figures named {group}.*; {USAGE}");
+        anyhow::ensure!(
+            scenarios::GROUPS.contains(&group.as_str()),
+            "no figures named {group}.*; {USAGE}"
+        );
     }
     let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     let config = Config {

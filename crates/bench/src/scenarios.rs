@@ -49,14 +49,20 @@ impl Session {
                 }),
             )
             .await?;
-        let id = body["id"].as_str().ok_or_else(|| anyhow!("no id in {body}"))?.to_owned();
+        let id = body["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no id in {body}"))?
+            .to_owned();
         Ok((id, body["position"].as_i64().unwrap_or_default()))
     }
 
     async fn update_card(&self, id: &str, version: i64, n: u64) -> anyhow::Result<()> {
         let response = self
             .http
-            .put(format!("{}/v1/workspaces/{}/prompt-cards/{id}", self.command_api, self.workspace))
+            .put(format!(
+                "{}/v1/workspaces/{}/prompt-cards/{id}",
+                self.command_api, self.workspace
+            ))
             .bearer_auth(&self.token)
             .header("if-match", format!("\"{version}\""))
             .json(&json!({
@@ -104,12 +110,17 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
         http,
         command_api: config.command_api.clone(),
         query_api: config.query_api.clone(),
-        token: signup["access_token"].as_str().ok_or_else(|| anyhow!("signup failed: {signup}"))?.to_owned(),
+        token: signup["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("signup failed: {signup}"))?
+            .to_owned(),
         workspace: signup["workspace_id"].as_str().unwrap_or_default().to_owned(),
     };
     // Read your write: every figure starts once the read models know the new member. A
     // subscription opened before that is refused (not a member yet) and would count as lost.
-    let signed_up = signup["position"].as_i64().ok_or_else(|| anyhow!("no position in {signup}"))?;
+    let signed_up = signup["position"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("no position in {signup}"))?;
     session.graphql("{ me { id } }", Some(signed_up)).await?;
     report.note(&format!(
         "{} clients, {} s per throughput figure, on {} cores",
@@ -144,7 +155,15 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
 }
 
 /// The groups of figures, as `--only` names them.
-pub const GROUPS: [&str; 7] = ["append", "freshness", "graphql", "subscriptions", "runner", "replay", "rss"];
+pub const GROUPS: [&str; 7] = [
+    "append",
+    "freshness",
+    "graphql",
+    "subscriptions",
+    "runner",
+    "replay",
+    "rss",
+];
 
 /// Card updates over HTTP at a fixed concurrency, each client editing its own card.
 async fn append(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
@@ -169,7 +188,11 @@ async fn append(config: &Config, session: &Session, report: &mut Report) -> anyh
     for worker in workers {
         latencies.extend(worker.await??);
     }
-    report.figure("append.commands_per_s", latencies.len() as f64 / config.duration.as_secs_f64(), "commands/s");
+    report.figure(
+        "append.commands_per_s",
+        latencies.len() as f64 / config.duration.as_secs_f64(),
+        "commands/s",
+    );
     report.figure("append.p50_ms", percentile_ms(&mut latencies, 50.0), "ms");
     report.figure("append.p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
     Ok(())
@@ -216,7 +239,11 @@ async fn pg_ceiling(config: &Config, report: &mut Report) -> anyhow::Result<()> 
         rows += worker.await??;
     }
     sqlx::query("DROP TABLE bench_ceiling").execute(&pool).await?;
-    report.figure("append.pg_ceiling_rows_per_s", rows as f64 / config.duration.as_secs_f64(), "rows/s");
+    report.figure(
+        "append.pg_ceiling_rows_per_s",
+        rows as f64 / config.duration.as_secs_f64(),
+        "rows/s",
+    );
     Ok(())
 }
 
@@ -242,7 +269,11 @@ async fn freshness(config: &Config, session: &Session, report: &mut Report) -> a
     for probe in probes {
         samples.push(probe.await??);
     }
-    report.figure("freshness.rate_commands_per_s", config.freshness_rate as f64, "commands/s");
+    report.figure(
+        "freshness.rate_commands_per_s",
+        config.freshness_rate as f64,
+        "commands/s",
+    );
     report.figure("freshness.p50_ms", percentile_ms(&mut samples, 50.0), "ms");
     report.figure("freshness.p99_ms", percentile_ms(&mut samples, 99.0), "ms");
     Ok(())
@@ -251,7 +282,8 @@ async fn freshness(config: &Config, session: &Session, report: &mut Report) -> a
 /// `promptCard` reads from concurrent clients with the cache warm.
 async fn graphql_card(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
     let (id, position) = session.create_card("GraphQL bench").await?;
-    let query = format!("{{ promptCard(id: \"{id}\") {{ id title template version labels tags testCases {{ name }} }} }}");
+    let query =
+        format!("{{ promptCard(id: \"{id}\") {{ id title template version labels tags testCases {{ name }} }} }}");
     session.graphql(&query, Some(position)).await?;
     let deadline = Instant::now() + config.duration;
     let mut workers = Vec::new();
@@ -271,7 +303,11 @@ async fn graphql_card(config: &Config, session: &Session, report: &mut Report) -
     for worker in workers {
         latencies.extend(worker.await??);
     }
-    report.figure("graphql.card_rps", latencies.len() as f64 / config.duration.as_secs_f64(), "requests/s");
+    report.figure(
+        "graphql.card_rps",
+        latencies.len() as f64 / config.duration.as_secs_f64(),
+        "requests/s",
+    );
     report.figure("graphql.card_p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
     Ok(())
 }
@@ -288,7 +324,8 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-        let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", session.token)}});
+        let init =
+            json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", session.token)}});
         socket.send(Message::text(init.to_string())).await?;
         socket.next().await.ok_or_else(|| anyhow!("no connection_ack"))??;
         let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": format!(
@@ -298,7 +335,9 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
         readers.push(tokio::spawn(async move {
             while let Some(Ok(message)) = socket.next().await {
                 let Message::Text(text) = message else { continue };
-                let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
                 if let Some(position) = value["payload"]["data"]["workspaceEvents"]["position"].as_i64() {
                     arrivals.lock().expect("not poisoned").push((position, Instant::now()));
                 }
@@ -308,7 +347,11 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
     // Subscriptions register asynchronously on the server: wait until its gauge counts ours.
     let registering = Instant::now() + Duration::from_secs(30);
     while subscribers_registered(session).await? < config.subscribers {
-        anyhow::ensure!(Instant::now() < registering, "the query API did not register {} subscriptions in 30 s", config.subscribers);
+        anyhow::ensure!(
+            Instant::now() < registering,
+            "the query API did not register {} subscriptions in 30 s",
+            config.subscribers
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // From the command's 2xx, which comes right after its commit, to each delivery.
@@ -332,14 +375,24 @@ async fn fanout(config: &Config, session: &Session, report: &mut Report) -> anyh
         .filter_map(|(position, at)| sent.get(position).map(|sent| at.saturating_duration_since(*sent)))
         .collect();
     report.figure("subscriptions.subscribers", config.subscribers as f64, "subscribers");
-    report.figure("subscriptions.delivered_ratio", samples.len() as f64 / expected as f64, "ratio");
+    report.figure(
+        "subscriptions.delivered_ratio",
+        samples.len() as f64 / expected as f64,
+        "ratio",
+    );
     report.figure("subscriptions.fanout_p99_ms", percentile_ms(&mut samples, 99.0), "ms");
     Ok(())
 }
 
 /// The query API's `query_subscribers` gauge, from its `/metrics`.
 async fn subscribers_registered(session: &Session) -> anyhow::Result<usize> {
-    let text = session.http.get(format!("{}/metrics", session.query_api)).send().await?.text().await?;
+    let text = session
+        .http
+        .get(format!("{}/metrics", session.query_api))
+        .send()
+        .await?
+        .text()
+        .await?;
     let value = text
         .lines()
         .find_map(|line| line.strip_prefix("query_subscribers "))
@@ -357,7 +410,10 @@ async fn runner_throughput(config: &Config, session: &Session, report: &mut Repo
     let yaml = format!("prompts: [\"Summarise {{{{ text }}}}\"]\ntests:\n{tests}");
     let response = session
         .http
-        .post(format!("{}/v1/workspaces/{}/imports/promptfoo", session.command_api, session.workspace))
+        .post(format!(
+            "{}/v1/workspaces/{}/imports/promptfoo",
+            session.command_api, session.workspace
+        ))
         .bearer_auth(&session.token)
         .header("content-type", "application/yaml")
         .body(yaml)
@@ -366,7 +422,9 @@ async fn runner_throughput(config: &Config, session: &Session, report: &mut Repo
     let status = response.status();
     let imported: Value = response.json().await?;
     anyhow::ensure!(status.is_success(), "the import answered {status}: {imported}");
-    let card_id = imported["cards"][0]["id"].as_str().ok_or_else(|| anyhow!("no card in {imported}"))?;
+    let card_id = imported["cards"][0]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no card in {imported}"))?;
     let run = session
         .post(
             &format!("/v1/workspaces/{}/runs", session.workspace),
@@ -374,7 +432,10 @@ async fn runner_throughput(config: &Config, session: &Session, report: &mut Repo
         )
         .await?;
     let accepted = Instant::now();
-    let run_id = run["run_id"].as_str().ok_or_else(|| anyhow!("no run_id in {run}"))?.to_owned();
+    let run_id = run["run_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no run_id in {run}"))?
+        .to_owned();
     let query = format!("{{ testRun(id: \"{run_id}\") {{ status total completed }} }}");
     let deadline = accepted + Duration::from_secs(600);
     let total = loop {
@@ -398,8 +459,16 @@ async fn runner_throughput(config: &Config, session: &Session, report: &mut Repo
 async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
     use domain::run::{ProviderSpec, ResultKey, RunCase, RunPlan};
     use domain::template::{VarType, Variable};
-    let providers = providers::Providers::new(providers::ProviderSettings::from_env()?, providers::PriceTable::from_env()?);
-    let assertion = |kind: &str, value: Value| domain::assertion::Assertion { kind: kind.into(), value: Some(value), threshold: None, weight: None };
+    let providers = providers::Providers::new(
+        providers::ProviderSettings::from_env()?,
+        providers::PriceTable::from_env()?,
+    );
+    let assertion = |kind: &str, value: Value| domain::assertion::Assertion {
+        kind: kind.into(),
+        value: Some(value),
+        threshold: None,
+        weight: None,
+    };
     let case_id = uuid::Uuid::now_v7();
     let mut vars = serde_json::Map::new();
     vars.insert("text".into(), json!("the quarterly report, twelve pages"));
@@ -410,9 +479,18 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         card_version: 1,
         template: "Summarise {{ text }} for {{ audience }} in three sentences.".into(),
         variables: ["text", "audience"]
-            .map(|name| Variable { name: name.into(), kind: VarType::String, description: None, default: None, required: true })
+            .map(|name| Variable {
+                name: name.into(),
+                kind: VarType::String,
+                description: None,
+                default: None,
+                required: true,
+            })
             .to_vec(),
-        providers: vec![ProviderSpec { id: "echo".into(), config: Value::Null }],
+        providers: vec![ProviderSpec {
+            id: "echo".into(),
+            config: Value::Null,
+        }],
         cases: vec![RunCase {
             case_id,
             name: "overhead".into(),
@@ -426,7 +504,11 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         }],
         repeat: 1,
     };
-    let key = ResultKey { case_id, provider: "echo".into(), repetition: 0 };
+    let key = ResultKey {
+        case_id,
+        provider: "echo".into(),
+        repetition: 0,
+    };
     let mut samples = Vec::new();
     for _ in 0..20_000 {
         let started = Instant::now();
@@ -434,8 +516,16 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         samples.push(started.elapsed());
         anyhow::ensure!(result.passed, "the overhead case should pass: {result:?}");
     }
-    report.figure("runner.overhead_p50_us", percentile_ms(&mut samples, 50.0) * 1000.0, "us");
-    report.figure("runner.overhead_p99_us", percentile_ms(&mut samples, 99.0) * 1000.0, "us");
+    report.figure(
+        "runner.overhead_p50_us",
+        percentile_ms(&mut samples, 50.0) * 1000.0,
+        "us",
+    );
+    report.figure(
+        "runner.overhead_p99_us",
+        percentile_ms(&mut samples, 99.0) * 1000.0,
+        "us",
+    );
     Ok(())
 }
 
@@ -446,10 +536,20 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
 async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let live = PgConnectOptions::from_str(&config.database_url)?;
     let scratch_name = "promptcards_bench_replay";
-    let admin_pool = PgPoolOptions::new().max_connections(1).connect_with(live.clone().database("postgres")).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)")).execute(&admin_pool).await?;
-    sqlx::query(&format!("CREATE DATABASE {scratch_name}")).execute(&admin_pool).await?;
-    let scratch = PgPoolOptions::new().max_connections(8).connect_with(live.database(scratch_name)).await?;
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(live.clone().database("postgres"))
+        .await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)"))
+        .execute(&admin_pool)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {scratch_name}"))
+        .execute(&admin_pool)
+        .await?;
+    let scratch = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(live.database(scratch_name))
+        .await?;
     event_store::MIGRATOR.run(&scratch).await?;
     let store = event_store::EventStore::new(scratch.clone());
 
@@ -470,7 +570,11 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
         writer.await??;
     }
     let seeded = written.load(std::sync::atomic::Ordering::Relaxed);
-    report.figure("replay.seed_append_events_per_s", seeded as f64 / seeding.elapsed().as_secs_f64(), "events/s");
+    report.figure(
+        "replay.seed_append_events_per_s",
+        seeded as f64 / seeding.elapsed().as_secs_f64(),
+        "events/s",
+    );
 
     let sink = projector::postgres::PostgresSink::new(scratch.clone());
     let started = Instant::now();
@@ -479,14 +583,19 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let mut events = store.read_all(event_store::Cursor::START, REPLAY_BATCH).await?;
     while let Some(last) = events.last() {
         let after = event_store::Cursor::after(last);
-        let (applied, next) = tokio::join!(projector::Sink::apply(&sink, &events), store.read_all(after, REPLAY_BATCH));
+        let (applied, next) = tokio::join!(
+            projector::Sink::apply(&sink, &events),
+            store.read_all(after, REPLAY_BATCH)
+        );
         applied?;
         total += events.len();
         events = next?;
     }
     let elapsed = started.elapsed();
     scratch.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)")).execute(&admin_pool).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)"))
+        .execute(&admin_pool)
+        .await?;
     report.figure("replay.events", total as f64, "events");
     report.figure("replay.events_per_s", total as f64 / elapsed.as_secs_f64(), "events/s");
     Ok(())
@@ -512,16 +621,30 @@ mod seed {
     const RESULTS_PER_APPEND: usize = 50;
 
     fn stream(stream_id: Uuid, stream_type: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
-        StreamAppend { stream_id, stream_type: stream_type.into(), expected, events }
+        StreamAppend {
+            stream_id,
+            stream_type: stream_type.into(),
+            expected,
+            events,
+        }
     }
 
     fn content(title: &str, edit: u32) -> CardContent {
         CardContent {
             title: title.into(),
             description: "Summaries for the support team".into(),
-            template: format!("Summarise {{{{ text }}}} for {{{{ audience }}}} in {} sentences.", edit + 2),
+            template: format!(
+                "Summarise {{{{ text }}}} for {{{{ audience }}}} in {} sentences.",
+                edit + 2
+            ),
             variables: ["text", "audience"]
-                .map(|name| Variable { name: name.into(), kind: VarType::String, description: None, default: None, required: true })
+                .map(|name| Variable {
+                    name: name.into(),
+                    kind: VarType::String,
+                    description: None,
+                    default: None,
+                    required: true,
+                })
                 .to_vec(),
             tags: vec!["bench".into(), "support".into()],
         }
@@ -532,7 +655,11 @@ mod seed {
         store
             .append(Append {
                 streams,
-                metadata: Metadata { actor_id: Some(workspace_id), workspace_id: Some(workspace_id), ..Default::default() },
+                metadata: Metadata {
+                    actor_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .await?;
@@ -567,20 +694,52 @@ mod seed {
         })];
         let mut streams = Vec::new();
         for (case_id, case) in case_ids.iter().zip(&cases) {
-            card_events.push(NewEvent::from_domain(&CardEvent::TestCaseAttached { case_id: *case_id }));
-            streams.push(stream(*case_id, "test_case", ExpectedVersion::NoStream, vec![NewEvent::from_domain(
-                &TestCaseEvent::TestCaseCreated { case_id: *case_id, card_id, workspace_id, content: case.clone() },
-            )]));
+            card_events.push(NewEvent::from_domain(&CardEvent::TestCaseAttached {
+                case_id: *case_id,
+            }));
+            streams.push(stream(
+                *case_id,
+                "test_case",
+                ExpectedVersion::NoStream,
+                vec![NewEvent::from_domain(&TestCaseEvent::TestCaseCreated {
+                    case_id: *case_id,
+                    card_id,
+                    workspace_id,
+                    content: case.clone(),
+                })],
+            ));
         }
         let card_version = card_events.len() as i64;
-        streams.insert(0, stream(card_id, "prompt_card", ExpectedVersion::NoStream, card_events));
+        streams.insert(
+            0,
+            stream(card_id, "prompt_card", ExpectedVersion::NoStream, card_events),
+        );
         let mut written = append(store, workspace_id, streams).await?;
 
         let mut edits: Vec<NewEvent> = (2..=5)
-            .map(|version| NewEvent::from_domain(&CardEvent::PromptCardUpdated { version, content: content("Invoice summary", version) }))
+            .map(|version| {
+                NewEvent::from_domain(&CardEvent::PromptCardUpdated {
+                    version,
+                    content: content("Invoice summary", version),
+                })
+            })
             .collect();
-        edits.push(NewEvent::from_domain(&CardEvent::PromptCardLabelMoved { label: "production".into(), version: 4, previous_version: None }));
-        written += append(store, workspace_id, vec![stream(card_id, "prompt_card", ExpectedVersion::Exact(card_version), edits)]).await?;
+        edits.push(NewEvent::from_domain(&CardEvent::PromptCardLabelMoved {
+            label: "production".into(),
+            version: 4,
+            previous_version: None,
+        }));
+        written += append(
+            store,
+            workspace_id,
+            vec![stream(
+                card_id,
+                "prompt_card",
+                ExpectedVersion::Exact(card_version),
+                edits,
+            )],
+        )
+        .await?;
 
         let plan = RunPlan {
             workspace_id,
@@ -599,7 +758,12 @@ mod seed {
                     assertions: case.assertions.clone(),
                 })
                 .collect(),
-            providers: PROVIDERS.map(|id| ProviderSpec { id: id.into(), config: serde_json::Value::Null }).to_vec(),
+            providers: PROVIDERS
+                .map(|id| ProviderSpec {
+                    id: id.into(),
+                    config: serde_json::Value::Null,
+                })
+                .to_vec(),
             repeat: REPEAT,
         };
         let total = plan.total();
@@ -608,7 +772,12 @@ mod seed {
             NewEvent::from_domain(&RunEvent::TestRunRequested { run_id, plan, total }),
             NewEvent::from_domain(&RunEvent::TestRunStarted {}),
         ];
-        written += append(store, workspace_id, vec![stream(run_id, "test_run", ExpectedVersion::NoStream, run_start)]).await?;
+        written += append(
+            store,
+            workspace_id,
+            vec![stream(run_id, "test_run", ExpectedVersion::NoStream, run_start)],
+        )
+        .await?;
         let mut run_version = 2;
         let chunks: Vec<&[ResultKey]> = keys.chunks(RESULTS_PER_APPEND).collect();
         let last_chunk = chunks.len() - 1;
@@ -622,8 +791,16 @@ mod seed {
                         card_version: 5,
                         result: TestResult {
                             key: key.clone(),
-                            rendered_prompt: "Summarise ticket: the invoice is wrong for an agent in 7 sentences.".into(),
-                            output: Some(if passed { "The invoice total is wrong." } else { "No idea." }.into()),
+                            rendered_prompt: "Summarise ticket: the invoice is wrong for an agent in 7 sentences."
+                                .into(),
+                            output: Some(
+                                if passed {
+                                    "The invoice total is wrong."
+                                } else {
+                                    "No idea."
+                                }
+                                .into(),
+                            ),
                             error: None,
                             latency_ms: 300 + u64::from(key.repetition) * 7,
                             prompt_tokens: 18,
@@ -637,10 +814,18 @@ mod seed {
                 })
                 .collect();
             if i == last_chunk {
-                events.push(NewEvent::from_domain(&RunEvent::TestRunCompleted { passed: 0, failed: 0 }));
+                events.push(NewEvent::from_domain(&RunEvent::TestRunCompleted {
+                    passed: 0,
+                    failed: 0,
+                }));
             }
             let n = events.len() as i64;
-            written += append(store, workspace_id, vec![stream(run_id, "test_run", ExpectedVersion::Exact(run_version), events)]).await?;
+            written += append(
+                store,
+                workspace_id,
+                vec![stream(run_id, "test_run", ExpectedVersion::Exact(run_version), events)],
+            )
+            .await?;
             run_version += n;
         }
         Ok(written)

@@ -90,7 +90,11 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<Outcom
     }
     out.flush()?;
     if let Some(path) = &args.output {
-        eprintln!("{count} events of workspace {} written to {}", args.workspace, path.display());
+        eprintln!(
+            "{count} events of workspace {} written to {}",
+            args.workspace,
+            path.display()
+        );
     }
     Ok(Outcome::Done)
 }

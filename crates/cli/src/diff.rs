@@ -87,8 +87,16 @@ impl Changes {
             description: changed(&old.description, &new.description),
             tags_added: new.tags.iter().filter(|t| !old.tags.contains(t)).cloned().collect(),
             tags_removed: old.tags.iter().filter(|t| !new.tags.contains(t)).cloned().collect(),
-            variables_added: news.iter().filter(|(n, _)| !olds.contains_key(*n)).map(|(_, v)| (*v).clone()).collect(),
-            variables_removed: olds.iter().filter(|(n, _)| !news.contains_key(*n)).map(|(_, v)| (*v).clone()).collect(),
+            variables_added: news
+                .iter()
+                .filter(|(n, _)| !olds.contains_key(*n))
+                .map(|(_, v)| (*v).clone())
+                .collect(),
+            variables_removed: olds
+                .iter()
+                .filter(|(n, _)| !news.contains_key(*n))
+                .map(|(_, v)| (*v).clone())
+                .collect(),
             variables_changed: olds
                 .iter()
                 .filter_map(|(n, a)| news.get(n).filter(|b| a != *b).map(|b| ((*a).clone(), (*b).clone())))
@@ -150,7 +158,11 @@ impl Changes {
         let mut variables: Vec<String> = Vec::new();
         variables.extend(self.variables_added.iter().map(|v| format!("+ {}", describe(v))));
         variables.extend(self.variables_removed.iter().map(|v| format!("- {}", describe(v))));
-        variables.extend(self.variables_changed.iter().map(|(a, b)| format!("~ {} -> {}", describe(a), describe(b))));
+        variables.extend(
+            self.variables_changed
+                .iter()
+                .map(|(a, b)| format!("~ {} -> {}", describe(a), describe(b))),
+        );
         for (i, line) in variables.iter().enumerate() {
             writeln!(out, "{}{line}", if i == 0 { "variables:   " } else { "             " })?;
         }
@@ -192,7 +204,13 @@ mod tests {
     use domain::template::VarType;
 
     fn variable(name: &str, required: bool) -> Variable {
-        Variable { name: name.into(), kind: VarType::String, description: None, default: None, required }
+        Variable {
+            name: name.into(),
+            kind: VarType::String,
+            description: None,
+            default: None,
+            required,
+        }
     }
 
     fn content(title: &str, template: &str, variables: Vec<Variable>, tags: &[&str]) -> CardContent {
@@ -207,8 +225,18 @@ mod tests {
 
     #[test]
     fn every_kind_of_change_is_named() {
-        let old = content("A", "line one\nHello {{ name }}\n", vec![variable("name", true), variable("gone", false)], &["x", "y"]);
-        let new = content("B", "line one\nHi {{ name }}\n", vec![variable("name", false), variable("new", true)], &["y", "z"]);
+        let old = content(
+            "A",
+            "line one\nHello {{ name }}\n",
+            vec![variable("name", true), variable("gone", false)],
+            &["x", "y"],
+        );
+        let new = content(
+            "B",
+            "line one\nHi {{ name }}\n",
+            vec![variable("name", false), variable("new", true)],
+            &["y", "z"],
+        );
         let changes = Changes::between(&old, &new, 1, 2);
         let mut text = Vec::new();
         changes.print(&mut text, Uuid::nil(), 1, 2, false).unwrap();

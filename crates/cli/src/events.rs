@@ -87,7 +87,16 @@ async fn list(store: &EventStore, args: &EventsArgs) -> anyhow::Result<Outcome> 
         }
         return Ok(Outcome::Done);
     }
-    let mut table = output::table(["POSITION", "RECORDED AT", "STREAM TYPE", "STREAM", "VER", "EVENT TYPE", "ACTOR", "WORKSPACE"]);
+    let mut table = output::table([
+        "POSITION",
+        "RECORDED AT",
+        "STREAM TYPE",
+        "STREAM",
+        "VER",
+        "EVENT TYPE",
+        "ACTOR",
+        "WORKSPACE",
+    ]);
     let mut count = 0u64;
     while let Some(event) = events.try_next().await? {
         table.add_row(row(&event));
@@ -117,7 +126,10 @@ fn row(event: &RecordedEvent) -> Vec<String> {
 /// commit, so nothing is skipped however late an append commits. Wakes on the store's append
 /// notification and polls meanwhile, since an event can become safe to read without one.
 async fn follow(store: &EventStore, args: &EventsArgs) -> anyhow::Result<Outcome> {
-    let filter = EventFilter { limit: None, ..args.filter() };
+    let filter = EventFilter {
+        limit: None,
+        ..args.filter()
+    };
     let mut listener = sqlx::postgres::PgListener::connect_with(store.pool()).await?;
     listener.listen(EVENTS_CHANNEL).await?;
     let mut cursor = Cursor::START;

@@ -65,7 +65,13 @@ pub struct Settings {
     #[arg(long, global = true, env = "KAFKA_TOPIC", default_value = "promptcards.events")]
     pub kafka_topic: String,
     /// Redis, holding the per-stream version keys.
-    #[arg(long, global = true, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
     /// ClickHouse over HTTP.
     #[arg(long, global = true, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
@@ -195,7 +201,10 @@ mod tests {
     #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("postgres://postgres@127.0.0.1/db"), "postgres://postgres@127.0.0.1/db");
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/db"),
+            "postgres://postgres@127.0.0.1/db"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 

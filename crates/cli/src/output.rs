@@ -85,8 +85,14 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_dates_or_ages() {
-        assert_eq!(parse_time("2026-01-31T12:00:00+01:00").unwrap().to_rfc3339(), "2026-01-31T11:00:00+00:00");
-        assert_eq!(parse_time("2026-01-31").unwrap().to_rfc3339(), "2026-01-31T00:00:00+00:00");
+        assert_eq!(
+            parse_time("2026-01-31T12:00:00+01:00").unwrap().to_rfc3339(),
+            "2026-01-31T11:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-01-31").unwrap().to_rfc3339(),
+            "2026-01-31T00:00:00+00:00"
+        );
         let age = Utc::now() - parse_time("2h").unwrap();
         assert!((age.num_seconds() - 7_200).abs() < 5);
         assert!(parse_time("yesterday").is_err());

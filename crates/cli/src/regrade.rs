@@ -60,7 +60,9 @@ fn read_assertions(path: &Path) -> anyhow::Result<Vec<Assertion>> {
         serde_norway::from_str(&text).with_context(|| format!("{} is not a YAML list of assertions", path.display()))?
     };
     Ok(match file {
-        AssertionFile::List(list) | AssertionFile::Assert { assert: list } | AssertionFile::Assertions { assertions: list } => list,
+        AssertionFile::List(list)
+        | AssertionFile::Assert { assert: list }
+        | AssertionFile::Assertions { assertions: list } => list,
     })
 }
 
@@ -141,7 +143,11 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
         let new_events = run.decide(command).map_err(|error| match error {
             DomainError::Invalid(fields) => anyhow::anyhow!(
                 "cannot regrade: {}",
-                fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             other => anyhow::anyhow!("cannot regrade: {other}"),
         })?;
@@ -164,7 +170,10 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
             .await
             .map_err(|error| match error {
                 AppendError::WrongExpectedVersion { .. } => {
-                    anyhow::anyhow!("run {} changed while it was being regraded; nothing was recorded, try again", args.run)
+                    anyhow::anyhow!(
+                        "run {} changed while it was being regraded; nothing was recorded, try again",
+                        args.run
+                    )
                 }
                 other => other.into(),
             })?;
@@ -175,7 +184,12 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
     Ok(Outcome::Done)
 }
 
-fn print(args: &RegradeArgs, regraded: &[Regraded], skipped: usize, recorded: Option<(i64, i64)>) -> anyhow::Result<()> {
+fn print(
+    args: &RegradeArgs,
+    regraded: &[Regraded],
+    skipped: usize,
+    recorded: Option<(i64, i64)>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let count = |flip: &str| regraded.iter().filter(|r| r.flip() == Some(flip)).count();
     let (to_fail, to_pass) = (count("pass->fail"), count("fail->pass"));
@@ -240,10 +254,18 @@ fn print(args: &RegradeArgs, regraded: &[Regraded], skipped: usize, recorded: Op
         "{} results regraded: {to_fail} pass->fail, {to_pass} fail->pass, {} unchanged{}",
         regraded.len(),
         regraded.len() - flipped.len(),
-        if skipped > 0 { format!("; {skipped} failed calls without output left out") } else { String::new() }
+        if skipped > 0 {
+            format!("; {skipped} failed calls without output left out")
+        } else {
+            String::new()
+        }
     )?;
     match recorded {
-        Some((version, position)) => writeln!(out, "recorded as TestRunRegraded, version {version} of run {} (position {position})", args.run)?,
+        Some((version, position)) => writeln!(
+            out,
+            "recorded as TestRunRegraded, version {version} of run {} (position {position})",
+            args.run
+        )?,
         None => writeln!(out, "dry run: nothing recorded")?,
     }
     Ok(())

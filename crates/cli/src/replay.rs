@@ -220,7 +220,9 @@ impl Run<'_> {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(Fed::Interrupted);
             }
-            let Some(last) = events.last() else { return Ok(Fed::CaughtUp) };
+            let Some(last) = events.last() else {
+                return Ok(Fed::CaughtUp);
+            };
             let after = Cursor::after(last);
             let more = !(nearly && (events.len() as i64) < batch_size);
             let next = async {
@@ -246,7 +248,10 @@ impl Run<'_> {
             self.bar.set_length(position as u64);
         }
         self.bar.set_position(self.bar.position().max(position as u64));
-        self.bar.set_message(format!("{:.0} events/s", output::rate(self.applied, self.started.elapsed())));
+        self.bar.set_message(format!(
+            "{:.0} events/s",
+            output::rate(self.applied, self.started.elapsed())
+        ));
     }
 
     async fn postgres(&mut self) -> anyhow::Result<Replayed> {
@@ -293,10 +298,12 @@ impl Run<'_> {
     async fn swap(&mut self, sink: &PostgresSink, cursor: &mut Cursor) -> anyhow::Result<Swap> {
         let mut tx = self.store.pool().begin().await?;
         sqlx::query("SET LOCAL lock_timeout = '60s'").execute(&mut *tx).await?;
-        sqlx::query(&format!("LOCK TABLE {READ_SCHEMA}.stream_versions IN ACCESS EXCLUSIVE MODE"))
-            .execute(&mut *tx)
-            .await
-            .context("waiting for the live projector's batch in flight")?;
+        sqlx::query(&format!(
+            "LOCK TABLE {READ_SCHEMA}.stream_versions IN ACCESS EXCLUSIVE MODE"
+        ))
+        .execute(&mut *tx)
+        .await
+        .context("waiting for the live projector's batch in flight")?;
         // Once this transaction writes it has an id, and the store's reader stops below it, so
         // this catch-up ends even while writers keep appending; what they append later reaches
         // the live projector, which applies it to the rebuilt schema.
@@ -329,8 +336,12 @@ impl Run<'_> {
             swap.repaired += events.len() as u64;
             self.advance(events.len(), cursor.position);
         }
-        sqlx::query(&format!("ALTER SCHEMA {READ_SCHEMA} RENAME TO {OLD_SCHEMA}")).execute(&mut *tx).await?;
-        sqlx::query(&format!("ALTER SCHEMA {SHADOW_SCHEMA} RENAME TO {READ_SCHEMA}")).execute(&mut *tx).await?;
+        sqlx::query(&format!("ALTER SCHEMA {READ_SCHEMA} RENAME TO {OLD_SCHEMA}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("ALTER SCHEMA {SHADOW_SCHEMA} RENAME TO {READ_SCHEMA}"))
+            .execute(&mut *tx)
+            .await?;
         // Read-your-writes waiters look again at the new tables.
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(READ_MODELS_CHANNEL)
@@ -361,7 +372,10 @@ impl Run<'_> {
                 bail!("there is no ClickHouse database {rebuild} to resume; replay without --from");
             }
         } else {
-            admin.query(&format!("DROP DATABASE IF EXISTS {rebuild}")).execute().await?;
+            admin
+                .query(&format!("DROP DATABASE IF EXISTS {rebuild}"))
+                .execute()
+                .await?;
             ClickHouseSink::migrate(url, &rebuild).await?;
         }
         let sink = ClickHouseSink::new(clickhouse_sink::client(url, &rebuild));
@@ -382,7 +396,10 @@ impl Run<'_> {
         let live = ClickHouseSink::new(clickhouse_sink::client(url, database));
         let swapped_at = cursor.position;
         let _ = self.feed(&live, &mut cursor, false).await?;
-        admin.query(&format!("DROP DATABASE IF EXISTS {rebuild}")).execute().await?;
+        admin
+            .query(&format!("DROP DATABASE IF EXISTS {rebuild}"))
+            .execute()
+            .await?;
         Ok(Replayed::Done(format!(
             "swapped into {database}.events and {database}.test_results at position {swapped_at}, topped up to {}",
             cursor.position
@@ -399,7 +416,10 @@ impl Run<'_> {
         if let Fed::Interrupted = self.feed(&sink, &mut cursor, false).await? {
             return Ok(Replayed::Interrupted(cursor));
         }
-        Ok(Replayed::Done(format!("version keys raised up to position {}; nothing published", cursor.position)))
+        Ok(Replayed::Done(format!(
+            "version keys raised up to position {}; nothing published",
+            cursor.position
+        )))
     }
 }
 

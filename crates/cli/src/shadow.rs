@@ -72,10 +72,17 @@ pub async fn check_swappable(pool: &PgPool) -> anyhow::Result<()> {
 pub async fn create(pool: &PgPool, schema: &str) -> anyhow::Result<Vec<String>> {
     anyhow::ensure!(schema != READ_SCHEMA, "refusing to recreate {READ_SCHEMA} itself");
     let mut tx = pool.begin().await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut *tx).await?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut *tx).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut *tx)
+        .await?;
     let tables = tables(&mut tx, READ_SCHEMA).await?;
-    anyhow::ensure!(!tables.is_empty(), "schema {READ_SCHEMA} has no tables: have the migrations run?");
+    anyhow::ensure!(
+        !tables.is_empty(),
+        "schema {READ_SCHEMA} has no tables: have the migrations run?"
+    );
     if let Some(odd) = tables.iter().find(|t| !is_plain(t)) {
         bail!("table {READ_SCHEMA}.{odd:?} has a name this tool does not quote; rename it or rebuild by hand");
     }
@@ -102,7 +109,14 @@ pub async fn create(pool: &PgPool, schema: &str) -> anyhow::Result<Vec<String>> 
         .bind(table)
         .fetch_all(&mut *tx)
         .await?;
-        for IndexDefinition { indexdef, constraint_name, constraint_definition, quoted_schema, quoted_table } in indexes {
+        for IndexDefinition {
+            indexdef,
+            constraint_name,
+            constraint_definition,
+            quoted_schema,
+            quoted_table,
+        } in indexes
+        {
             let statement = match (constraint_name, constraint_definition) {
                 (Some(name), Some(definition)) => {
                     format!("ALTER TABLE {schema}.{table} ADD CONSTRAINT \"{name}\" {definition}")
@@ -172,7 +186,9 @@ async fn copy_privileges(tx: &mut PgConnection, schema: &str) -> anyhow::Result<
 pub fn is_plain(name: &str) -> bool {
     name.len() < 64
         && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// An index of a `read` table, and the constraint it backs, if any.
@@ -189,7 +205,9 @@ struct IndexDefinition {
 /// Drops a shadow or scratch schema and everything in it.
 pub async fn drop(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
     debug_assert_ne!(schema, READ_SCHEMA);
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(pool).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

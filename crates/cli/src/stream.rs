@@ -84,7 +84,11 @@ pub async fn run(settings: &Settings, args: ShowArgs) -> anyhow::Result<Outcome>
     writeln!(out, "{events}")?;
     writeln!(out)?;
     match &shown.state {
-        None => writeln!(out, "No aggregate folds {} streams; the events above are the whole story.", shown.stream_type)?,
+        None => writeln!(
+            out,
+            "No aggregate folds {} streams; the events above are the whole story.",
+            shown.stream_type
+        )?,
         Some(fields) => {
             let mut state = output::table(["STATE", "VALUE"]);
             for (field, value) in fields {
@@ -92,9 +96,11 @@ pub async fn run(settings: &Settings, args: ShowArgs) -> anyhow::Result<Outcome>
                     .then(|| serde_json::from_value::<Vec<domain::template::Variable>>(value.clone()).ok())
                     .flatten();
                 let text = match variables {
-                    Some(variables) if !variables.is_empty() => {
-                        variables.iter().map(crate::diff::describe).collect::<Vec<_>>().join("\n")
-                    }
+                    Some(variables) if !variables.is_empty() => variables
+                        .iter()
+                        .map(crate::diff::describe)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     _ => readable(value),
                 };
                 state.add_row(vec![field.to_owned(), text]);
@@ -134,10 +140,13 @@ async fn load(store: &EventStore, args: &ShowArgs) -> anyhow::Result<Shown> {
         }
     }
     let mut events = store.read_stream(args.id, 0).await?;
-    events.retain(|e| {
-        args.at_version.is_none_or(|v| e.version <= v) && args.at_time.is_none_or(|t| e.recorded_at <= t)
-    });
-    let state = if events.is_empty() { None } else { state(&info.stream_type, &events)? };
+    events
+        .retain(|e| args.at_version.is_none_or(|v| e.version <= v) && args.at_time.is_none_or(|t| e.recorded_at <= t));
+    let state = if events.is_empty() {
+        None
+    } else {
+        state(&info.stream_type, &events)?
+    };
     Ok(Shown {
         stream_id: info.stream_id,
         stream_type: info.stream_type,
@@ -186,7 +195,10 @@ fn case_state(case: &TestCase) -> Vec<(&'static str, Value)> {
         ("workspace_id", json!(case.workspace_id)),
         ("name", json!(content.map(|c| &c.name))),
         ("vars", json!(content.map(|c| &c.vars))),
-        ("expected_output", json!(content.and_then(|c| c.expected_output.as_ref()))),
+        (
+            "expected_output",
+            json!(content.and_then(|c| c.expected_output.as_ref())),
+        ),
         ("assertions", json!(content.map(|c| &c.assertions))),
         ("deleted", json!(case.deleted)),
     ]
@@ -224,7 +236,10 @@ fn run_state(run: &TestRun) -> Vec<(&'static str, Value)> {
         ("status", json!(run.status.as_str())),
         ("card_id", json!(plan.map(|p| p.card_id))),
         ("card_version", json!(plan.map(|p| p.card_version))),
-        ("providers", json!(plan.map(|p| p.providers.iter().map(|s| &s.id).collect::<Vec<_>>()))),
+        (
+            "providers",
+            json!(plan.map(|p| p.providers.iter().map(|s| &s.id).collect::<Vec<_>>())),
+        ),
         ("cases", json!(plan.map(|p| p.cases.len()))),
         ("repeat", json!(plan.map(|p| p.repeat))),
         ("total", json!(run.total())),
@@ -241,15 +256,18 @@ fn readable(value: &Value) -> String {
         Value::Null => "-".to_owned(),
         Value::String(text) => text.clone(),
         Value::Array(items) if items.is_empty() => "-".to_owned(),
-        Value::Array(items) if items.iter().all(Value::is_string) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+        }
         Value::Object(map) if map.is_empty() => "-".to_owned(),
         Value::Object(map) if map.values().all(|v| v.is_string() || v.is_number()) => map
             .iter()
-            .map(|(k, v)| format!("{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {}",
+                    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),

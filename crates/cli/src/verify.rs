@@ -65,7 +65,13 @@ pub struct Problem {
 
 impl Problem {
     fn new(check: &'static str, problem: &'static str, detail: String) -> Self {
-        Self { check, problem, stream_id: None, version: None, detail }
+        Self {
+            check,
+            problem,
+            stream_id: None,
+            version: None,
+            detail,
+        }
     }
 
     fn at(mut self, stream_id: Uuid, version: i64) -> Self {
@@ -78,12 +84,26 @@ impl Problem {
 pub async fn run(settings: &Settings, args: VerifyArgs) -> anyhow::Result<Outcome> {
     let store = settings.store().await?;
     let head = store.head().await?;
-    let mut problems: Vec<Problem> = store.verify_chains(None).await?.into_iter().map(chain_problem).collect();
-    let mut passed = vec![format!("stream versions contiguous and hash chains intact up to position {head}")];
+    let mut problems: Vec<Problem> = store
+        .verify_chains(None)
+        .await?
+        .into_iter()
+        .map(chain_problem)
+        .collect();
+    let mut passed = vec![format!(
+        "stream versions contiguous and hash chains intact up to position {head}"
+    )];
 
     if args.kafka {
         let topic = &settings.kafka_topic;
-        match check_kafka(&store, &settings.kafka_brokers, topic, Duration::from_secs(args.kafka_timeout)).await {
+        match check_kafka(
+            &store,
+            &settings.kafka_brokers,
+            topic,
+            Duration::from_secs(args.kafka_timeout),
+        )
+        .await
+        {
             Ok(kafka) => {
                 let unrelayed = if kafka.unrelayed > 0 {
                     format!(", {} newer ones not relayed yet", kafka.unrelayed)
@@ -91,7 +111,10 @@ pub async fn run(settings: &Settings, args: VerifyArgs) -> anyhow::Result<Outcom
                     String::new()
                 };
                 if kafka.missing.is_empty() {
-                    passed.push(format!("Kafka topic {topic} holds all {} relayed events{unrelayed}", kafka.expected));
+                    passed.push(format!(
+                        "Kafka topic {topic} holds all {} relayed events{unrelayed}",
+                        kafka.expected
+                    ));
                 }
                 problems.extend(kafka.missing);
             }
@@ -120,11 +143,19 @@ pub async fn run(settings: &Settings, args: VerifyArgs) -> anyhow::Result<Outcom
         for problem in &problems {
             json_line(&mut out, problem)?;
         }
-        json_line(&mut out, &json!({ "ok": problems.is_empty(), "problems": problems.len(), "head": head, "passed": passed }))?;
+        json_line(
+            &mut out,
+            &json!({ "ok": problems.is_empty(), "problems": problems.len(), "head": head, "passed": passed }),
+        )?;
     } else if problems.is_empty() {
         writeln!(out, "OK: {}", passed.join("; "))?;
     } else {
-        writeln!(out, "FAILED: {} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            out,
+            "FAILED: {} problem{} found",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        )?;
         let mut table = output::table(["CHECK", "STREAM", "VERSION", "PROBLEM"]);
         for problem in &problems {
             table.add_row(vec![
@@ -139,7 +170,11 @@ pub async fn run(settings: &Settings, args: VerifyArgs) -> anyhow::Result<Outcom
             writeln!(out, "passed: {check}")?;
         }
     }
-    Ok(if problems.is_empty() { Outcome::Done } else { Outcome::Differences })
+    Ok(if problems.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::Differences
+    })
 }
 
 fn chain_problem(problem: IntegrityProblem) -> Problem {
@@ -182,7 +217,11 @@ async fn check_kafka(store: &EventStore, brokers: &str, topic: &str, timeout: Du
             .await?
             .map(|(tx_id, position)| Cursor { tx_id, position });
     let on_topic = topic_event_ids(brokers, topic, timeout).await?;
-    let mut check = KafkaCheck { expected: 0, unrelayed: 0, missing: Vec::new() };
+    let mut check = KafkaCheck {
+        expected: 0,
+        unrelayed: 0,
+        missing: Vec::new(),
+    };
     let mut events = store.events(&EventFilter::default());
     while let Some(event) = events.try_next().await? {
         if checkpoint.is_some_and(|c| Cursor::after(&event) > c) {
@@ -240,7 +279,12 @@ async fn topic_event_ids(brokers: &str, topic: &str, timeout: Duration) -> anyho
         found
             .partitions()
             .iter()
-            .map(|p| Ok((p.id(), consumer.fetch_watermarks(&name, p.id(), Duration::from_secs(10))?)))
+            .map(|p| {
+                Ok((
+                    p.id(),
+                    consumer.fetch_watermarks(&name, p.id(), Duration::from_secs(10))?,
+                ))
+            })
             .collect()
     })
     .await??;
@@ -258,11 +302,12 @@ async fn topic_event_ids(brokers: &str, topic: &str, timeout: Duration) -> anyho
     let mut ids = HashSet::new();
     let mut read = 0u64;
     while next.iter().any(|(p, offset)| *offset < watermarks[p].1) {
-        let message = tokio::time::timeout_at(deadline, consumer.recv())
-            .await
-            .map_err(|_| {
-                anyhow!("read {read} messages of topic {topic} but not the whole topic within {} s", timeout.as_secs())
-            })??;
+        let message = tokio::time::timeout_at(deadline, consumer.recv()).await.map_err(|_| {
+            anyhow!(
+                "read {read} messages of topic {topic} but not the whole topic within {} s",
+                timeout.as_secs()
+            )
+        })??;
         let (partition, offset) = (message.partition(), message.offset());
         next.insert(partition, offset + 1);
         if offset >= watermarks[&partition].1 {
@@ -295,15 +340,16 @@ struct ReadModelCheck {
 async fn check_read_models(store: &EventStore, max_lag: Duration) -> anyhow::Result<ReadModelCheck> {
     let pool = store.pool();
     let mut snapshot = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *snapshot).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
     let tables = shadow::tables(&mut snapshot, READ_SCHEMA).await?;
-    let applied: HashMap<Uuid, i64> = sqlx::query_as::<_, (Uuid, i64)>(&format!(
-        "SELECT stream_id, version FROM {READ_SCHEMA}.stream_versions"
-    ))
-    .fetch_all(&mut *snapshot)
-    .await?
-    .into_iter()
-    .collect();
+    let applied: HashMap<Uuid, i64> =
+        sqlx::query_as::<_, (Uuid, i64)>(&format!("SELECT stream_id, version FROM {READ_SCHEMA}.stream_versions"))
+            .fetch_all(&mut *snapshot)
+            .await?
+            .into_iter()
+            .collect();
     let live = shadow::checksums(&mut snapshot, READ_SCHEMA, &tables).await?;
     snapshot.commit().await?;
 
@@ -323,7 +369,12 @@ async fn check_read_models(store: &EventStore, max_lag: Duration) -> anyhow::Res
             ));
         }
     }
-    Ok(ReadModelCheck { tables: tables.len(), streams: applied.len(), lagging, problems })
+    Ok(ReadModelCheck {
+        tables: tables.len(),
+        streams: applied.len(),
+        lagging,
+        problems,
+    })
 }
 
 type Projected = (shadow::Checksums, Vec<Problem>, u64);
@@ -384,7 +435,9 @@ async fn project_cut(
                 Problem::new(
                     "read_models",
                     "ahead_of_store",
-                    format!("the read models applied stream {stream_id} up to version {version}; the store holds {held}"),
+                    format!(
+                        "the read models applied stream {stream_id} up to version {version}; the store holds {held}"
+                    ),
                 )
                 .at(*stream_id, held + 1),
             );

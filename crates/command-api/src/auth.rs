@@ -15,7 +15,10 @@ use uuid::Uuid;
 pub enum Principal {
     User(Uuid),
     /// A workspace API key; it acts only in its own workspace, with its own role.
-    ApiKey { key_id: Uuid, workspace_id: Uuid },
+    ApiKey {
+        key_id: Uuid,
+        workspace_id: Uuid,
+    },
 }
 
 impl Principal {
@@ -61,7 +64,8 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 
 /// A valid hash of a random password, verified when the email is unknown so that a login's
 /// timing does not reveal which emails have accounts.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Ryh3/yr9ZwyYx4U+ljuNErCMc3nH36JxMRskGXcoyw";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Ryh3/yr9ZwyYx4U+ljuNErCMc3nH36JxMRskGXcoyw";
 
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
@@ -69,9 +73,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> Result<b
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored hash is malformed: {e}")))?;
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(known && matches)
     })
     .await

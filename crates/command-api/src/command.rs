@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 use domain::workspace::Workspace;
 use domain::{Aggregate, Permission, Role};
 use event_store::{
-    Append, AppendError, ExpectedVersion, Idempotency, Loaded, Metadata, NewEvent, Reservation,
-    StreamAppend,
+    Append, AppendError, ExpectedVersion, Idempotency, Loaded, Metadata, NewEvent, Reservation, StreamAppend,
 };
 use serde_json::Value;
 use std::time::Instant;

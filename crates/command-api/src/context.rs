@@ -43,9 +43,7 @@ pub async fn hash_idempotent_requests(
     hasher.update(parts.uri.path());
     hasher.update([0]);
     hasher.update(&bytes);
-    parts
-        .extensions
-        .insert(RequestHash(hex::encode(hasher.finalize())));
+    parts.extensions.insert(RequestHash(hex::encode(hasher.finalize())));
     Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
 }
 
@@ -64,9 +62,8 @@ pub struct CommandContext {
 impl CommandContext {
     /// The authenticated caller; 401 for anonymous requests.
     pub fn principal(&self) -> Result<Principal, ApiError> {
-        self.principal.ok_or_else(|| {
-            ApiError::Unauthorized("send Authorization: Bearer <access token or API key>".into())
-        })
+        self.principal
+            .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <access token or API key>".into()))
     }
 
     pub fn actor_id(&self) -> Option<Uuid> {
@@ -94,9 +91,9 @@ impl FromRequestParts<AppState> for CommandContext {
         let principal = match parts.headers.get(header::AUTHORIZATION) {
             None => None,
             Some(value) => {
-                let value = value.to_str().map_err(|_| {
-                    ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
-                })?;
+                let value = value
+                    .to_str()
+                    .map_err(|_| ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into()))?;
                 let token = auth::bearer(value)?;
                 Some(authenticate(state, token).await?)
             }
@@ -167,8 +164,5 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiErr
     if key.revoked || key.secret_hash != hash_secret(secret) {
         return Err(unknown());
     }
-    Ok(Principal::ApiKey {
-        key_id,
-        workspace_id,
-    })
+    Ok(Principal::ApiKey { key_id, workspace_id })
 }

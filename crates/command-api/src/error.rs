@@ -54,9 +54,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -131,9 +129,9 @@ impl From<AppendError> for ApiError {
                 message: error.to_string(),
                 current_version: None,
             },
-            AppendError::IdempotencyKeyReused => ApiError::Unprocessable(
-                "the Idempotency-Key was already used with a different request".into(),
-            ),
+            AppendError::IdempotencyKeyReused => {
+                ApiError::Unprocessable("the Idempotency-Key was already used with a different request".into())
+            }
             AppendError::Empty => ApiError::Internal(anyhow::anyhow!("append without events")),
             AppendError::Database(e) => ApiError::Internal(e.into()),
         }
@@ -166,9 +164,9 @@ impl From<JsonRejection> for ApiError {
         let message = rejection.body_text();
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
-                "send the body as JSON with Content-Type: application/json".into(),
-            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::UnsupportedMediaType("send the body as JSON with Content-Type: application/json".into())
+            }
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::Invalid(vec![FieldError::new(
                 "body",
                 message.trim_start_matches("Failed to deserialize the JSON body into the target type: "),

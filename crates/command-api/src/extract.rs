@@ -35,7 +35,10 @@ where
         if bytes.windows(6).any(|w| w == br"\u0000") {
             if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
                 if let Some(field) = nul_at(&value, String::new()) {
-                    return Err(ApiError::invalid(&field, "must not contain the NUL character (\\u0000)"));
+                    return Err(ApiError::invalid(
+                        &field,
+                        "must not contain the NUL character (\\u0000)",
+                    ));
                 }
             }
         }
@@ -63,7 +66,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The path, as clients name fields (`vars.text`, `tags[1]`), of a string or key holding NUL.
 fn nul_at(value: &Value, path: String) -> Option<String> {
-    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match value {
         Value::String(s) if s.contains('\0') => Some(if path.is_empty() { "body".into() } else { path }),
         Value::Array(items) => items
@@ -110,12 +119,15 @@ impl<S: Send + Sync> FromRequest<S> for Yaml {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
         let value = domain::promptfoo::parse_yaml(text)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))?;
         if let Some(field) = nul_at(&value, String::new()) {
-            return Err(ApiError::invalid(&field, "must not contain the NUL character (\\u0000)"));
+            return Err(ApiError::invalid(
+                &field,
+                "must not contain the NUL character (\\u0000)",
+            ));
         }
         Ok(Yaml(value))
     }

@@ -11,13 +11,13 @@ pub mod settings;
 pub use settings::{Secret, Settings};
 
 use auth::TokenKeys;
-use error::ApiError;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use error::ApiError;
 use event_store::{EventStore, Repository};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -64,7 +64,10 @@ impl AppState {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(title = "Promptcards command API", description = "Commands on prompt cards, test cases and workspaces. Every 2xx that appended carries `position`, the global event position."))]
+#[openapi(info(
+    title = "Promptcards command API",
+    description = "Commands on prompt cards, test cases and workspaces. Every 2xx that appended carries `position`, the global event position."
+))]
 struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
@@ -98,23 +101,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api().split_for_parts();
     let openapi = Arc::new(openapi);
-    api.route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
-        // Unknown paths and methods get the same JSON error shape as every other failure.
-        .fallback(|uri: Uri| async move { ApiError::NotFound(format!("no route for {}", uri.path())) })
-        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
-            ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
-        })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            context::hash_idempotent_requests,
-        ))
-        .layer(middleware::from_fn(record_request_metrics))
-        .layer(DefaultBodyLimit::max(state.settings.body_limit))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+    api.route(
+        "/openapi.json",
+        get(move || async move { axum::Json(openapi.as_ref().clone()) }),
+    )
+    .route("/healthz", get(routes::health::healthz))
+    .route("/readyz", get(routes::health::readyz))
+    .route("/metrics", get(routes::health::metrics))
+    // Unknown paths and methods get the same JSON error shape as every other failure.
+    .fallback(|uri: Uri| async move { ApiError::NotFound(format!("no route for {}", uri.path())) })
+    .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+        ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+    })
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        context::hash_idempotent_requests,
+    ))
+    .layer(middleware::from_fn(record_request_metrics))
+    .layer(DefaultBodyLimit::max(state.settings.body_limit))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|request: &Request| {
                 let path = request
                     .extensions()
                     .get::<MatchedPath>()
@@ -132,10 +139,10 @@ pub fn router(state: AppState) -> Router {
                 span
             })
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+    )
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .with_state(state)
 }
 
 async fn record_request_metrics(request: Request, next: Next) -> Response {
@@ -166,11 +173,7 @@ pub struct Application {
 impl Application {
     /// Connects to Postgres, applies migrations, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = EventStore::connect(
-            settings.database_url.expose(),
-            settings.database_max_connections,
-        )
-        .await?;
+        let store = EventStore::connect(settings.database_url.expose(), settings.database_max_connections).await?;
         store.migrate().await?;
         let listener = tokio::net::TcpListener::bind(settings.addr).await?;
         let state = AppState::new(store, settings);

@@ -1,7 +1,7 @@
 //! Typed settings from the environment, with development defaults.
 
-pub use service::Secret;
 use service::env_or;
+pub use service::Secret;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,16 +24,11 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("COMMAND_API_ADDR", "127.0.0.1:8080").parse()?,
-            database_url: Secret::new(env_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/promptcards",
-            )),
+            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             database_max_connections: env_or("DATABASE_MAX_CONNECTIONS", "20").parse()?,
             jwt_secret: Secret::new(env_or("JWT_SECRET", "dev-only-secret-change-me")),
             access_token_ttl: Duration::from_secs(env_or("ACCESS_TOKEN_TTL_SECONDS", "900").parse()?),
-            refresh_token_ttl: Duration::from_secs(
-                env_or("REFRESH_TOKEN_TTL_SECONDS", "2592000").parse()?,
-            ),
+            refresh_token_ttl: Duration::from_secs(env_or("REFRESH_TOKEN_TTL_SECONDS", "2592000").parse()?),
             body_limit: env_or("BODY_LIMIT_BYTES", "1048576").parse()?,
             rate_limit_per_second: env_or("RATE_LIMIT_PER_SECOND", "1000").parse()?,
             rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,

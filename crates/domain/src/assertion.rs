@@ -119,18 +119,12 @@ pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems
             "contains" | "icontains" if !value.is_some_and(|v| is_text(v) && v != "") => {
                 Some("must be a non-empty string or a number")
             }
-            "starts-with" | "regex" if !value.is_some_and(is_non_empty_string) => {
-                Some("must be a non-empty string")
-            }
+            "starts-with" | "regex" if !value.is_some_and(is_non_empty_string) => Some("must be a non-empty string"),
             "levenshtein" if !value.is_some_and(Value::is_string) => Some("must be a string"),
-            "contains-any" | "contains-all" | "icontains-any" | "icontains-all"
-                if !value.is_some_and(is_text_list) =>
-            {
+            "contains-any" | "contains-all" | "icontains-any" | "icontains-all" if !value.is_some_and(is_text_list) => {
                 Some("must be a non-empty list of strings")
             }
-            "word-count" if !value.is_some_and(is_word_count) => {
-                Some("must be a word count or {min, max}")
-            }
+            "word-count" if !value.is_some_and(is_word_count) => Some("must be a word count or {min, max}"),
             "is-json" | "contains-json" if value.is_some_and(|v| !v.is_object()) => {
                 Some("must be a JSON schema object when given")
             }
@@ -210,9 +204,7 @@ mod tests {
     fn every_promptfoo_type_and_its_negation_is_accepted() {
         for base in BASE_TYPES {
             let (value, threshold) = match *base {
-                "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => {
-                    (Some(json!(["a", "b"])), None)
-                }
+                "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => (Some(json!(["a", "b"])), None),
                 "word-count" => (Some(json!({"min": 1, "max": 5})), None),
                 "is-json" | "contains-json" => (None, None),
                 "latency" => (None, Some(1000.0)),

@@ -88,9 +88,7 @@ impl PromptCard {
     }
 
     pub fn at_version(&self, version: u32) -> Option<&CardVersion> {
-        version
-            .checked_sub(1)
-            .and_then(|i| self.versions.get(i as usize))
+        version.checked_sub(1).and_then(|i| self.versions.get(i as usize))
     }
 }
 
@@ -397,8 +395,19 @@ mod tests {
         )
         .unwrap_err();
         let fields = invalid_fields(err);
-        for expected in ["title", "description", "variables[1].name", "variables[2].name", "template", "tags", "tags[0]"] {
-            assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+        for expected in [
+            "title",
+            "description",
+            "variables[1].name",
+            "variables[2].name",
+            "template",
+            "tags",
+            "tags[0]",
+        ] {
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} missing from {fields:?}"
+            );
         }
     }
 
@@ -428,7 +437,13 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert_eq!(err, DomainError::VersionMismatch { expected: 3, current: 1 });
+        assert_eq!(
+            err,
+            DomainError::VersionMismatch {
+                expected: 3,
+                current: 1
+            }
+        );
     }
 
     #[test]
@@ -484,7 +499,11 @@ mod tests {
         let err = given_when::<PromptCard>(&archived, CardCommand::AttachTestCase { case_id: a }).unwrap_err();
         assert!(matches!(err, DomainError::Conflict(_)));
         // Deleting a case of an archived card still works: its history is kept either way.
-        let given = [created(), CardEvent::TestCaseAttached { case_id: a }, CardEvent::PromptCardArchived {}];
+        let given = [
+            created(),
+            CardEvent::TestCaseAttached { case_id: a },
+            CardEvent::PromptCardArchived {},
+        ];
         assert_eq!(
             given_when::<PromptCard>(&given, CardCommand::DetachTestCase { case_id: a }).unwrap(),
             vec![CardEvent::TestCaseDetached { case_id: a }]
@@ -519,8 +538,7 @@ mod tests {
         ] {
             let encoded = encode(&event);
             assert_eq!(encoded.event_type, event.event_type());
-            let back: CardEvent =
-                decode(encoded.event_type, encoded.schema_version, encoded.data).unwrap();
+            let back: CardEvent = decode(encoded.event_type, encoded.schema_version, encoded.data).unwrap();
             assert_eq!(back, event);
         }
     }

@@ -40,10 +40,7 @@ pub struct EncodedEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("event {event_type} has unknown schema version {schema_version}")]
-    UnknownSchemaVersion {
-        event_type: String,
-        schema_version: u32,
-    },
+    UnknownSchemaVersion { event_type: String, schema_version: u32 },
     #[error("event {event_type} does not match its schema: {source}")]
     Malformed {
         event_type: String,
@@ -69,10 +66,10 @@ pub fn encode<E: Event>(event: &E) -> EncodedEvent {
 /// Decodes a stored event, upcasting older schema versions first.
 pub fn decode<E: Event>(event_type: &str, schema_version: u32, data: Value) -> Result<E, DecodeError> {
     let data = E::upcast(event_type, schema_version, data)?;
-    serde_json::from_value(serde_json::json!({ "type": event_type, "data": data })).map_err(
-        |source| DecodeError::Malformed {
+    serde_json::from_value(serde_json::json!({ "type": event_type, "data": data })).map_err(|source| {
+        DecodeError::Malformed {
             event_type: event_type.to_owned(),
             source,
-        },
-    )
+        }
+    })
 }

@@ -9,8 +9,8 @@ pub mod assertion;
 pub mod card;
 pub mod error;
 pub mod event;
-pub mod role;
 pub mod promptfoo;
+pub mod role;
 pub mod run;
 pub mod template;
 pub mod test_case;
@@ -44,9 +44,6 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
 }
 
 /// Given/when/then helper for aggregate tests: folds `given`, then decides `when`.
-pub fn given_when<A: Aggregate>(
-    given: &[A::Event],
-    when: A::Command,
-) -> Result<Vec<A::Event>, DomainError> {
+pub fn given_when<A: Aggregate>(given: &[A::Event], when: A::Command) -> Result<Vec<A::Event>, DomainError> {
     A::fold(given).decide(when)
 }

@@ -174,7 +174,11 @@ pub fn translate(config: &Value) -> Result<Import, DomainError> {
             "tests",
             format!(
                 "at most {MAX_CASES} test cases per import (tests x prompts, after expanding list vars), got {}",
-                if cases.len() > MAX_CASES { format!("more than {MAX_CASES}") } else { total.to_string() }
+                if cases.len() > MAX_CASES {
+                    format!("more than {MAX_CASES}")
+                } else {
+                    total.to_string()
+                }
             ),
         );
     }
@@ -196,7 +200,11 @@ pub fn translate(config: &Value) -> Result<Import, DomainError> {
             cases: cases.clone(),
         })
         .collect();
-    Ok(Import { cards, providers, ignored })
+    Ok(Import {
+        cards,
+        providers,
+        ignored,
+    })
 }
 
 fn unsupported_key(key: &str) -> String {
@@ -238,7 +246,12 @@ impl Prompt {
                 None => description.to_owned(),
             };
         }
-        let first_line = self.raw.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("prompt");
+        let first_line = self
+            .raw
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("prompt");
         if first_line.chars().count() > 80 {
             format!("{}…", first_line.chars().take(79).collect::<String>())
         } else {
@@ -260,7 +273,10 @@ fn read_prompts(value: Option<&Value>, problems: &mut Problems) -> Vec<Prompt> {
         }
     };
     if items.len() > MAX_PROMPTS {
-        problems.add("prompts", format!("at most {MAX_PROMPTS} prompts per import, got {}", items.len()));
+        problems.add(
+            "prompts",
+            format!("at most {MAX_PROMPTS} prompts per import, got {}", items.len()),
+        );
     }
     let mut prompts = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -304,7 +320,9 @@ fn read_prompts(value: Option<&Value>, problems: &mut Problems) -> Vec<Prompt> {
             continue;
         }
         // A template that does not parse is reported when its card is decided.
-        let variables = template_variables(&raw).map(|v| v.into_iter().collect()).unwrap_or_default();
+        let variables = template_variables(&raw)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
         prompts.push(Prompt { raw, label, variables });
     }
     prompts
@@ -327,12 +345,18 @@ fn read_providers(value: Option<&Value>, problems: &mut Problems) -> Vec<Provide
             Value::String(id) => (id.clone(), Value::Null),
             Value::Object(map) => {
                 for key in map.keys().filter(|k| !matches!(k.as_str(), "id" | "config")) {
-                    problems.add(format!("{field}.{key}"), format!("`{key}` is not supported in a provider; give `id` and optionally `config`"));
+                    problems.add(
+                        format!("{field}.{key}"),
+                        format!("`{key}` is not supported in a provider; give `id` and optionally `config`"),
+                    );
                 }
                 match map.get("id") {
                     Some(Value::String(id)) => (id.clone(), map.get("config").cloned().unwrap_or(Value::Null)),
                     _ => {
-                        problems.add(format!("{field}.id"), "must be a provider id such as openai:gpt-4o-mini");
+                        problems.add(
+                            format!("{field}.id"),
+                            "must be a provider id such as openai:gpt-4o-mini",
+                        );
                         continue;
                     }
                 }
@@ -386,7 +410,10 @@ fn read_test(value: &Value, field: &str, described: bool, problems: &mut Problem
             "vars" | "assert" => {}
             "description" if described => {}
             "threshold" => problems.add(format!("{field}.threshold"), "a test-level threshold is not supported"),
-            "options" => problems.add(format!("{field}.options"), "test options (transforms, prefixes, grading providers) are not supported"),
+            "options" => problems.add(
+                format!("{field}.options"),
+                "test options (transforms, prefixes, grading providers) are not supported",
+            ),
             key => problems.add(format!("{field}.{key}"), format!("`{key}` is not supported in a test")),
         }
     }
@@ -439,20 +466,35 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
     let base = kind.strip_prefix("not-").unwrap_or(kind);
     let mut supported = true;
     if CODE_TYPES.contains(&base) {
-        problems.add(field, format!("{kind} assertions run code, which Promptcards does not import"));
+        problems.add(
+            field,
+            format!("{kind} assertions run code, which Promptcards does not import"),
+        );
         supported = false;
     } else if MODEL_GRADED_TYPES.contains(&base) {
-        problems.add(field, format!("{kind} assertions are model-graded, which Promptcards does not support"));
+        problems.add(
+            field,
+            format!("{kind} assertions are model-graded, which Promptcards does not support"),
+        );
         supported = false;
     } else if !BASE_TYPES.contains(&base) {
         problems.add(
             field,
-            format!("{kind} is not an assertion type Promptcards evaluates (it evaluates {})", BASE_TYPES.join(", ")),
+            format!(
+                "{kind} is not an assertion type Promptcards evaluates (it evaluates {})",
+                BASE_TYPES.join(", ")
+            ),
         );
         supported = false;
     }
-    for key in map.keys().filter(|k| !matches!(k.as_str(), "type" | "value" | "threshold" | "weight")) {
-        problems.add(format!("{field}.{key}"), format!("`{key}` is not supported in an assertion"));
+    for key in map
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "type" | "value" | "threshold" | "weight"))
+    {
+        problems.add(
+            format!("{field}.{key}"),
+            format!("`{key}` is not supported in an assertion"),
+        );
         supported = false;
     }
     let value = map.get("value").cloned();
@@ -474,7 +516,12 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
     };
     let threshold = number("threshold");
     let weight = number("weight");
-    supported.then(|| Assertion { kind: kind.to_owned(), value, threshold, weight })
+    supported.then(|| Assertion {
+        kind: kind.to_owned(),
+        value,
+        threshold,
+        weight,
+    })
 }
 
 fn read_tests(value: Option<&Value>, default: &RawTest, problems: &mut Problems) -> Vec<ImportedCase> {
@@ -495,7 +542,11 @@ fn read_tests(value: Option<&Value>, default: &RawTest, problems: &mut Problems)
         }
     };
     // Without tests promptfoo evaluates each prompt once, with defaultTest alone.
-    let tests = if tests.is_empty() { vec![RawTest::default()] } else { tests };
+    let tests = if tests.is_empty() {
+        vec![RawTest::default()]
+    } else {
+        tests
+    };
     let mut cases = Vec::new();
     for (i, test) in tests.into_iter().enumerate() {
         let mut vars = default.vars.clone();
@@ -510,7 +561,11 @@ fn read_tests(value: Option<&Value>, default: &RawTest, problems: &mut Problems)
                 origin: format!("tests[{i}]"),
                 default_assertions: default.assertions.len(),
                 content: TestCaseContent {
-                    name: if count > 1 { format!("{name} ({}/{count})", k + 1) } else { name.clone() },
+                    name: if count > 1 {
+                        format!("{name} ({}/{count})", k + 1)
+                    } else {
+                        name.clone()
+                    },
                     vars,
                     expected_output: None,
                     assertions: assertions.clone(),
@@ -628,10 +683,19 @@ tests:
         assert_eq!(import.cards[1].content.template, "TL;DR {{ text }} in {{ lang }}");
         assert!(import.cards.iter().all(|c| c.content.description == "Summaries"));
         let cases = &import.cards[0].cases;
-        assert_eq!(cases.iter().map(|c| c.content.name.as_str()).collect::<Vec<_>>(), ["first", "Test 2"]);
+        assert_eq!(
+            cases.iter().map(|c| c.content.name.as_str()).collect::<Vec<_>>(),
+            ["first", "Test 2"]
+        );
         // The test's vars win over defaultTest's; defaultTest's fill the rest.
-        assert_eq!(Value::Object(cases[0].content.vars.clone()), json!({"lang": "en", "text": "hello"}));
-        assert_eq!(Value::Object(cases[1].content.vars.clone()), json!({"lang": "fr", "text": "default"}));
+        assert_eq!(
+            Value::Object(cases[0].content.vars.clone()),
+            json!({"lang": "en", "text": "hello"})
+        );
+        assert_eq!(
+            Value::Object(cases[1].content.vars.clone()),
+            json!({"lang": "fr", "text": "default"})
+        );
         // defaultTest's assertions come first.
         let kinds: Vec<_> = cases[0].content.assertions.iter().map(|a| a.kind.as_str()).collect();
         assert_eq!(kinds, ["contains", "not-icontains"]);
@@ -640,8 +704,14 @@ tests:
         assert_eq!(
             import.providers,
             vec![
-                ProviderSpec { id: "echo".into(), config: Value::Null },
-                ProviderSpec { id: "openai:gpt-4o-mini".into(), config: json!({"temperature": 0}) },
+                ProviderSpec {
+                    id: "echo".into(),
+                    config: Value::Null
+                },
+                ProviderSpec {
+                    id: "openai:gpt-4o-mini".into(),
+                    config: json!({"temperature": 0})
+                },
             ]
         );
         assert!(import.ignored.is_empty());
@@ -661,7 +731,13 @@ tests:
         let cases = &import.cards[0].cases;
         let got: Vec<_> = cases
             .iter()
-            .map(|c| (c.content.name.clone(), c.content.vars["a"].clone(), c.content.vars["b"].clone()))
+            .map(|c| {
+                (
+                    c.content.name.clone(),
+                    c.content.vars["a"].clone(),
+                    c.content.vars["b"].clone(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -789,8 +865,14 @@ tests:
             ("prompts: [7]", "prompts[0]"),
             ("prompts: [a]\ntests: {a: 1}", "tests"),
             ("prompts: [a]\ntests: [{vars: [1]}]", "tests[0].vars"),
-            ("prompts: [a]\ntests: [{assert: [{value: 1}]}]", "tests[0].assert[0].type"),
-            ("prompts: [a]\ntests: [{assert: [{type: equals, value: a, weight: heavy}]}]", "tests[0].assert[0].weight"),
+            (
+                "prompts: [a]\ntests: [{assert: [{value: 1}]}]",
+                "tests[0].assert[0].type",
+            ),
+            (
+                "prompts: [a]\ntests: [{assert: [{type: equals, value: a, weight: heavy}]}]",
+                "tests[0].assert[0].weight",
+            ),
         ] {
             let got = fields(translate(&config(yaml)).expect_err(yaml));
             assert!(got.iter().any(|(f, _)| f == field), "{yaml}: {got:?}");
@@ -817,7 +899,10 @@ tests:
         ))
         .expect("importable");
         let cases = &import.cards[0].cases;
-        assert_eq!(Value::Object(cases[1].content.vars.clone()), json!({"a": "one", "b": "three"}));
+        assert_eq!(
+            Value::Object(cases[1].content.vars.clone()),
+            json!({"a": "one", "b": "three"})
+        );
     }
 
     #[test]
@@ -833,7 +918,12 @@ tests:
         let case = ImportedCase {
             origin: "tests[4]".into(),
             default_assertions: 2,
-            content: TestCaseContent { name: "n".into(), vars: Map::new(), expected_output: None, assertions: vec![] },
+            content: TestCaseContent {
+                name: "n".into(),
+                vars: Map::new(),
+                expected_output: None,
+                assertions: vec![],
+            },
         };
         let error = DomainError::Invalid(vec![
             FieldError::new("name", "too long"),
@@ -844,7 +934,12 @@ tests:
         let got: Vec<_> = fields(case.locate(error)).into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             got,
-            ["tests[4].description", "defaultTest.assert[1].value", "tests[4].assert[1].threshold", "tests[4].vars.q"]
+            [
+                "tests[4].description",
+                "defaultTest.assert[1].value",
+                "tests[4].assert[1].threshold",
+                "tests[4].vars.q"
+            ]
         );
     }
 }

@@ -155,7 +155,10 @@ impl RunPlan {
             problems.add("test_case_ids", "the run has no test cases to run");
         }
         if self.total() > MAX_RESULTS {
-            problems.add("repeat", format!("the run would produce more than {MAX_RESULTS} results"));
+            problems.add(
+                "repeat",
+                format!("the run would produce more than {MAX_RESULTS} results"),
+            );
         }
         problems.into_result()
     }
@@ -201,16 +204,26 @@ impl TestRun {
 
 #[derive(Debug, Clone)]
 pub enum RunCommand {
-    Request { run_id: Uuid, plan: RunPlan },
+    Request {
+        run_id: Uuid,
+        plan: RunPlan,
+    },
     Start,
     /// Records results; ones already recorded are skipped, so a resumed runner is harmless.
-    Record { results: Vec<TestResult> },
+    Record {
+        results: Vec<TestResult>,
+    },
     Complete,
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
     Cancel,
     /// Records grades of recorded results under a new assertion set (computed by the caller
     /// with `assertion::grade`); the original verdicts stay as they were recorded.
-    Regrade { assertions: Vec<Assertion>, results: Vec<RegradedResult> },
+    Regrade {
+        assertions: Vec<Assertion>,
+        results: Vec<RegradedResult>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,8 +243,13 @@ pub enum RunEvent {
         #[serde(flatten)]
         result: TestResult,
     },
-    TestRunCompleted { passed: u64, failed: u64 },
-    TestRunFailed { reason: String },
+    TestRunCompleted {
+        passed: u64,
+        failed: u64,
+    },
+    TestRunFailed {
+        reason: String,
+    },
     TestRunCancelled {},
     TestRunRegraded {
         assertions: Vec<Assertion>,
@@ -354,7 +372,10 @@ impl Aggregate for TestRun {
                 let mut seen = BTreeSet::new();
                 for (i, result) in results.iter().enumerate() {
                     if !self.recorded.contains(&result.key) {
-                        problems.add(format!("results[{i}]"), format!("{:?} has no recorded result", result.key));
+                        problems.add(
+                            format!("results[{i}]"),
+                            format!("{:?} has no recorded result", result.key),
+                        );
                     } else if !seen.insert(&result.key) {
                         problems.add(format!("results[{i}]"), "is listed twice");
                     }
@@ -418,7 +439,10 @@ mod tests {
                 .collect(),
             providers: providers
                 .iter()
-                .map(|id| ProviderSpec { id: (*id).into(), config: Value::Null })
+                .map(|id| ProviderSpec {
+                    id: (*id).into(),
+                    config: Value::Null,
+                })
                 .collect(),
             repeat,
         }
@@ -442,14 +466,21 @@ mod tests {
 
     fn requested(plan: RunPlan) -> RunEvent {
         let total = plan.total();
-        RunEvent::TestRunRequested { run_id: Uuid::new_v4(), plan, total }
+        RunEvent::TestRunRequested {
+            run_id: Uuid::new_v4(),
+            plan,
+            total,
+        }
     }
 
     #[test]
     fn a_request_snapshots_the_plan_and_counts_every_slot() {
         let events = given_when::<TestRun>(
             &[],
-            RunCommand::Request { run_id: Uuid::new_v4(), plan: plan(3, &["echo", "openai:gpt-4o-mini"], 2) },
+            RunCommand::Request {
+                run_id: Uuid::new_v4(),
+                plan: plan(3, &["echo", "openai:gpt-4o-mini"], 2),
+            },
         )
         .unwrap();
         let run = TestRun::fold(&events);
@@ -462,8 +493,17 @@ mod tests {
     fn unknown_providers_and_bad_repeat_are_named() {
         let mut bad = plan(1, &["gpt4", "echo", "echo"], 0);
         bad.cases.clear();
-        let err = given_when::<TestRun>(&[], RunCommand::Request { run_id: Uuid::new_v4(), plan: bad }).unwrap_err();
-        let DomainError::Invalid(fields) = err else { panic!("expected invalid") };
+        let err = given_when::<TestRun>(
+            &[],
+            RunCommand::Request {
+                run_id: Uuid::new_v4(),
+                plan: bad,
+            },
+        )
+        .unwrap_err();
+        let DomainError::Invalid(fields) = err else {
+            panic!("expected invalid")
+        };
         let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, vec!["providers[0]", "providers[2]", "repeat", "test_case_ids"]);
     }
@@ -472,11 +512,17 @@ mod tests {
     fn a_result_is_recorded_once_however_often_it_is_sent() {
         let p = plan(1, &["echo"], 2);
         let key = p.keys().next().unwrap();
-        let recorded = RunEvent::TestResultRecorded { card_id: p.card_id, card_version: 1, result: result(key.clone(), true) };
+        let recorded = RunEvent::TestResultRecorded {
+            card_id: p.card_id,
+            card_version: 1,
+            result: result(key.clone(), true),
+        };
         let given = [requested(p), RunEvent::TestRunStarted {}, recorded];
         let events = given_when::<TestRun>(
             &given,
-            RunCommand::Record { results: vec![result(key.clone(), true), result(key, false)] },
+            RunCommand::Record {
+                results: vec![result(key.clone(), true), result(key, false)],
+            },
         )
         .unwrap();
         assert!(events.is_empty(), "{events:?}");
@@ -487,7 +533,13 @@ mod tests {
         let p = plan(1, &["echo"], 1);
         let key = p.keys().next().unwrap();
         let given = [requested(p)];
-        let events = given_when::<TestRun>(&given, RunCommand::Record { results: vec![result(key, false)] }).unwrap();
+        let events = given_when::<TestRun>(
+            &given,
+            RunCommand::Record {
+                results: vec![result(key, false)],
+            },
+        )
+        .unwrap();
         assert!(matches!(events[0], RunEvent::TestRunStarted {}));
         let run = TestRun::fold(given.iter().chain(&events));
         assert_eq!((run.completed(), run.passed, run.failed), (1, 0, 1));
@@ -496,7 +548,10 @@ mod tests {
             vec![RunEvent::TestRunCompleted { passed: 0, failed: 1 }]
         );
         let unfinished = TestRun::fold(&given);
-        assert!(matches!(unfinished.decide(RunCommand::Complete), Err(DomainError::Conflict(_))));
+        assert!(matches!(
+            unfinished.decide(RunCommand::Complete),
+            Err(DomainError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -504,22 +559,44 @@ mod tests {
         let p = plan(1, &["echo"], 1);
         let key = p.keys().next().unwrap();
         let given = [requested(p), RunEvent::TestRunCancelled {}];
-        let err = given_when::<TestRun>(&given, RunCommand::Record { results: vec![result(key, true)] }).unwrap_err();
+        let err = given_when::<TestRun>(
+            &given,
+            RunCommand::Record {
+                results: vec![result(key, true)],
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err, DomainError::Conflict(_)));
-        assert!(matches!(given_when::<TestRun>(&given, RunCommand::Cancel), Err(DomainError::Conflict(_))));
+        assert!(matches!(
+            given_when::<TestRun>(&given, RunCommand::Cancel),
+            Err(DomainError::Conflict(_))
+        ));
     }
 
     #[test]
     fn a_regrade_covers_recorded_results_only_and_leaves_the_original_verdicts() {
         let p = plan(2, &["echo"], 1);
         let keys: Vec<ResultKey> = p.keys().collect();
-        let recorded = RunEvent::TestResultRecorded { card_id: p.card_id, card_version: 1, result: result(keys[0].clone(), true) };
+        let recorded = RunEvent::TestResultRecorded {
+            card_id: p.card_id,
+            card_version: 1,
+            result: result(keys[0].clone(), true),
+        };
         let given = [requested(p), recorded];
-        let contains: Assertion = serde_json::from_value(serde_json::json!({"type": "contains", "value": "x"})).unwrap();
-        let regraded = |key: &ResultKey| RegradedResult { key: key.clone(), passed: false, score: 0.0, verdicts: vec![] };
+        let contains: Assertion =
+            serde_json::from_value(serde_json::json!({"type": "contains", "value": "x"})).unwrap();
+        let regraded = |key: &ResultKey| RegradedResult {
+            key: key.clone(),
+            passed: false,
+            score: 0.0,
+            verdicts: vec![],
+        };
         let events = given_when::<TestRun>(
             &given,
-            RunCommand::Regrade { assertions: vec![contains.clone()], results: vec![regraded(&keys[0])] },
+            RunCommand::Regrade {
+                assertions: vec![contains.clone()],
+                results: vec![regraded(&keys[0])],
+            },
         )
         .unwrap();
         assert!(matches!(&events[..], [RunEvent::TestRunRegraded { results, .. }] if results.len() == 1));
@@ -528,10 +605,15 @@ mod tests {
 
         let err = given_when::<TestRun>(
             &given,
-            RunCommand::Regrade { assertions: vec![], results: vec![regraded(&keys[1]), regraded(&keys[0]), regraded(&keys[0])] },
+            RunCommand::Regrade {
+                assertions: vec![],
+                results: vec![regraded(&keys[1]), regraded(&keys[0]), regraded(&keys[0])],
+            },
         )
         .unwrap_err();
-        let DomainError::Invalid(fields) = err else { panic!("expected invalid") };
+        let DomainError::Invalid(fields) = err else {
+            panic!("expected invalid")
+        };
         let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, vec!["assertions", "results[0]", "results[2]"]);
     }
@@ -539,8 +621,18 @@ mod tests {
     #[test]
     fn a_result_for_a_slot_outside_the_plan_is_refused() {
         let p = plan(1, &["echo"], 1);
-        let stray = ResultKey { case_id: Uuid::new_v4(), provider: "echo".into(), repetition: 0 };
-        let err = given_when::<TestRun>(&[requested(p)], RunCommand::Record { results: vec![result(stray, true)] }).unwrap_err();
+        let stray = ResultKey {
+            case_id: Uuid::new_v4(),
+            provider: "echo".into(),
+            repetition: 0,
+        };
+        let err = given_when::<TestRun>(
+            &[requested(p)],
+            RunCommand::Record {
+                results: vec![result(stray, true)],
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err, DomainError::Invalid(_)));
     }
 }

@@ -10,8 +10,7 @@ use std::sync::LazyLock;
 pub const MAX_VARIABLES: usize = 50;
 pub const MAX_TEMPLATE_CHARS: usize = 100_000;
 
-static VARIABLE_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
+static VARIABLE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
 
 /// Names a template may use without declaring them: functions the engine provides.
 const ENGINE_GLOBALS: &[&str] = &["range", "dict", "debug", "namespace", "loop", "self"];
@@ -73,10 +72,7 @@ pub(crate) fn check_variables(variables: &[Variable], problems: &mut Problems) {
         if !VARIABLE_NAME.is_match(&var.name) {
             problems.add(
                 format!("{field}.name"),
-                format!(
-                    "{:?} must match ^[A-Za-z_][A-Za-z0-9_]*$",
-                    var.name
-                ),
+                format!("{:?} must match ^[A-Za-z_][A-Za-z0-9_]*$", var.name),
             );
         }
         if !seen.insert(var.name.as_str()) {
@@ -87,10 +83,7 @@ pub(crate) fn check_variables(variables: &[Variable], problems: &mut Problems) {
         }
         if let Some(default) = &var.default {
             if !var.kind.accepts(default) {
-                problems.add(
-                    format!("{field}.default"),
-                    format!("must be a {}", var.kind.as_str()),
-                );
+                problems.add(format!("{field}.default"), format!("must be a {}", var.kind.as_str()));
             }
         }
     }
@@ -154,22 +147,13 @@ pub fn render(template: &str, variables: &[Variable], values: &Map<String, Value
 
 /// Checks test-case values against the declared variables: known names, right types, required
 /// ones present. Field names are reported under `prefix`.
-pub(crate) fn check_values(
-    variables: &[Variable],
-    values: &Map<String, Value>,
-    prefix: &str,
-    problems: &mut Problems,
-) {
+pub(crate) fn check_values(variables: &[Variable], values: &Map<String, Value>, prefix: &str, problems: &mut Problems) {
     for (name, value) in values {
         match variables.iter().find(|v| &v.name == name) {
-            None => problems.add(
-                format!("{prefix}.{name}"),
-                "is not a variable of the card",
-            ),
-            Some(var) if !var.kind.accepts(value) => problems.add(
-                format!("{prefix}.{name}"),
-                format!("must be a {}", var.kind.as_str()),
-            ),
+            None => problems.add(format!("{prefix}.{name}"), "is not a variable of the card"),
+            Some(var) if !var.kind.accepts(value) => {
+                problems.add(format!("{prefix}.{name}"), format!("must be a {}", var.kind.as_str()))
+            }
             Some(_) => {}
         }
     }
@@ -215,7 +199,11 @@ mod tests {
     fn syntax_errors_are_reported() {
         let mut problems = Problems::default();
         check_template("{{ a ", &[var("a", VarType::String)], &mut problems);
-        assert!(problems.into_result().unwrap_err().to_string().contains("does not parse"));
+        assert!(problems
+            .into_result()
+            .unwrap_err()
+            .to_string()
+            .contains("does not parse"));
     }
 
     #[test]

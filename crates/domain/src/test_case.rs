@@ -116,11 +116,7 @@ impl Aggregate for TestCase {
 
     fn decide(&self, command: TestCaseCommand) -> Result<Vec<TestCaseEvent>, DomainError> {
         match command {
-            TestCaseCommand::Create {
-                case_id,
-                card,
-                content,
-            } => {
+            TestCaseCommand::Create { case_id, card, content } => {
                 if self.id.is_some() {
                     return Err(DomainError::Conflict("the test case already exists".into()));
                 }

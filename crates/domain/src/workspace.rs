@@ -116,9 +116,7 @@ pub fn check_workspace_name(name: &str) -> Result<String, DomainError> {
 /// Admins manage admins, members and viewers; only owners grant, change or take the owner role.
 fn may_manage(actor_role: Role, target_role: Role) -> Result<(), DomainError> {
     if !actor_role.allows(Permission::ManageMembers) {
-        return Err(DomainError::Forbidden(format!(
-            "a {actor_role} may not manage members"
-        )));
+        return Err(DomainError::Forbidden(format!("a {actor_role} may not manage members")));
     }
     if target_role == Role::Owner && actor_role != Role::Owner {
         return Err(DomainError::Forbidden(
@@ -181,9 +179,7 @@ impl Aggregate for Workspace {
                     return Ok(vec![]);
                 }
                 if current == Role::Owner && self.owners() == 1 {
-                    return Err(DomainError::Conflict(
-                        "a workspace keeps at least one owner".into(),
-                    ));
+                    return Err(DomainError::Conflict("a workspace keeps at least one owner".into()));
                 }
                 Ok(vec![WorkspaceEvent::MemberRoleChanged {
                     user_id,
@@ -191,18 +187,13 @@ impl Aggregate for Workspace {
                     to: role,
                 }])
             }
-            WorkspaceCommand::RemoveMember {
-                actor_role,
-                user_id,
-            } => {
+            WorkspaceCommand::RemoveMember { actor_role, user_id } => {
                 let current = self
                     .role_of(user_id)
                     .ok_or_else(|| DomainError::NotFound("member not found".into()))?;
                 may_manage(actor_role, current)?;
                 if current == Role::Owner && self.owners() == 1 {
-                    return Err(DomainError::Conflict(
-                        "a workspace keeps at least one owner".into(),
-                    ));
+                    return Err(DomainError::Conflict("a workspace keeps at least one owner".into()));
                 }
                 Ok(vec![WorkspaceEvent::MemberRemoved { user_id }])
             }

@@ -75,11 +75,46 @@ mod tests {
     #[test]
     fn key_order_does_not_change_the_hash_but_content_does() {
         let id = Uuid::nil();
-        let a = event_hash(GENESIS, id, id, 1, "T", 1, &json!({"b": 1, "a": {"y": [1, 2], "x": "s"}}));
-        let b = event_hash(GENESIS, id, id, 1, "T", 1, &json!({"a": {"x": "s", "y": [1, 2]}, "b": 1}));
+        let a = event_hash(
+            GENESIS,
+            id,
+            id,
+            1,
+            "T",
+            1,
+            &json!({"b": 1, "a": {"y": [1, 2], "x": "s"}}),
+        );
+        let b = event_hash(
+            GENESIS,
+            id,
+            id,
+            1,
+            "T",
+            1,
+            &json!({"a": {"x": "s", "y": [1, 2]}, "b": 1}),
+        );
         assert_eq!(a, b);
-        let edited = event_hash(GENESIS, id, id, 1, "T", 1, &json!({"a": {"x": "t", "y": [1, 2]}, "b": 1}));
+        let edited = event_hash(
+            GENESIS,
+            id,
+            id,
+            1,
+            "T",
+            1,
+            &json!({"a": {"x": "t", "y": [1, 2]}, "b": 1}),
+        );
         assert_ne!(a, edited);
-        assert_ne!(a, event_hash("prev", id, id, 1, "T", 1, &json!({"b": 1, "a": {"y": [1, 2], "x": "s"}})));
+        assert_ne!(
+            a,
+            event_hash(
+                "prev",
+                id,
+                id,
+                1,
+                "T",
+                1,
+                &json!({"b": 1, "a": {"y": [1, 2], "x": "s"}})
+            )
+        );
     }
 }

@@ -171,11 +171,7 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// Decodes into a domain event, upcasting older schema versions.
     pub fn decode<E: domain::Event>(&self) -> Result<E, domain::DecodeError> {
-        domain::event::decode(
-            &self.event_type,
-            self.schema_version as u32,
-            self.data.clone(),
-        )
+        domain::event::decode(&self.event_type, self.schema_version as u32, self.data.clone())
     }
 }
 
@@ -187,10 +183,7 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub const START: Cursor = Cursor {
-        tx_id: 0,
-        position: 0,
-    };
+    pub const START: Cursor = Cursor { tx_id: 0, position: 0 };
 
     pub fn after(event: &RecordedEvent) -> Cursor {
         Cursor {
@@ -213,8 +206,8 @@ impl EventStore {
     /// Connects with the session settings the store relies on: a transaction left idle is
     /// ended, because an open transaction holds back every tailing reader.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
-        let options = PgConnectOptions::from_str(database_url)?
-            .options([("idle_in_transaction_session_timeout", "30s")]);
+        let options =
+            PgConnectOptions::from_str(database_url)?.options([("idle_in_transaction_session_timeout", "30s")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -238,19 +231,12 @@ impl EventStore {
     }
 
     /// The stored result of an earlier append with this idempotency key, if any.
-    pub async fn idempotent_result(
-        &self,
-        idempotency: &Idempotency,
-    ) -> Result<Option<Appended>, AppendError> {
+    pub async fn idempotent_result(&self, idempotency: &Idempotency) -> Result<Option<Appended>, AppendError> {
         sql::idempotent_result(&self.pool, idempotency).await
     }
 
     /// Events of one stream with a version above `after_version`, in version order.
-    pub async fn read_stream(
-        &self,
-        stream_id: Uuid,
-        after_version: i64,
-    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    pub async fn read_stream(&self, stream_id: Uuid, after_version: i64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         sql::read_stream(&self.pool, stream_id, after_version).await
     }
 
@@ -261,11 +247,7 @@ impl EventStore {
 
     /// The next events in the global order after `cursor`, never passing a transaction that may
     /// still commit (INVARIANTS 4 and 5).
-    pub async fn read_all(
-        &self,
-        after: Cursor,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    pub async fn read_all(&self, after: Cursor, limit: i64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         sql::read_all(&self.pool, after, limit).await
     }
 
@@ -349,7 +331,11 @@ pub enum IntegrityProblem {
     /// Versions `from..=to` of the stream are missing: events were deleted.
     MissingVersions { stream_id: Uuid, from: i64, to: i64 },
     /// The event's stored hash does not match its content and predecessor: it was edited.
-    HashMismatch { stream_id: Uuid, version: i64, event_id: Uuid },
+    HashMismatch {
+        stream_id: Uuid,
+        version: i64,
+        event_id: Uuid,
+    },
     /// The stream row claims a version the events do not reach (its last events were deleted).
     StreamVersionMismatch { stream_id: Uuid, claimed: i64, stored: i64 },
 }

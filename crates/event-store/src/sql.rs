@@ -1,8 +1,8 @@
 //! Every SQL statement on the event store's tables.
 
 use crate::{
-    Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent,
-    StreamAppend, StreamInfo, StreamVersion,
+    Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent, StreamAppend, StreamInfo,
+    StreamVersion,
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -17,9 +17,7 @@ macro_rules! event_columns {
 
 fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
     match error {
-        sqlx::Error::Database(e) => {
-            e.code().as_deref() == Some("23505") && e.constraint() == Some(constraint)
-        }
+        sqlx::Error::Database(e) => e.code().as_deref() == Some("23505") && e.constraint() == Some(constraint),
         _ => false,
     }
 }
@@ -54,13 +52,12 @@ pub(crate) async fn append(pool: &PgPool, append: Append) -> Result<Appended, Ap
     }
 
     for reservation in &append.reservations {
-        let inserted =
-            sqlx::query("INSERT INTO reservations (scope, value, stream_id) VALUES ($1, $2, $3)")
-                .bind(&reservation.scope)
-                .bind(&reservation.value)
-                .bind(reservation.stream_id)
-                .execute(&mut *tx)
-                .await;
+        let inserted = sqlx::query("INSERT INTO reservations (scope, value, stream_id) VALUES ($1, $2, $3)")
+            .bind(&reservation.scope)
+            .bind(&reservation.value)
+            .bind(reservation.stream_id)
+            .execute(&mut *tx)
+            .await;
         match inserted {
             Err(e) if is_unique_violation(&e, "reservations_pkey") => {
                 return Err(AppendError::Reserved {
@@ -78,8 +75,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append) -> Result<Appended, Ap
         if stream.events.is_empty() {
             continue;
         }
-        let Some(version) = bump_stream_version(&mut tx, stream, append.metadata.workspace_id).await?
-        else {
+        let Some(version) = bump_stream_version(&mut tx, stream, append.metadata.workspace_id).await? else {
             drop(tx);
             // A verbatim retry of an append that committed finds the stream moved on by its own
             // events: it gets the original outcome, not a conflict (INVARIANT 3).
@@ -289,12 +285,11 @@ async fn already_appended(pool: &PgPool, streams: &[StreamAppend]) -> Result<App
         .iter()
         .flat_map(|s| s.events.iter().map(|e| e.event_id))
         .collect();
-    let found: Vec<(Uuid, Uuid, i64, i64)> = sqlx::query_as(
-        "SELECT event_id, stream_id, version, position FROM events WHERE event_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
+    let found: Vec<(Uuid, Uuid, i64, i64)> =
+        sqlx::query_as("SELECT event_id, stream_id, version, position FROM events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
     let belongs = |id: &Uuid, stream: &Uuid| {
         streams
             .iter()
@@ -329,20 +324,16 @@ pub(crate) async fn idempotent_result(
     pool: &PgPool,
     idempotency: &Idempotency,
 ) -> Result<Option<Appended>, AppendError> {
-    let row: Option<(String, Option<sqlx::types::Json<Appended>>)> = sqlx::query_as(
-        "SELECT request_hash, result FROM idempotency_keys WHERE scope = $1 AND key = $2",
-    )
-    .bind(&idempotency.scope)
-    .bind(&idempotency.key)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(String, Option<sqlx::types::Json<Appended>>)> =
+        sqlx::query_as("SELECT request_hash, result FROM idempotency_keys WHERE scope = $1 AND key = $2")
+            .bind(&idempotency.scope)
+            .bind(&idempotency.key)
+            .fetch_optional(pool)
+            .await?;
     match row {
         None => Ok(None),
         Some((hash, _)) if hash != idempotency.request_hash => Err(AppendError::IdempotencyKeyReused),
-        Some((_, result)) => Ok(result.map(|r| Appended {
-            replayed: true,
-            ..r.0
-        })),
+        Some((_, result)) => Ok(result.map(|r| Appended { replayed: true, ..r.0 })),
     }
 }
 
@@ -362,10 +353,7 @@ pub(crate) async fn read_stream(
     .await
 }
 
-pub(crate) async fn stream_info(
-    pool: &PgPool,
-    stream_id: Uuid,
-) -> Result<Option<StreamInfo>, sqlx::Error> {
+pub(crate) async fn stream_info(pool: &PgPool, stream_id: Uuid) -> Result<Option<StreamInfo>, sqlx::Error> {
     sqlx::query_as(
         "SELECT s.stream_id, s.stream_type, s.version, s.workspace_id, e.position AS last_position
          FROM streams s JOIN events e ON e.stream_id = s.stream_id AND e.version = s.version
@@ -392,11 +380,7 @@ const READ_ALL: &str = concat!(
       LIMIT $3"
 );
 
-pub(crate) async fn read_all(
-    pool: &PgPool,
-    after: Cursor,
-    limit: i64,
-) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+pub(crate) async fn read_all(pool: &PgPool, after: Cursor, limit: i64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     sqlx::query_as(READ_ALL)
         .bind(after.tx_id)
         .bind(after.position)
@@ -434,11 +418,7 @@ pub(crate) fn events<'a>(
     .fetch(pool)
 }
 
-pub(crate) async fn reservation(
-    pool: &PgPool,
-    scope: &str,
-    value: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
+pub(crate) async fn reservation(pool: &PgPool, scope: &str, value: &str) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar("SELECT stream_id FROM reservations WHERE scope = $1 AND value = $2")
         .bind(scope)
         .bind(value)
@@ -485,11 +465,27 @@ pub(crate) async fn verify_chains(
             _ => (1, crate::chain::GENESIS.to_owned()),
         };
         if version != expected_version {
-            problems.push(IntegrityProblem::MissingVersions { stream_id, from: expected_version, to: version - 1 });
+            problems.push(IntegrityProblem::MissingVersions {
+                stream_id,
+                from: expected_version,
+                to: version - 1,
+            });
         }
-        let recomputed = crate::chain::event_hash(&previous, event_id, stream_id, version, &event_type, schema_version, &data);
+        let recomputed = crate::chain::event_hash(
+            &previous,
+            event_id,
+            stream_id,
+            version,
+            &event_type,
+            schema_version,
+            &data,
+        );
         if hash.as_deref() != Some(recomputed.as_str()) {
-            problems.push(IntegrityProblem::HashMismatch { stream_id, version, event_id });
+            problems.push(IntegrityProblem::HashMismatch {
+                stream_id,
+                version,
+                event_id,
+            });
         }
         // Continue the walk from the stored hash, so one edit is reported once.
         current = Some((stream_id, version, hash.unwrap_or(recomputed)));
@@ -505,7 +501,11 @@ pub(crate) async fn verify_chains(
     .fetch_all(pool)
     .await?;
     for (stream_id, claimed, stored) in short {
-        problems.push(IntegrityProblem::StreamVersionMismatch { stream_id, claimed, stored });
+        problems.push(IntegrityProblem::StreamVersionMismatch {
+            stream_id,
+            claimed,
+            stored,
+        });
     }
     Ok(problems)
 }
@@ -521,8 +521,12 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         sqlx::query("SET enable_sort = off").execute(&mut *conn).await.unwrap();
         let explain = format!("EXPLAIN {}", super::READ_ALL.replace("$3", "1000"));
-        let plan: Vec<String> =
-            sqlx::query_scalar(&explain).bind(0_i64).bind(0_i64).fetch_all(&mut *conn).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&explain)
+            .bind(0_i64)
+            .bind(0_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains("events_global_order"), "{plan}");
         assert!(!plan.contains("Sort"), "{plan}");

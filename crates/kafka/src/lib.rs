@@ -53,7 +53,12 @@ pub fn consumer_config(brokers: &str, group_id: &str, instance_id: Option<&str>)
 }
 
 /// A consumer of `topic`, subscribed.
-pub fn consumer(brokers: &str, group_id: &str, instance_id: Option<&str>, topic: &str) -> Result<StreamConsumer, KafkaError> {
+pub fn consumer(
+    brokers: &str,
+    group_id: &str,
+    instance_id: Option<&str>,
+    topic: &str,
+) -> Result<StreamConsumer, KafkaError> {
     let consumer: StreamConsumer = consumer_config(brokers, group_id, instance_id).create()?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
@@ -91,7 +96,10 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     // -1: the broker's `default.replication.factor`, so a cluster of three gets three copies.
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))], &options)
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))],
+            &options,
+        )
         .await?;
     for result in results {
         match result {

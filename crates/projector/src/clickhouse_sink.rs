@@ -109,7 +109,12 @@ fn result_row(event: &RecordedEvent) -> anyhow::Result<Option<ResultRow>> {
     if event.event_type != "TestResultRecorded" {
         return Ok(None);
     }
-    let RunEvent::TestResultRecorded { card_id, card_version, result } = event.decode::<RunEvent>()? else {
+    let RunEvent::TestResultRecorded {
+        card_id,
+        card_version,
+        result,
+    } = event.decode::<RunEvent>()?
+    else {
         return Ok(None);
     };
     Ok(Some(ResultRow {

@@ -44,10 +44,7 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("PROJECTOR_ADDR", "127.0.0.1:8082").parse()?,
-            database_url: Secret::new(env_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/promptcards",
-            )),
+            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: env_or("KAFKA_TOPIC", "promptcards.events"),

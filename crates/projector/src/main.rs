@@ -21,7 +21,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Postgres may be restarting as this process starts: wait for it rather than exit.
-    let store = service::retry("connecting to Postgres", || EventStore::connect(settings.database_url.expose(), 8)).await;
+    let store = service::retry("connecting to Postgres", || {
+        EventStore::connect(settings.database_url.expose(), 8)
+    })
+    .await;
     service::retry("migrating Postgres", || store.migrate()).await;
 
     let readiness: service::ReadinessCheck = {
@@ -38,10 +41,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     })
     .await;
     spawn_worker(&settings, &store, PostgresSink::new(store.pool().clone()))?;
-    let redis = service::retry("connecting to Redis", || RedisSink::connect(settings.redis_url.expose())).await;
+    let redis = service::retry("connecting to Redis", || {
+        RedisSink::connect(settings.redis_url.expose())
+    })
+    .await;
     spawn_worker(&settings, &store, redis)?;
-    service::retry("migrating ClickHouse", || ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)).await;
-    let clickhouse = ClickHouseSink::new(clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database));
+    service::retry("migrating ClickHouse", || {
+        ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)
+    })
+    .await;
+    let clickhouse = ClickHouseSink::new(clickhouse_sink::client(
+        &settings.clickhouse_url,
+        &settings.clickhouse_database,
+    ));
     spawn_worker(&settings, &store, clickhouse)?;
     std::future::pending().await
 }
@@ -49,7 +61,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 fn spawn_worker<S: Sink>(settings: &Settings, store: &EventStore, sink: S) -> anyhow::Result<()> {
     let group = format!("{}.{}", settings.group_prefix, sink.name());
     let instance = settings.instance_id.as_deref();
-    let worker = Worker::new(&settings.kafka_brokers, &group, instance, &settings.topic, sink, store.clone(), settings.batch_size)?;
+    let worker = Worker::new(
+        &settings.kafka_brokers,
+        &group,
+        instance,
+        &settings.topic,
+        sink,
+        store.clone(),
+        settings.batch_size,
+    )?;
     tokio::spawn(worker.run());
     Ok(())
 }
@@ -61,12 +81,22 @@ async fn ready(store: &EventStore, settings: &Settings) -> Result<serde_json::Va
         let mut connection = client.get_multiplexed_async_connection().await.ok()?;
         redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
     };
-    let redis = tokio::time::timeout(Duration::from_secs(2), redis).await.ok().flatten().is_some();
+    let redis = tokio::time::timeout(Duration::from_secs(2), redis)
+        .await
+        .ok()
+        .flatten()
+        .is_some();
     let clickhouse = clickhouse_sink::client(&settings.clickhouse_url, "default")
         .query("SELECT 1")
         .fetch_one::<u8>();
-    let clickhouse = tokio::time::timeout(Duration::from_secs(2), clickhouse).await.is_ok_and(|r| r.is_ok());
+    let clickhouse = tokio::time::timeout(Duration::from_secs(2), clickhouse)
+        .await
+        .is_ok_and(|r| r.is_ok());
     let kafka = kafka::answers(&settings.kafka_brokers).await;
     let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka, "redis": redis, "clickhouse": clickhouse });
-    if postgres && kafka && redis && clickhouse { Ok(checks) } else { Err(checks) }
+    if postgres && kafka && redis && clickhouse {
+        Ok(checks)
+    } else {
+        Err(checks)
+    }
 }

@@ -9,10 +9,10 @@
 use crate::Sink;
 use domain::card::{CardContent, CardEvent};
 use domain::run::RunEvent;
+use domain::run::TestResult;
 use domain::test_case::TestCaseEvent;
 use domain::user::UserEvent;
 use domain::workspace::WorkspaceEvent;
-use domain::run::TestResult;
 use event_store::RecordedEvent;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashMap};
@@ -43,8 +43,13 @@ impl PostgresSink {
     /// A sink writing the same tables in another schema, announcing nothing. The name must be a
     /// plain lower-case identifier.
     pub fn with_schema(pool: PgPool, schema: &str) -> anyhow::Result<Self> {
-        let plain = schema.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let plain = schema
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         anyhow::ensure!(plain && schema.len() < 64, "{schema:?} is not a plain schema name");
         Ok(Self {
             pool,
@@ -172,14 +177,12 @@ async fn apply_workspace(
     let at = event.recorded_at;
     match workspace {
         WorkspaceEvent::WorkspaceCreated { name, owner_id, .. } => {
-            sqlx::query(
-                "INSERT INTO workspaces (workspace_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
-            )
-            .bind(id)
-            .bind(name)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO workspaces (workspace_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                .bind(id)
+                .bind(name)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
             upsert_member(tx, id, owner_id, "owner", at).await?;
         }
         WorkspaceEvent::MemberAdded { user_id, role } => {
@@ -200,7 +203,12 @@ async fn apply_workspace(
                 .execute(&mut *tx)
                 .await?;
         }
-        WorkspaceEvent::ApiKeyCreated { key_id, name, role, secret_hash } => {
+        WorkspaceEvent::ApiKeyCreated {
+            key_id,
+            name,
+            role,
+            secret_hash,
+        } => {
             sqlx::query(
                 "INSERT INTO api_keys (key_id, workspace_id, name, role, secret_hash, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -271,7 +279,9 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
     let id = event.stream_id;
     let at = event.recorded_at;
     match card {
-        CardEvent::PromptCardCreated { workspace_id, content, .. } => {
+        CardEvent::PromptCardCreated {
+            workspace_id, content, ..
+        } => {
             sqlx::query(
                 "INSERT INTO prompt_cards
                    (card_id, workspace_id, title, description, template, variables, tags, version, created_at, updated_at)
@@ -307,7 +317,11 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .await?;
             insert_card_version(tx, event, version, &content).await?;
         }
-        CardEvent::PromptCardLabelMoved { label, version, previous_version } => {
+        CardEvent::PromptCardLabelMoved {
+            label,
+            version,
+            previous_version,
+        } => {
             sqlx::query(
                 "UPDATE prompt_cards SET labels = labels || jsonb_build_object($2::text, $3::int), updated_at = $4
                  WHERE card_id = $1",
@@ -345,7 +359,12 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
     Ok(())
 }
 
-async fn set_run_status(tx: &mut PgConnection, event: &RecordedEvent, status: &str, failure: Option<&str>) -> anyhow::Result<()> {
+async fn set_run_status(
+    tx: &mut PgConnection,
+    event: &RecordedEvent,
+    status: &str,
+    failure: Option<&str>,
+) -> anyhow::Result<()> {
     sqlx::query("UPDATE test_runs SET status = $2, failure = COALESCE($3, failure), updated_at = $4 WHERE run_id = $1")
         .bind(event.stream_id)
         .bind(status)
@@ -395,15 +414,16 @@ async fn apply_run(tx: &mut PgConnection, event: &RecordedEvent, run: RunEvent) 
     Ok(())
 }
 
-async fn apply_test_case(
-    tx: &mut PgConnection,
-    event: &RecordedEvent,
-    case: TestCaseEvent,
-) -> anyhow::Result<()> {
+async fn apply_test_case(tx: &mut PgConnection, event: &RecordedEvent, case: TestCaseEvent) -> anyhow::Result<()> {
     let id = event.stream_id;
     let at = event.recorded_at;
     match case {
-        TestCaseEvent::TestCaseCreated { card_id, workspace_id, content, .. } => {
+        TestCaseEvent::TestCaseCreated {
+            card_id,
+            workspace_id,
+            content,
+            ..
+        } => {
             sqlx::query(
                 "INSERT INTO test_cases
                    (case_id, card_id, workspace_id, name, vars, expected_output, assertions, created_at, updated_at)

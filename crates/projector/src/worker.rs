@@ -75,18 +75,29 @@ impl<S: Sink> Worker<S> {
         while let Err(error) = apply_within(&self.sink, &events, APPLY_TIMEOUT).await {
             metrics::counter!("projector_apply_failures_total", "sink" => self.sink.name()).increment(1);
             if failures == 0 {
-                tracing::warn!(sink = self.sink.name(), error = format!("{error:#}"),
-                    "Applying a batch failed; holding this sink's offsets and retrying with backoff.");
+                tracing::warn!(
+                    sink = self.sink.name(),
+                    error = format!("{error:#}"),
+                    "Applying a batch failed; holding this sink's offsets and retrying with backoff."
+                );
             } else {
-                tracing::debug!(sink = self.sink.name(), error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
-                    "Applying the batch failed again.");
+                tracing::debug!(
+                    sink = self.sink.name(),
+                    error = format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "Applying the batch failed again."
+                );
             }
             failures += 1;
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         if failures > 0 {
-            tracing::info!(sink = self.sink.name(), failures, "The batch is applied; the sink works again.");
+            tracing::info!(
+                sink = self.sink.name(),
+                failures,
+                "The batch is applied; the sink works again."
+            );
         }
         self.commit(&messages)?;
         drop(spans);
@@ -153,14 +164,20 @@ impl<S: Sink> Worker<S> {
                 Ok(_) => {}
                 Err(error) => {
                     if !failing {
-                        tracing::warn!(sink = self.sink.name(), error = format!("{error:#}"), "Consuming failed; retrying until it works.");
+                        tracing::warn!(
+                            sink = self.sink.name(),
+                            error = format!("{error:#}"),
+                            "Consuming failed; retrying until it works."
+                        );
                         failing = true;
                     }
                     if kafka::is_dead(&self.consumer) {
                         tracing::warn!(sink = self.sink.name(), "The consumer hit a fatal error; replacing it.");
                         match self.source.consumer() {
                             Ok(consumer) => self.consumer = consumer,
-                            Err(error) => tracing::warn!(sink = self.sink.name(), error = %error, "Creating a consumer failed; retrying."),
+                            Err(error) => {
+                                tracing::warn!(sink = self.sink.name(), error = %error, "Creating a consumer failed; retrying.")
+                            }
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;

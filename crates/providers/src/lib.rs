@@ -74,8 +74,16 @@ impl Providers {
             // A redirect would carry `x-api-key` to wherever it points; providers do not redirect.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ConfigError::Invalid { name: "HTTP client", reason: e.to_string() })?;
-        Ok(Self { http, settings, prices, semaphores: Mutex::default() })
+            .map_err(|e| ConfigError::Invalid {
+                name: "HTTP client",
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            settings,
+            prices,
+            semaphores: Mutex::default(),
+        })
     }
 
     pub fn prices(&self) -> &PriceTable {
@@ -109,20 +117,23 @@ impl Providers {
         let semaphore = self.semaphore(&spec.id);
         let _permit = semaphore.acquire().await.expect("provider semaphores are never closed");
         let started = Instant::now();
-        let result = self.send_with_retries(&spec.id, &request).await.and_then(|(body, latency)| {
-            let answer = match target.protocol {
-                Protocol::OpenAi => protocol::openai_answer(&body),
-                Protocol::Anthropic => protocol::anthropic_answer(&body),
-                Protocol::Ollama => protocol::ollama_answer(&body),
-                Protocol::Echo => unreachable!("echo answers above"),
-            }?;
-            Ok(Completion {
-                output: answer.output,
-                prompt_tokens: answer.prompt_tokens,
-                completion_tokens: answer.completion_tokens,
-                latency,
-            })
-        });
+        let result = self
+            .send_with_retries(&spec.id, &request)
+            .await
+            .and_then(|(body, latency)| {
+                let answer = match target.protocol {
+                    Protocol::OpenAi => protocol::openai_answer(&body),
+                    Protocol::Anthropic => protocol::anthropic_answer(&body),
+                    Protocol::Ollama => protocol::ollama_answer(&body),
+                    Protocol::Echo => unreachable!("echo answers above"),
+                }?;
+                Ok(Completion {
+                    output: answer.output,
+                    prompt_tokens: answer.prompt_tokens,
+                    completion_tokens: answer.completion_tokens,
+                    latency,
+                })
+            });
         record(&spec.id, &result.as_ref().map(|_| ()), Some(started.elapsed()));
         result
     }
@@ -157,38 +168,64 @@ impl Providers {
                 };
                 match &key {
                     Some(key) => {
-                        headers
-                            .insert(AUTHORIZATION, sensitive(&format!("Bearer {}", key.expose()), "OPENAI_API_KEY")?);
+                        headers.insert(
+                            AUTHORIZATION,
+                            sensitive(&format!("Bearer {}", key.expose()), "OPENAI_API_KEY")?,
+                        );
                     }
                     // OpenAI-compatible local servers (Ollama's /v1, vLLM, llama.cpp) need no key.
                     None if is_openai_host(&base) => return Err(ProviderError::MissingApiKey("OPENAI_API_KEY")),
                     None => {}
                 }
-                (format!("{base}/chat/completions"), protocol::openai_body(target.model, prompt, &config), key)
+                (
+                    format!("{base}/chat/completions"),
+                    protocol::openai_body(target.model, prompt, &config),
+                    key,
+                )
             }
             Protocol::Anthropic => {
                 let (base, key) = match base_override {
                     Some(base) => (base, None),
                     None => {
-                        let key =
-                            s.anthropic_api_key.clone().ok_or(ProviderError::MissingApiKey("ANTHROPIC_API_KEY"))?;
+                        let key = s
+                            .anthropic_api_key
+                            .clone()
+                            .ok_or(ProviderError::MissingApiKey("ANTHROPIC_API_KEY"))?;
                         (s.anthropic_base_url.clone(), Some(key))
                     }
                 };
                 if let Some(key) = &key {
-                    headers.insert(HeaderName::from_static("x-api-key"), sensitive(key.expose(), "ANTHROPIC_API_KEY")?);
+                    headers.insert(
+                        HeaderName::from_static("x-api-key"),
+                        sensitive(key.expose(), "ANTHROPIC_API_KEY")?,
+                    );
                 }
-                headers
-                    .insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION));
-                (format!("{base}/v1/messages"), protocol::anthropic_body(target.model, prompt, &config), key)
+                headers.insert(
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static(ANTHROPIC_VERSION),
+                );
+                (
+                    format!("{base}/v1/messages"),
+                    protocol::anthropic_body(target.model, prompt, &config),
+                    key,
+                )
             }
             Protocol::Ollama => {
                 let base = base_override.unwrap_or_else(|| s.ollama_base_url.clone());
-                (format!("{base}/api/chat"), protocol::ollama_body(target.model, prompt, &config), None)
+                (
+                    format!("{base}/api/chat"),
+                    protocol::ollama_body(target.model, prompt, &config),
+                    None,
+                )
             }
             Protocol::Echo => unreachable!("echo needs no request"),
         };
-        Ok(Request { url, headers, body, secret })
+        Ok(Request {
+            url,
+            headers,
+            body,
+            secret,
+        })
     }
 
     /// Sends until an attempt succeeds, fails for good or the retries run out. Returns the
@@ -268,7 +305,10 @@ impl Providers {
                 )))
             });
         }
-        let error = ProviderError::Status { status: status.as_u16(), body: quote(&body, secret) };
+        let error = ProviderError::Status {
+            status: status.as_u16(),
+            body: quote(&body, secret),
+        };
         if status.as_u16() == 429 || status.is_server_error() {
             Err(Failure::Retryable { error, retry_after })
         } else {
@@ -299,7 +339,12 @@ enum Failure {
 fn echo(prompt: &str) -> Completion {
     let started = Instant::now();
     let words = u32::try_from(prompt.split_whitespace().count()).unwrap_or(u32::MAX);
-    Completion { output: prompt.to_owned(), prompt_tokens: words, completion_tokens: words, latency: started.elapsed() }
+    Completion {
+        output: prompt.to_owned(),
+        prompt_tokens: words,
+        completion_tokens: words,
+        latency: started.elapsed(),
+    }
 }
 
 /// Counts a finished call and times it; a call refused before it was sent is not timed.
@@ -332,7 +377,9 @@ fn sensitive(value: &str, variable: &'static str) -> Result<HeaderValue, Provide
 /// calls which failed together do not retry together.
 fn backoff(base: Duration, retries_so_far: u32) -> Duration {
     use rand::Rng;
-    let delay = base.saturating_mul(2u32.saturating_pow(retries_so_far)).min(MAX_BACKOFF);
+    let delay = base
+        .saturating_mul(2u32.saturating_pow(retries_so_far))
+        .min(MAX_BACKOFF);
     let jitter_ms = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2);
     delay + Duration::from_millis(jitter_ms)
 }
@@ -353,7 +400,10 @@ fn transport(error: reqwest::Error, secret: Option<&Secret>) -> Failure {
         // The request could not even be built (a bad URL): trying again changes nothing.
         Failure::Final(ProviderError::Transport(message))
     } else {
-        Failure::Retryable { error: ProviderError::Transport(message), retry_after: None }
+        Failure::Retryable {
+            error: ProviderError::Transport(message),
+            retry_after: None,
+        }
     }
 }
 

@@ -46,8 +46,10 @@ impl PriceTable {
 
     /// The built-in prices (see `PUBLISHED` in the source: as published, check before relying on them).
     pub fn builtin() -> Self {
-        let prices =
-            PUBLISHED.iter().map(|&(id, prompt, completion)| (id.to_owned(), Price { prompt, completion })).collect();
+        let prices = PUBLISHED
+            .iter()
+            .map(|&(id, prompt, completion)| (id.to_owned(), Price { prompt, completion }))
+            .collect();
         Self { prices }
     }
 
@@ -62,7 +64,10 @@ impl PriceTable {
 
     /// This table overridden by the prices in a JSON file.
     pub fn with_file(self, path: &Path) -> Result<Self, ConfigError> {
-        let failed = |reason: String| ConfigError::PricesFile { path: path.display().to_string(), reason };
+        let failed = |reason: String| ConfigError::PricesFile {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
         self.with_json(&text).map_err(failed)
     }
@@ -88,7 +93,10 @@ impl PriceTable {
         if let Some(price) = self.prices.get(target.model).filter(|_| !target.model.is_empty()) {
             return Some(*price);
         }
-        matches!(target.protocol, Protocol::Echo | Protocol::Ollama).then_some(Price { prompt: 0, completion: 0 })
+        matches!(target.protocol, Protocol::Echo | Protocol::Ollama).then_some(Price {
+            prompt: 0,
+            completion: 0,
+        })
     }
 
     /// The cost of a call in micro-USD, `None` when the provider's price is unknown. The exact
@@ -113,7 +121,13 @@ mod tests {
     #[test]
     fn cost_rounds_the_exact_sum_half_up() {
         let mut table = PriceTable::empty();
-        table.insert("openai:m", Price { prompt: 150_000, completion: 600_000 });
+        table.insert(
+            "openai:m",
+            Price {
+                prompt: 150_000,
+                completion: 600_000,
+            },
+        );
         // 10 * 0.15 + 0 = 1.5 micro-USD -> 2; 3 * 0.15 = 0.45 -> 0; 1 * 0.15 + 1 * 0.6 = 0.75 -> 1.
         assert_eq!(table.cost("openai:m", 10, 0), Some(2));
         assert_eq!(table.cost("openai:m", 3, 0), Some(0));
@@ -121,7 +135,13 @@ mod tests {
         // 1M prompt tokens cost exactly the prompt price.
         assert_eq!(table.cost("openai:m", 1_000_000, 1_000_000), Some(750_000));
         // The largest counts do not overflow.
-        table.insert("openai:dear", Price { prompt: u64::MAX, completion: u64::MAX });
+        table.insert(
+            "openai:dear",
+            Price {
+                prompt: u64::MAX,
+                completion: u64::MAX,
+            },
+        );
         assert_eq!(table.cost("openai:dear", u32::MAX, u32::MAX), Some(i64::MAX));
     }
 
@@ -142,7 +162,11 @@ mod tests {
             .with_json(r#"{"openai:gpt-4o-mini": {"prompt": 1000000, "completion": 0}, "llama3": {"prompt": 2000000, "completion": 2000000}}"#)
             .unwrap();
         assert_eq!(table.cost("openai:gpt-4o-mini", 1, 1), Some(1));
-        assert_eq!(table.cost("openai:gpt-4o", 1_000, 0), Some(2_500), "other built-ins remain");
+        assert_eq!(
+            table.cost("openai:gpt-4o", 1_000, 0),
+            Some(2_500),
+            "other built-ins remain"
+        );
         // A bare model name prices every provider serving it, local ones included.
         assert_eq!(table.cost("openai:llama3", 1, 0), Some(2));
         assert_eq!(table.cost("ollama:chat:llama3", 1, 0), Some(2));
@@ -159,15 +183,20 @@ mod tests {
         ] {
             assert!(PriceTable::empty().with_json(bad).is_err(), "{bad}");
         }
-        let missing = PriceTable::empty().with_file(Path::new("/nonexistent/prices.json")).unwrap_err();
+        let missing = PriceTable::empty()
+            .with_file(Path::new("/nonexistent/prices.json"))
+            .unwrap_err();
         assert!(missing.to_string().contains("/nonexistent/prices.json"), "{missing}");
     }
 
     #[test]
     fn a_prices_file_is_read_from_disk() {
         let path = std::env::temp_dir().join(format!("prices-{}.json", std::process::id()));
-        std::fs::write(&path, r#"{"anthropic:messages:claude-x": {"prompt": 3000000, "completion": 15000000}}"#)
-            .unwrap();
+        std::fs::write(
+            &path,
+            r#"{"anthropic:messages:claude-x": {"prompt": 3000000, "completion": 15000000}}"#,
+        )
+        .unwrap();
         let table = PriceTable::builtin().with_file(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(table.cost("anthropic:messages:claude-x", 1_000, 100), Some(4_500));

@@ -46,7 +46,10 @@ pub(crate) fn parse_id<'a>(id: &'a str) -> Result<Target<'a>, ProviderError> {
         Ok(Target { protocol, model })
     };
     if id == "echo" {
-        return Ok(Target { protocol: Protocol::Echo, model: "" });
+        return Ok(Target {
+            protocol: Protocol::Echo,
+            model: "",
+        });
     }
     if let Some(rest) = id.strip_prefix("openai:") {
         if let Some(model) = rest.strip_prefix("chat:") {
@@ -83,7 +86,11 @@ pub(crate) fn config_map(config: &Value) -> Result<Map<String, Value>, ProviderE
     let map = match config {
         Value::Null => Map::new(),
         Value::Object(map) => map.clone(),
-        _ => return Err(ProviderError::Unsupported("a provider's config must be a JSON object".into())),
+        _ => {
+            return Err(ProviderError::Unsupported(
+                "a provider's config must be a JSON object".into(),
+            ))
+        }
     };
     if let Some(key) = REFUSED_KEYS.iter().find(|k| map.contains_key(**k)) {
         return Err(ProviderError::Unsupported(format!(
@@ -148,7 +155,11 @@ const OPENAI_OPTIONS: &[&str] = &[
 ];
 
 pub(crate) fn openai_body(model: &str, prompt: &str, config: &Map<String, Value>) -> Value {
-    body_with(config, OPENAI_OPTIONS, json!({ "model": model, "messages": user_message(prompt) }))
+    body_with(
+        config,
+        OPENAI_OPTIONS,
+        json!({ "model": model, "messages": user_message(prompt) }),
+    )
 }
 
 const ANTHROPIC_OPTIONS: &[&str] = &["temperature", "top_p", "top_k", "stop_sequences", "system", "metadata"];
@@ -157,7 +168,10 @@ const ANTHROPIC_OPTIONS: &[&str] = &["temperature", "top_p", "top_k", "stop_sequ
 pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 1024;
 
 pub(crate) fn anthropic_body(model: &str, prompt: &str, config: &Map<String, Value>) -> Value {
-    let max_tokens = config.get("max_tokens").cloned().unwrap_or(json!(ANTHROPIC_DEFAULT_MAX_TOKENS));
+    let max_tokens = config
+        .get("max_tokens")
+        .cloned()
+        .unwrap_or(json!(ANTHROPIC_DEFAULT_MAX_TOKENS));
     body_with(
         config,
         ANTHROPIC_OPTIONS,
@@ -215,7 +229,11 @@ pub(crate) fn openai_answer(body: &Value) -> Result<Answer, ProviderError> {
     let output = match (message.get("content"), message.get("refusal")) {
         (Some(Value::String(content)), _) => content.clone(),
         (_, Some(Value::String(refusal))) => refusal.clone(),
-        _ => return Err(ProviderError::Malformed("choices[0].message.content is not text".into())),
+        _ => {
+            return Err(ProviderError::Malformed(
+                "choices[0].message.content is not text".into(),
+            ))
+        }
     };
     Ok(Answer {
         output,
@@ -230,7 +248,10 @@ pub(crate) fn anthropic_answer(body: &Value) -> Result<Answer, ProviderError> {
         .and_then(Value::as_array)
         .ok_or_else(|| ProviderError::Malformed("content is not a list of blocks".into()))?;
     let mut output = String::new();
-    for block in blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("text")) {
+    for block in blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+    {
         let text = block
             .get("text")
             .and_then(Value::as_str)
@@ -264,16 +285,31 @@ mod tests {
     fn ids_split_into_protocol_and_model() {
         let t = |id| parse_id(id).map(|t| (t.protocol, t.model.to_owned()));
         assert_eq!(t("echo").unwrap().0, Protocol::Echo);
-        assert_eq!(t("openai:gpt-4o-mini").unwrap(), (Protocol::OpenAi, "gpt-4o-mini".into()));
+        assert_eq!(
+            t("openai:gpt-4o-mini").unwrap(),
+            (Protocol::OpenAi, "gpt-4o-mini".into())
+        );
         assert_eq!(t("openai:chat:gpt-4o").unwrap(), (Protocol::OpenAi, "gpt-4o".into()));
-        assert_eq!(t("openai:ft:gpt-4o-mini:acme::abc").unwrap().1, "ft:gpt-4o-mini:acme::abc");
-        assert_eq!(t("ollama:chat:llama3.2:1b").unwrap(), (Protocol::Ollama, "llama3.2:1b".into()));
+        assert_eq!(
+            t("openai:ft:gpt-4o-mini:acme::abc").unwrap().1,
+            "ft:gpt-4o-mini:acme::abc"
+        );
+        assert_eq!(
+            t("ollama:chat:llama3.2:1b").unwrap(),
+            (Protocol::Ollama, "llama3.2:1b".into())
+        );
         assert_eq!(
             t("anthropic:messages:claude-3-5-haiku-20241022").unwrap(),
             (Protocol::Anthropic, "claude-3-5-haiku-20241022".into())
         );
-        for bad in ["gpt4", "openai:", "openai:chat: ", "openai:embedding:text-embedding-3-small", "ollama:llama3", ""]
-        {
+        for bad in [
+            "gpt4",
+            "openai:",
+            "openai:chat: ",
+            "openai:embedding:text-embedding-3-small",
+            "ollama:llama3",
+            "",
+        ] {
             assert!(matches!(parse_id(bad), Err(ProviderError::Unsupported(_))), "{bad}");
         }
     }
@@ -299,7 +335,10 @@ mod tests {
             &config_map(&json!({"temperature": 0, "format": "json", "base_url": "http://x"})).unwrap(),
         );
         assert_eq!(body["options"], json!({"temperature": 0}));
-        assert_eq!((body["format"].clone(), body["stream"].clone()), (json!("json"), json!(false)));
+        assert_eq!(
+            (body["format"].clone(), body["stream"].clone()),
+            (json!("json"), json!(false))
+        );
     }
 
     #[test]
@@ -313,9 +352,18 @@ mod tests {
 
     #[test]
     fn answers_missing_their_output_are_malformed() {
-        assert!(matches!(openai_answer(&json!({"choices": []})), Err(ProviderError::Malformed(_))));
-        assert!(matches!(anthropic_answer(&json!({"content": "hi"})), Err(ProviderError::Malformed(_))));
-        assert!(matches!(ollama_answer(&json!({"message": {}})), Err(ProviderError::Malformed(_))));
+        assert!(matches!(
+            openai_answer(&json!({"choices": []})),
+            Err(ProviderError::Malformed(_))
+        ));
+        assert!(matches!(
+            anthropic_answer(&json!({"content": "hi"})),
+            Err(ProviderError::Malformed(_))
+        ));
+        assert!(matches!(
+            ollama_answer(&json!({"message": {}})),
+            Err(ProviderError::Malformed(_))
+        ));
         assert!(matches!(
             openai_answer(&json!({"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "3"}})),
             Err(ProviderError::Malformed(_))

@@ -49,9 +49,10 @@ impl ProviderSettings {
             match lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
                 None => Ok(None),
                 // The key ends up in a header; say so now rather than on every call.
-                Some(v) if HeaderValue::from_str(&v).is_err() => {
-                    Err(ConfigError::Invalid { name, reason: "contains characters an HTTP header cannot carry".into() })
-                }
+                Some(v) if HeaderValue::from_str(&v).is_err() => Err(ConfigError::Invalid {
+                    name,
+                    reason: "contains characters an HTTP header cannot carry".into(),
+                }),
                 Some(v) => Ok(Some(Secret::new(v))),
             }
         };
@@ -59,7 +60,10 @@ impl ProviderSettings {
             get(name, &default.to_string())
                 .trim()
                 .parse()
-                .map_err(|_| ConfigError::Invalid { name, reason: "is not a whole number".into() })
+                .map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: "is not a whole number".into(),
+                })
         };
         let settings = ProviderSettings {
             openai_base_url: base_url("OPENAI_BASE_URL", &get("OPENAI_BASE_URL", "https://api.openai.com/v1"))?,
@@ -71,8 +75,10 @@ impl ProviderSettings {
             anthropic_api_key: secret("ANTHROPIC_API_KEY")?,
             ollama_base_url: base_url("OLLAMA_BASE_URL", &get("OLLAMA_BASE_URL", "http://127.0.0.1:11434"))?,
             timeout: Duration::from_millis(number("PROVIDER_TIMEOUT_MS", 60_000)?),
-            max_retries: u32::try_from(number("PROVIDER_MAX_RETRIES", 4)?)
-                .map_err(|_| ConfigError::Invalid { name: "PROVIDER_MAX_RETRIES", reason: "is too large".into() })?,
+            max_retries: u32::try_from(number("PROVIDER_MAX_RETRIES", 4)?).map_err(|_| ConfigError::Invalid {
+                name: "PROVIDER_MAX_RETRIES",
+                reason: "is too large".into(),
+            })?,
             retry_base_delay: Duration::from_millis(number("PROVIDER_RETRY_BASE_MS", 500)?),
             max_concurrency_per_provider: number("PROVIDER_CONCURRENCY", 8)? as usize,
             allow_base_url_override: match get("PROVIDER_ALLOW_BASE_URL_OVERRIDE", "true").trim() {
@@ -87,10 +93,16 @@ impl ProviderSettings {
             },
         };
         if settings.timeout.is_zero() {
-            return Err(ConfigError::Invalid { name: "PROVIDER_TIMEOUT_MS", reason: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                name: "PROVIDER_TIMEOUT_MS",
+                reason: "must be above 0".into(),
+            });
         }
         if settings.max_concurrency_per_provider == 0 {
-            return Err(ConfigError::Invalid { name: "PROVIDER_CONCURRENCY", reason: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                name: "PROVIDER_CONCURRENCY",
+                reason: "must be above 0".into(),
+            });
         }
         Ok(settings)
     }
@@ -116,7 +128,10 @@ impl ProviderSettings {
 
 /// An http(s) URL without its trailing slash, so paths can be appended with `format!`.
 pub(crate) fn base_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid { name, reason: reason.into() };
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    };
     let url = reqwest::Url::parse(value.trim()).map_err(|_| invalid("is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("must be an http or https URL"));

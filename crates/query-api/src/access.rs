@@ -32,7 +32,10 @@ impl Access {
                     .await
                     .map_err(internal)?
             }
-            Principal::ApiKey { key_id, workspace_id: key_workspace } if key_workspace == workspace_id => {
+            Principal::ApiKey {
+                key_id,
+                workspace_id: key_workspace,
+            } if key_workspace == workspace_id => {
                 sqlx::query_scalar("SELECT role FROM read.api_keys WHERE key_id = $1")
                     .bind(key_id)
                     .fetch_optional(pool)

@@ -76,7 +76,8 @@ pub fn micro_usd_to_string(micro: i64) -> String {
 impl Analytics {
     /// The WHERE clause shared by every figure; values are bound, never interpolated.
     fn filter(&self, card: bool) -> String {
-        let mut filter = String::from("workspace_id = toUUID(?) AND recorded_at >= toDateTime(?) AND recorded_at <= toDateTime(?)");
+        let mut filter =
+            String::from("workspace_id = toUUID(?) AND recorded_at >= toDateTime(?) AND recorded_at <= toDateTime(?)");
         if card {
             filter.push_str(" AND card_id = toUUID(?)");
         }
@@ -84,8 +85,14 @@ impl Analytics {
     }
 
     fn bounds(&self) -> (u32, u32) {
-        let from = self.from.map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32).unwrap_or(0);
-        let to = self.to.map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32).unwrap_or(u32::MAX);
+        let from = self
+            .from
+            .map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32)
+            .unwrap_or(0);
+        let to = self
+            .to
+            .map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32)
+            .unwrap_or(u32::MAX);
         (from, to)
     }
 
@@ -115,7 +122,12 @@ fn card(card_id: &Option<ID>) -> Result<Option<Uuid>> {
 #[Object]
 impl Analytics {
     /// Share of passing results per hour or day.
-    async fn pass_rate(&self, ctx: &Context<'_>, card_id: Option<ID>, bucket: Option<Bucket>) -> Result<Vec<PassRatePoint>> {
+    async fn pass_rate(
+        &self,
+        ctx: &Context<'_>,
+        card_id: Option<ID>,
+        bucket: Option<Bucket>,
+    ) -> Result<Vec<PassRatePoint>> {
         let card_id = card(&card_id)?;
         let start = match bucket.unwrap_or(Bucket::Day) {
             Bucket::Hour => "toStartOfHour(recorded_at)",
@@ -133,7 +145,11 @@ impl Analytics {
                 bucket: Utc.timestamp_opt(row.bucket as i64, 0).single().unwrap_or_default(),
                 total: row.total,
                 passed: row.passed,
-                rate: if row.total == 0 { 0.0 } else { row.passed as f64 / row.total as f64 },
+                rate: if row.total == 0 {
+                    0.0
+                } else {
+                    row.passed as f64 / row.total as f64
+                },
             })
             .collect())
     }

@@ -31,7 +31,9 @@ impl DocCache {
     /// Connects in the background: queries are answered from Postgres, uncached, until Redis
     /// answers (a Redis that is down at start means no cache for now, not no service).
     pub fn connect(url: &str) -> Self {
-        let cache = Self { redis: Arc::new(OnceLock::new()) };
+        let cache = Self {
+            redis: Arc::new(OnceLock::new()),
+        };
         let (slot, url) = (cache.redis.clone(), url.to_owned());
         tokio::spawn(async move {
             let connection = service::retry("connecting to Redis for the document cache", || {
@@ -59,8 +61,15 @@ impl DocCache {
     }
 
     pub async fn put_card(&self, card: &CardNode, stream_version: i64) {
-        let Some(mut redis) = self.redis.get().cloned() else { return };
-        let Ok(doc) = serde_json::to_string(&CachedCard { stream_version, card: card.clone() }) else { return };
+        let Some(mut redis) = self.redis.get().cloned() else {
+            return;
+        };
+        let Ok(doc) = serde_json::to_string(&CachedCard {
+            stream_version,
+            card: card.clone(),
+        }) else {
+            return;
+        };
         let _: Result<(), _> = redis::cmd("SET")
             .arg(doc_key(card.id))
             .arg(doc)

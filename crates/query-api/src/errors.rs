@@ -7,7 +7,10 @@ pub fn error(code: &'static str, message: impl Into<String>) -> Error {
 }
 
 pub fn unauthenticated() -> Error {
-    error("UNAUTHENTICATED", "send Authorization: Bearer <access token or API key>")
+    error(
+        "UNAUTHENTICATED",
+        "send Authorization: Bearer <access token or API key>",
+    )
 }
 
 pub fn not_found(what: &str) -> Error {

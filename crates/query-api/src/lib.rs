@@ -95,7 +95,11 @@ fn error_response(error: async_graphql::Error) -> GraphQLResponse {
     async_graphql::Response::from_errors(vec![server_error]).into()
 }
 
-async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {
+async fn graphql(
+    State(app): State<(AppState, AppSchema)>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
     let (state, schema) = app;
     let request = request.into_inner();
     if request.query.len() > state.settings.max_query_bytes {
@@ -104,7 +108,9 @@ async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, r
             state.settings.max_query_bytes
         )));
     }
-    let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let access = match state.access_from_header(authorization).await {
         Ok(access) => access,
         Err(error) => return error_response(error),
@@ -112,9 +118,15 @@ async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, r
     let mut min_position = None;
     if let Some(value) = headers.get("x-min-position") {
         let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
-            return error_response(errors::bad_request("X-Min-Position must be a global position (an integer)"));
+            return error_response(errors::bad_request(
+                "X-Min-Position must be a global position (an integer)",
+            ));
         };
-        match state.freshness.wait_for(position, state.settings.min_position_wait).await {
+        match state
+            .freshness
+            .wait_for(position, state.settings.min_position_wait)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 return error_response(errors::error(
@@ -141,7 +153,12 @@ async fn graphql(State(app): State<(AppState, AppSchema)>, headers: HeaderMap, r
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 /// graphql-transport-ws; the credential comes in `connection_init` as `{"Authorization": "Bearer ..."}`.
@@ -201,13 +218,20 @@ async fn ready(state: &AppState) -> Result<serde_json::Value, serde_json::Value>
                 let mut connection = client.get_multiplexed_async_connection().await.ok()?;
                 redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
             };
-            tokio::time::timeout(Duration::from_secs(2), ping).await.ok().flatten().is_some()
+            tokio::time::timeout(Duration::from_secs(2), ping)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
         }
         None => false,
     };
-    let clickhouse = tokio::time::timeout(Duration::from_secs(2), state.clickhouse.query("SELECT 1").fetch_one::<u8>())
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let clickhouse = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.clickhouse.query("SELECT 1").fetch_one::<u8>(),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     let checks = serde_json::json!({ "postgres": postgres, "redis": redis, "clickhouse": clickhouse });
     if postgres && redis && clickhouse {
         Ok(checks)
@@ -230,7 +254,10 @@ impl Application {
             .await?;
         let listener = tokio::net::TcpListener::bind(settings.addr).await?;
         let state = AppState::new(pool, settings).await;
-        Ok(Self { listener, router: router(state) })
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {

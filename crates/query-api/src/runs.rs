@@ -260,7 +260,10 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
     let state = ctx.data_unchecked::<AppState>();
     let access = *ctx.data_unchecked::<crate::access::Access>();
     access.principal()?;
-    let client = state.redis_client.clone().ok_or_else(|| internal("Redis is not configured"))?;
+    let client = state
+        .redis_client
+        .clone()
+        .ok_or_else(|| internal("Redis is not configured"))?;
     let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
     pubsub
         .subscribe(projector::redis_sink::run_channel(run_id))
@@ -275,15 +278,26 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
     }
     let first = progress(run_id, &loaded.state, None);
     let finished = loaded.state.status.is_terminal();
-    let guard = crate::schema::SubscriberGuard::new();
+    let guard = crate::schema::SubscriberGuard::count();
     let store = state.store.clone();
     let updates = stream::unfold(
-        (pubsub.into_on_message(), store, loaded.state, loaded.version, finished, guard),
+        (
+            pubsub.into_on_message(),
+            store,
+            loaded.state,
+            loaded.version,
+            finished,
+            guard,
+        ),
         move |(mut messages, store, mut run, mut version, mut finished, guard)| async move {
             while !finished {
                 let message = messages.next().await?;
-                let Ok(payload) = message.get_payload::<String>() else { continue };
-                let Ok(entry) = serde_json::from_str::<Value>(&payload) else { continue };
+                let Ok(payload) = message.get_payload::<String>() else {
+                    continue;
+                };
+                let Ok(entry) = serde_json::from_str::<Value>(&payload) else {
+                    continue;
+                };
                 if entry["version"].as_i64().is_some_and(|v| v <= version) {
                     continue;
                 }

@@ -58,7 +58,11 @@ pub fn page<T: async_graphql::OutputType>(
 ) -> Connection<String, T> {
     let has_next = rows.len() as i64 > limit;
     let mut connection = Connection::new(had_cursor, has_next);
-    connection.edges.extend(rows.into_iter().take(limit as usize).map(|node| Edge::new(cursor(&node), node)));
+    connection.edges.extend(
+        rows.into_iter()
+            .take(limit as usize)
+            .map(|node| Edge::new(cursor(&node), node)),
+    );
     connection
 }
 
@@ -367,7 +371,9 @@ impl QueryRoot {
             None => {
                 crate::cache::DocCache::miss();
                 let row: Option<(CardNode, i64)> = load_card(&state.pool, card_id).await?;
-                let Some((card, stream_version)) = row else { return Ok(None) };
+                let Some((card, stream_version)) = row else {
+                    return Ok(None);
+                };
                 state.cache.put_card(&card, stream_version).await;
                 card
             }
@@ -414,7 +420,9 @@ impl QueryRoot {
         .fetch_all(&state.pool)
         .await
         .map_err(internal)?;
-        Ok(page(rows, limit, after.is_some(), |card| encode_cursor(&(card.created_at, card.id))))
+        Ok(page(rows, limit, after.is_some(), |card| {
+            encode_cursor(&(card.created_at, card.id))
+        }))
     }
 
     /// Every event of a workspace (optionally of one stream), newest first.
@@ -446,19 +454,23 @@ impl QueryRoot {
         .fetch_all(&state.pool)
         .await
         .map_err(internal)?;
-        Ok(page(rows, limit, after.is_some(), |entry| encode_cursor(&entry.position)))
+        Ok(page(rows, limit, after.is_some(), |entry| {
+            encode_cursor(&entry.position)
+        }))
     }
 
     async fn test_run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<crate::runs::RunNode>> {
         let run_id = parse_id(&id, "id")?;
         access(ctx).principal()?;
         let state = state(ctx);
-        let run: Option<crate::runs::RunNode> =
-            sqlx::query_as(&format!("SELECT {} FROM read.test_runs WHERE run_id = $1", crate::runs::RUN_COLUMNS))
-                .bind(run_id)
-                .fetch_optional(&state.pool)
-                .await
-                .map_err(internal)?;
+        let run: Option<crate::runs::RunNode> = sqlx::query_as(&format!(
+            "SELECT {} FROM read.test_runs WHERE run_id = $1",
+            crate::runs::RUN_COLUMNS
+        ))
+        .bind(run_id)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(internal)?;
         match run {
             Some(run) if access(ctx).role_in(&state.pool, run.workspace_id).await.is_ok() => Ok(Some(run)),
             _ => Ok(None),
@@ -495,7 +507,9 @@ impl QueryRoot {
         .fetch_all(&state.pool)
         .await
         .map_err(internal)?;
-        Ok(page(rows, limit, after.is_some(), |run| encode_cursor(&(run.created_at, run.run_id))))
+        Ok(page(rows, limit, after.is_some(), |run| {
+            encode_cursor(&(run.created_at, run.run_id))
+        }))
     }
 
     /// Pass rates, cost and latency of test results, from ClickHouse.
@@ -554,7 +568,9 @@ async fn card_in_history(
     };
     let (created_at, updated_at) = (first.recorded_at, last.recorded_at);
     let card: CardState = event_store::fold_recorded(&events).map_err(internal)?;
-    let Some(workspace_id) = card.workspace_id else { return Ok(None) };
+    let Some(workspace_id) = card.workspace_id else {
+        return Ok(None);
+    };
     if access(ctx).role_in(&state.pool, workspace_id).await.is_err() {
         return Ok(None);
     }
@@ -584,7 +600,8 @@ async fn card_in_history(
 pub struct SubscriberGuard;
 
 impl SubscriberGuard {
-    pub fn new() -> Self {
+    /// Counts one more subscriber until the guard is dropped.
+    pub fn count() -> Self {
         metrics::gauge!("query_subscribers").increment(1.0);
         SubscriberGuard
     }
@@ -601,7 +618,11 @@ pub struct SubscriptionRoot;
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// The run's current progress, then every change; completes after the terminal state.
-    async fn test_run_progress(&self, ctx: &Context<'_>, run_id: ID) -> Result<impl Stream<Item = crate::runs::TestRunProgress>> {
+    async fn test_run_progress(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+    ) -> Result<impl Stream<Item = crate::runs::TestRunProgress>> {
         let run_id = parse_id(&run_id, "runId")?;
         crate::runs::run_progress(ctx, run_id).await
     }
@@ -613,13 +634,16 @@ impl SubscriptionRoot {
         if access(ctx).role_in(&state.pool, workspace_id).await.is_err() {
             return Err(forbidden("not a member of this workspace"));
         }
-        let client = state.redis_client.clone().ok_or_else(|| internal("Redis is not configured"))?;
+        let client = state
+            .redis_client
+            .clone()
+            .ok_or_else(|| internal("Redis is not configured"))?;
         let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
         pubsub
             .subscribe(projector::redis_sink::workspace_channel(workspace_id))
             .await
             .map_err(internal)?;
-        let guard = SubscriberGuard::new();
+        let guard = SubscriberGuard::count();
         Ok(pubsub.into_on_message().filter_map(move |message| {
             let _alive = &guard;
             let entry = message

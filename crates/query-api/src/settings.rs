@@ -24,10 +24,7 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("QUERY_API_ADDR", "127.0.0.1:8081").parse()?,
-            database_url: Secret::new(env_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/promptcards",
-            )),
+            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
             clickhouse_url: env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
             clickhouse_database: env_or("CLICKHOUSE_DATABASE", "promptcards"),

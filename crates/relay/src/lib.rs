@@ -26,10 +26,7 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("RELAY_ADDR", "127.0.0.1:8084").parse()?,
-            database_url: Secret::new(env_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/promptcards",
-            )),
+            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: env_or("KAFKA_TOPIC", "promptcards.events"),
             topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
@@ -74,16 +71,19 @@ pub struct Relay {
 
 impl Relay {
     /// Resumes from the stored checkpoint for `topic`.
-    pub async fn new(store: EventStore, producer: FutureProducer, topic: &str, batch_size: i64) -> Result<Self, sqlx::Error> {
+    pub async fn new(
+        store: EventStore,
+        producer: FutureProducer,
+        topic: &str,
+        batch_size: i64,
+    ) -> Result<Self, sqlx::Error> {
         let name = format!("kafka:{topic}");
-        let cursor = sqlx::query_as::<_, (i64, i64)>(
-            "SELECT tx_id, position FROM relay_checkpoints WHERE name = $1",
-        )
-        .bind(&name)
-        .fetch_optional(store.pool())
-        .await?
-        .map(|(tx_id, position)| Cursor { tx_id, position })
-        .unwrap_or(Cursor::START);
+        let cursor = sqlx::query_as::<_, (i64, i64)>("SELECT tx_id, position FROM relay_checkpoints WHERE name = $1")
+            .bind(&name)
+            .fetch_optional(store.pool())
+            .await?
+            .map(|(tx_id, position)| Cursor { tx_id, position })
+            .unwrap_or(Cursor::START);
         Ok(Self {
             store,
             producer,
@@ -339,7 +339,9 @@ impl Leadership {
         match tokio::time::timeout(Duration::from_secs(2), ping).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(RelayError::LeadershipLost(error.to_string())),
-            Err(_) => Err(RelayError::LeadershipLost("the lock's session did not answer within 2 s".into())),
+            Err(_) => Err(RelayError::LeadershipLost(
+                "the lock's session did not answer within 2 s".into(),
+            )),
         }
     }
 }
@@ -374,7 +376,12 @@ mod tests {
     fn as_map(headers: &OwnedHeaders) -> HashMap<String, String> {
         headers
             .iter()
-            .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap()))
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 

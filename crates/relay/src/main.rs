@@ -17,7 +17,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Postgres may be restarting as this process starts: wait for it rather than exit.
-    let store = service::retry("connecting to Postgres", || EventStore::connect(settings.database_url.expose(), 4)).await;
+    let store = service::retry("connecting to Postgres", || {
+        EventStore::connect(settings.database_url.expose(), 4)
+    })
+    .await;
     service::retry("migrating Postgres", || store.migrate()).await;
 
     let readiness_store = store.clone();
@@ -37,7 +40,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // Lead until the leadership is lost (a Postgres restart ends the lock's session), then
     // compete for it again; never publish without it.
     loop {
-        let leadership = service::retry("taking the relay's leadership", || Leadership::acquire(&store, &settings.topic)).await;
+        let leadership = service::retry("taking the relay's leadership", || {
+            Leadership::acquire(&store, &settings.topic)
+        })
+        .await;
         let relay = service::retry("reading the relay's checkpoint", || {
             Relay::new(store.clone(), producer.clone(), &settings.topic, settings.batch_size)
         })
@@ -62,5 +68,9 @@ async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, s
     let postgres = sqlx::query("SELECT 1").execute(store.pool()).await.is_ok();
     let kafka = kafka::answers(brokers).await;
     let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka });
-    if postgres && kafka { Ok(checks) } else { Err(checks) }
+    if postgres && kafka {
+        Ok(checks)
+    } else {
+        Err(checks)
+    }
 }

@@ -49,7 +49,12 @@ impl RunRequests {
             consumer.subscribe(&[&topic])?;
             Ok(consumer)
         };
-        Ok(Self { consumer: make_consumer()?, make_consumer: Box::new(make_consumer), runner, max_runs: max_runs.max(1) })
+        Ok(Self {
+            consumer: make_consumer()?,
+            make_consumer: Box::new(make_consumer),
+            runner,
+            max_runs: max_runs.max(1),
+        })
     }
 
     pub async fn run(mut self) -> anyhow::Result<()> {
@@ -124,7 +129,11 @@ impl RunRequests {
 
     /// Stores, per partition, the offset up to the oldest request still running (or all that
     /// was read), for the next automatic commit.
-    fn commit(&self, in_flight: &BTreeMap<Partition, BTreeSet<i64>>, next: &BTreeMap<Partition, i64>) -> anyhow::Result<()> {
+    fn commit(
+        &self,
+        in_flight: &BTreeMap<Partition, BTreeSet<i64>>,
+        next: &BTreeMap<Partition, i64>,
+    ) -> anyhow::Result<()> {
         let mut offsets = TopicPartitionList::new();
         for (partition, next_offset) in next {
             let safe = in_flight

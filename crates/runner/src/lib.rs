@@ -43,10 +43,7 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("RUNNER_ADDR", "127.0.0.1:8083").parse()?,
-            database_url: Secret::new(env_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/promptcards",
-            )),
+            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: env_or("KAFKA_TOPIC", "promptcards.events"),
             topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
@@ -61,8 +58,12 @@ impl Settings {
 /// How a run execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {
-    Completed { recorded: usize },
-    Cancelled { recorded: usize },
+    Completed {
+        recorded: usize,
+    },
+    Cancelled {
+        recorded: usize,
+    },
     /// The run was already finished, failed or cancelled; nothing was called.
     AlreadyOver,
 }
@@ -83,7 +84,11 @@ const CANCEL_CHECK: Duration = Duration::from_millis(250);
 
 impl Runner {
     pub fn new(repo: Repository, providers: Arc<Providers>, max_in_flight: usize) -> Self {
-        Self { repo, providers, max_in_flight: max_in_flight.max(1) }
+        Self {
+            repo,
+            providers,
+            max_in_flight: max_in_flight.max(1),
+        }
     }
 
     /// Executes whatever the run still needs, then completes it. Safe to call again after a
@@ -98,7 +103,13 @@ impl Runner {
         let pending = loaded.state.pending();
         let cancelled = Arc::new(AtomicBool::new(false));
         let (results, receiver) = mpsc::channel::<TestResult>(BATCH * 2);
-        let appender = tokio::spawn(append_results(self.repo.clone(), run_id, plan.workspace_id, receiver, cancelled.clone()));
+        let appender = tokio::spawn(append_results(
+            self.repo.clone(),
+            run_id,
+            plan.workspace_id,
+            receiver,
+            cancelled.clone(),
+        ));
 
         let slots = Arc::new(Semaphore::new(self.max_in_flight));
         let mut calls = tokio::task::JoinSet::new();
@@ -121,14 +132,21 @@ impl Runner {
         if cancelled.load(Ordering::Relaxed) {
             return Ok(RunOutcome::Cancelled { recorded });
         }
-        match self.decide_and_append(run_id, plan.workspace_id, RunCommand::Complete).await {
+        match self
+            .decide_and_append(run_id, plan.workspace_id, RunCommand::Complete)
+            .await
+        {
             Ok(_) => Ok(RunOutcome::Completed { recorded }),
             Err(AppendOutcome::Refused(DomainError::Conflict(_))) => {
                 let state = self.repo.load::<TestRun>(run_id).await?.state;
                 if state.status == domain::run::RunStatus::Cancelled {
                     Ok(RunOutcome::Cancelled { recorded })
                 } else {
-                    anyhow::bail!("run {run_id} could not complete: {} of {} recorded", state.completed(), state.total())
+                    anyhow::bail!(
+                        "run {run_id} could not complete: {} of {} recorded",
+                        state.completed(),
+                        state.total()
+                    )
                 }
             }
             Err(other) => Err(other.into()),
@@ -136,7 +154,12 @@ impl Runner {
     }
 
     /// Loads the run, decides, and appends at the loaded version, retrying a lost race.
-    async fn decide_and_append(&self, run_id: Uuid, workspace_id: Uuid, command: RunCommand) -> Result<usize, AppendOutcome> {
+    async fn decide_and_append(
+        &self,
+        run_id: Uuid,
+        workspace_id: Uuid,
+        command: RunCommand,
+    ) -> Result<usize, AppendOutcome> {
         decide_and_append(&self.repo, run_id, workspace_id, command).await
     }
 }
@@ -157,9 +180,17 @@ impl From<AppendOutcome> for anyhow::Error {
     }
 }
 
-async fn decide_and_append(repo: &Repository, run_id: Uuid, workspace_id: Uuid, command: RunCommand) -> Result<usize, AppendOutcome> {
+async fn decide_and_append(
+    repo: &Repository,
+    run_id: Uuid,
+    workspace_id: Uuid,
+    command: RunCommand,
+) -> Result<usize, AppendOutcome> {
     loop {
-        let loaded = repo.load::<TestRun>(run_id).await.map_err(|e| AppendOutcome::Failed(e.into()))?;
+        let loaded = repo
+            .load::<TestRun>(run_id)
+            .await
+            .map_err(|e| AppendOutcome::Failed(e.into()))?;
         let events = loaded.state.decide(command.clone()).map_err(AppendOutcome::Refused)?;
         if events.is_empty() {
             return Ok(0);
@@ -242,8 +273,16 @@ async fn append_results(
 /// Renders, calls and grades one slot: all the work a result costs besides its append. Every
 /// failure becomes a recorded error, never a crash. Public so the benchmark can time it.
 pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> TestResult {
-    let case = plan.cases.iter().find(|c| c.case_id == key.case_id).expect("keys come from the plan");
-    let provider = plan.providers.iter().find(|p| p.id == key.provider).expect("keys come from the plan");
+    let case = plan
+        .cases
+        .iter()
+        .find(|c| c.case_id == key.case_id)
+        .expect("keys come from the plan");
+    let provider = plan
+        .providers
+        .iter()
+        .find(|p| p.id == key.provider)
+        .expect("keys come from the plan");
     let failed = |rendered_prompt: String, error: String, latency_ms: u64| TestResult {
         key: key.clone(),
         rendered_prompt,

@@ -15,7 +15,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Postgres may be restarting as this process starts: wait for it rather than exit.
-    let store = service::retry("connecting to Postgres", || EventStore::connect(settings.database_url.expose(), 8)).await;
+    let store = service::retry("connecting to Postgres", || {
+        EventStore::connect(settings.database_url.expose(), 8)
+    })
+    .await;
     service::retry("migrating Postgres", || store.migrate()).await;
     let readiness: service::ReadinessCheck = {
         let (store, brokers) = (store.clone(), settings.kafka_brokers.clone());
@@ -33,14 +36,25 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     })
     .await;
     let instance = settings.instance_id.as_deref();
-    RunRequests::new(&settings.kafka_brokers, &settings.group_id, instance, &settings.topic, runner, settings.max_concurrent_runs)?
-        .run()
-        .await
+    RunRequests::new(
+        &settings.kafka_brokers,
+        &settings.group_id,
+        instance,
+        &settings.topic,
+        runner,
+        settings.max_concurrent_runs,
+    )?
+    .run()
+    .await
 }
 
 async fn ready(store: &EventStore, brokers: &str) -> Result<serde_json::Value, serde_json::Value> {
     let postgres = sqlx::query("SELECT 1").execute(store.pool()).await.is_ok();
     let kafka = kafka::answers(brokers).await;
     let checks = serde_json::json!({ "postgres": postgres, "kafka": kafka });
-    if postgres && kafka { Ok(checks) } else { Err(checks) }
+    if postgres && kafka {
+        Ok(checks)
+    } else {
+        Err(checks)
+    }
 }

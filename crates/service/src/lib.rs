@@ -17,8 +17,8 @@ use std::sync::{Arc, OnceLock};
 pub mod telemetry;
 
 pub use telemetry::{
-    add_link_from_traceparent, current_traceparent, init_telemetry, set_parent_from_traceparent,
-    shutdown_telemetry, trace_id_of,
+    add_link_from_traceparent, current_traceparent, init_telemetry, set_parent_from_traceparent, shutdown_telemetry,
+    trace_id_of,
 };
 
 /// A setting from the environment, or its development default.
@@ -66,8 +66,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// Checks each dependency a process needs; `Err` names what failed.
-pub type ReadinessCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Value, Value>> + Send>> + Send + Sync>;
+pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Value, Value>> + Send>> + Send + Sync>;
 
 /// `/healthz` (alive), `/readyz` (dependencies answer) and `/metrics` (Prometheus text).
 pub fn ops_router(readiness: ReadinessCheck) -> Router {
@@ -80,7 +79,10 @@ pub fn ops_router(readiness: ReadinessCheck) -> Router {
                 let readiness = readiness.clone();
                 async move {
                     match readiness().await {
-                        Ok(details) => (StatusCode::OK, axum::Json(json!({ "status": "ready", "checks": details }))),
+                        Ok(details) => (
+                            StatusCode::OK,
+                            axum::Json(json!({ "status": "ready", "checks": details })),
+                        ),
                         Err(details) => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             axum::Json(json!({ "status": "unavailable", "checks": details })),

@@ -44,9 +44,9 @@ pub fn init_telemetry(service: &'static str) {
         Some(Ok(provider)) => (Some(provider), None),
         Some(Err(error)) => (None, Some(error)),
     };
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(service))
-    });
+    let otel_layer = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = tracing_fmt::layer()
@@ -78,9 +78,7 @@ pub fn init_telemetry(service: &'static str) {
     }
 }
 
-fn tracer_provider(
-    service: &'static str,
-) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -136,8 +134,7 @@ pub fn current_traceparent() -> Option<(String, Option<String>)> {
 
 /// The 32 hex digits of trace id in a W3C `traceparent`, when it is well formed.
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
-    remote_context(Some(traceparent), None)
-        .map(|context| context.span().span_context().trace_id().to_string())
+    remote_context(Some(traceparent), None).map(|context| context.span().span_context().trace_id().to_string())
 }
 
 fn remote_context(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<Context> {
@@ -227,7 +224,10 @@ mod tests {
     fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {
         assert_eq!(trace_id_of(INCOMING).as_deref(), Some(TRACE_ID));
         assert_eq!(trace_id_of("00-not-a-trace-01"), None);
-        assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
     }
 
     #[test]
@@ -248,7 +248,10 @@ mod tests {
         drop(span);
 
         assert_eq!(trace_id_of(&traceparent).as_deref(), Some(TRACE_ID));
-        assert!(!traceparent.contains("00f067aa0ba902b7"), "the span id is the new span's own");
+        assert!(
+            !traceparent.contains("00f067aa0ba902b7"),
+            "the span id is the new span's own"
+        );
         assert_eq!(tracestate.as_deref(), Some("vendor=value"));
         let exported = spans.finished();
         assert_eq!(exported.len(), 1);

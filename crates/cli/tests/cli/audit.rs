@@ -19,7 +19,12 @@ async fn audit_export_covers_the_workspace_and_nothing_else(pool: PgPool) {
     assert!(expected.len() > 20);
     let workspace = ours.workspace_id.to_string();
 
-    let jsonl = promptcards(&pool, &["audit", "export", "--workspace", &workspace, "--format", "jsonl"]).await.success();
+    let jsonl = promptcards(
+        &pool,
+        &["audit", "export", "--workspace", &workspace, "--format", "jsonl"],
+    )
+    .await
+    .success();
     let records = jsonl.json_lines();
     assert_eq!(records.len(), expected.len());
     for (record, event) in records.iter().zip(&expected) {
@@ -37,14 +42,39 @@ async fn audit_export_covers_the_workspace_and_nothing_else(pool: PgPool) {
     }
 
     let file = std::env::temp_dir().join(format!("audit-{}.csv", uuid::Uuid::new_v4().simple()));
-    let csv = promptcards(&pool, &["audit", "export", "--workspace", &workspace, "--format", "csv", "--output", file.to_str().unwrap()])
-        .await
-        .success();
+    let csv = promptcards(
+        &pool,
+        &[
+            "audit",
+            "export",
+            "--workspace",
+            &workspace,
+            "--format",
+            "csv",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await
+    .success();
     assert!(csv.stdout.is_empty(), "the export went to the file");
-    assert!(csv.stderr.contains(&format!("{} events", expected.len())), "{}", csv.stderr);
+    assert!(
+        csv.stderr.contains(&format!("{} events", expected.len())),
+        "{}",
+        csv.stderr
+    );
     let mut reader = csv::Reader::from_path(&file).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
-    for column in ["position", "recorded_at", "stream_type", "stream_id", "version", "event_type", "actor_id", "data"] {
+    for column in [
+        "position",
+        "recorded_at",
+        "stream_type",
+        "stream_id",
+        "version",
+        "event_type",
+        "actor_id",
+        "data",
+    ] {
         assert!(header.iter().any(|h| h == column), "{column} missing from {header:?}");
     }
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -60,8 +90,20 @@ async fn audit_export_covers_the_workspace_and_nothing_else(pool: PgPool) {
         assert_eq!(data, event.data);
     }
 
-    let since = promptcards(&pool, &["audit", "export", "--workspace", &workspace, "--format", "jsonl", "--since", "2100-01-01"])
-        .await
-        .success();
+    let since = promptcards(
+        &pool,
+        &[
+            "audit",
+            "export",
+            "--workspace",
+            &workspace,
+            "--format",
+            "jsonl",
+            "--since",
+            "2100-01-01",
+        ],
+    )
+    .await
+    .success();
     assert!(since.stdout.is_empty());
 }

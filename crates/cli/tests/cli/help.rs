@@ -22,9 +22,18 @@ fn every_command_has_help() {
             .output()
             .expect("run promptcards");
         let stdout = String::from_utf8(output.stdout).unwrap();
-        assert!(output.status.success(), "promptcards {command:?} --help failed: {stdout}");
-        assert!(stdout.contains("Usage: promptcards"), "promptcards {command:?} --help: {stdout}");
-        assert!(stdout.contains("--database-url"), "connections are documented for {command:?}");
+        assert!(
+            output.status.success(),
+            "promptcards {command:?} --help failed: {stdout}"
+        );
+        assert!(
+            stdout.contains("Usage: promptcards"),
+            "promptcards {command:?} --help: {stdout}"
+        );
+        assert!(
+            stdout.contains("--database-url"),
+            "connections are documented for {command:?}"
+        );
     }
 }
 

@@ -13,30 +13,48 @@ async fn regrade_flips_exactly_the_cases_it_should(pool: PgPool) {
     let (card, _) = actor.create_card(&store, "Greeter").await;
     // Originally graded by `contains: Hello`.
     let (run, cases) = actor
-        .run(&store, card, &[
-            ("Ada", Some("Hello Ada!"), true),
-            ("Bob", Some("Goodbye Bob."), false),
-            ("Cy", Some("Hello Cy!"), true),
-            ("Dee", None, false),
-            ("Eve", Some("Goodbye Eve."), false),
-        ])
+        .run(
+            &store,
+            card,
+            &[
+                ("Ada", Some("Hello Ada!"), true),
+                ("Bob", Some("Goodbye Bob."), false),
+                ("Cy", Some("Hello Cy!"), true),
+                ("Dee", None, false),
+                ("Eve", Some("Goodbye Eve."), false),
+            ],
+        )
         .await;
     let before = store.read_stream(run, 0).await.unwrap();
 
     let file = std::env::temp_dir().join(format!("assertions-{}.yaml", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&file, "- type: icontains\n  value: bob\n- type: not-contains\n  value: Hello\n  weight: 0.5\n").unwrap();
+    std::fs::write(
+        &file,
+        "- type: icontains\n  value: bob\n- type: not-contains\n  value: Hello\n  weight: 0.5\n",
+    )
+    .unwrap();
     let path = file.to_str().unwrap();
 
-    let dry = promptcards(&pool, &["regrade", &run.to_string(), "--assertions", path, "--dry-run"]).await.success();
+    let dry = promptcards(&pool, &["regrade", &run.to_string(), "--assertions", path, "--dry-run"])
+        .await
+        .success();
     assert!(dry.stdout.contains("dry run"), "{}", dry.stdout);
-    assert_eq!(store.read_stream(run, 0).await.unwrap().len(), before.len(), "a dry run records nothing");
+    assert_eq!(
+        store.read_stream(run, 0).await.unwrap().len(),
+        before.len(),
+        "a dry run records nothing"
+    );
 
-    let output = promptcards(&pool, &["regrade", &run.to_string(), "--assertions", path, "--json"]).await.success();
+    let output = promptcards(&pool, &["regrade", &run.to_string(), "--assertions", path, "--json"])
+        .await
+        .success();
     std::fs::remove_file(&file).unwrap();
     let lines = output.json_lines();
     let (results, summary) = lines.split_at(lines.len() - 1);
-    let flips: Vec<(String, Option<&str>)> =
-        results.iter().map(|r| (r["case"].as_str().unwrap().to_owned(), r["flip"].as_str())).collect();
+    let flips: Vec<(String, Option<&str>)> = results
+        .iter()
+        .map(|r| (r["case"].as_str().unwrap().to_owned(), r["flip"].as_str()))
+        .collect();
     assert_eq!(
         flips,
         vec![
@@ -48,7 +66,10 @@ async fn regrade_flips_exactly_the_cases_it_should(pool: PgPool) {
         "{}",
         output.stdout
     );
-    assert_eq!((summary[0]["pass_to_fail"].as_u64(), summary[0]["fail_to_pass"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (summary[0]["pass_to_fail"].as_u64(), summary[0]["fail_to_pass"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(summary[0]["skipped"], 1, "the failed call has no output to grade");
 
     // The original history is untouched; the re-grade is one more event at the next version.
@@ -63,20 +84,38 @@ async fn regrade_flips_exactly_the_cases_it_should(pool: PgPool) {
     };
     assert_eq!(assertions.len(), 2);
     let passed: Vec<(uuid::Uuid, bool)> = results.iter().map(|r| (r.key.case_id, r.passed)).collect();
-    assert_eq!(passed, vec![(cases[0], false), (cases[1], true), (cases[2], false), (cases[4], false)]);
+    assert_eq!(
+        passed,
+        vec![
+            (cases[0], false),
+            (cases[1], true),
+            (cases[2], false),
+            (cases[4], false)
+        ]
+    );
     assert!(results.iter().all(|r| r.verdicts.len() == 2));
 
     // Text output names the flipped cases.
     let file = std::env::temp_dir().join(format!("assertions-{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&file, r#"[{"type": "contains", "value": "Goodbye"}]"#).unwrap();
-    let text = promptcards(&pool, &["regrade", &run.to_string(), "--assertions", file.to_str().unwrap()]).await.success().stdout;
+    let text = promptcards(
+        &pool,
+        &["regrade", &run.to_string(), "--assertions", file.to_str().unwrap()],
+    )
+    .await
+    .success()
+    .stdout;
     std::fs::remove_file(&file).unwrap();
     assert!(text.contains("2 pass->fail, 2 fail->pass, 0 unchanged"), "{text}");
     assert!(text.contains("Ada") && text.contains("Eve"), "{text}");
 
     let invalid = std::env::temp_dir().join(format!("assertions-{}.yaml", uuid::Uuid::new_v4().simple()));
     std::fs::write(&invalid, "- type: llm-rubric\n  value: be nice\n").unwrap();
-    let refused = promptcards(&pool, &["regrade", &run.to_string(), "--assertions", invalid.to_str().unwrap()]).await;
+    let refused = promptcards(
+        &pool,
+        &["regrade", &run.to_string(), "--assertions", invalid.to_str().unwrap()],
+    )
+    .await;
     std::fs::remove_file(&invalid).unwrap();
     assert_eq!(refused.code, 3);
     assert!(refused.stderr.contains("assertions[0].type"), "{}", refused.stderr);

@@ -23,9 +23,16 @@ fn writer(store: EventStore, stop: Arc<AtomicBool>, written: Arc<AtomicUsize>) -
             written.fetch_add(2, Ordering::SeqCst);
             let mut version = 1;
             for v in 2..=4u32 {
-                let mut events = vec![CardEvent::PromptCardUpdated { version: v, content: content(&format!("written {round} v{v}"), "Hello {{ name }}") }];
+                let mut events = vec![CardEvent::PromptCardUpdated {
+                    version: v,
+                    content: content(&format!("written {round} v{v}"), "Hello {{ name }}"),
+                }];
                 if v == 3 {
-                    events.push(CardEvent::PromptCardLabelMoved { label: "live".to_owned(), version: v, previous_version: None });
+                    events.push(CardEvent::PromptCardLabelMoved {
+                        label: "live".to_owned(),
+                        version: v,
+                        previous_version: None,
+                    });
                 }
                 let n = events.len();
                 version = actor.card_events(&store, card, version, events).await;
@@ -34,7 +41,13 @@ fn writer(store: EventStore, stop: Arc<AtomicBool>, written: Arc<AtomicUsize>) -
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
             if round.is_multiple_of(5) {
-                actor.run(&store, card, &[("Ada", Some("Hello Ada!"), true), ("Bob", Some("Bye"), false)]).await;
+                actor
+                    .run(
+                        &store,
+                        card,
+                        &[("Ada", Some("Hello Ada!"), true), ("Bob", Some("Bye"), false)],
+                    )
+                    .await;
                 written.fetch_add(5, Ordering::SeqCst);
             }
             round += 1;
@@ -66,21 +79,39 @@ async fn a_replay_while_writers_append_and_project_ends_equal_to_live(pool: PgPo
     }
     let live = LiveProjector::start(store.clone(), 50);
     let (stop, written) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-    let writers: Vec<_> = (0..2).map(|_| writer(store.clone(), stop.clone(), written.clone())).collect();
-    eventually("the writers are under way", || async { (written.load(Ordering::SeqCst) > 20).then_some(()) }).await;
+    let writers: Vec<_> = (0..2)
+        .map(|_| writer(store.clone(), stop.clone(), written.clone()))
+        .collect();
+    eventually("the writers are under way", || async {
+        (written.load(Ordering::SeqCst) > 20).then_some(())
+    })
+    .await;
 
     let oid = read_models_oid(&pool).await;
     let before = written.load(Ordering::SeqCst);
-    let replay = promptcards(&pool, &["replay", "postgres", "--batch-size", "50"]).await.success();
+    let replay = promptcards(&pool, &["replay", "postgres", "--batch-size", "50"])
+        .await
+        .success();
     let during = written.load(Ordering::SeqCst) - before;
     assert!(during > 0, "nothing was written while the replay ran");
-    assert!(replay.stdout.contains("events/s") && replay.stdout.contains("swapped into schema read"), "{}", replay.stdout);
-    assert_ne!(read_models_oid(&pool).await, oid, "the rebuilt tables took the place of the old ones");
+    assert!(
+        replay.stdout.contains("events/s") && replay.stdout.contains("swapped into schema read"),
+        "{}",
+        replay.stdout
+    );
+    assert_ne!(
+        read_models_oid(&pool).await,
+        oid,
+        "the rebuilt tables took the place of the old ones"
+    );
     assert!(!schema_exists(&pool, "read_rebuild").await && !schema_exists(&pool, "read_old").await);
 
     // The live projector carries on into the rebuilt schema.
     let after_swap = written.load(Ordering::SeqCst);
-    eventually("more is written after the swap", || async { (written.load(Ordering::SeqCst) > after_swap + 20).then_some(()) }).await;
+    eventually("more is written after the swap", || async {
+        (written.load(Ordering::SeqCst) > after_swap + 20).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     for writer in writers {
         writer.await.unwrap();
@@ -93,19 +124,42 @@ async fn a_replay_while_writers_append_and_project_ends_equal_to_live(pool: PgPo
     live.finish().await;
 
     let rebuilt = checksum(&pool, "read").await;
-    for table in ["prompt_cards", "card_versions", "label_moves", "test_cases", "test_runs", "test_results", "workspaces", "members"] {
+    for table in [
+        "prompt_cards",
+        "card_versions",
+        "label_moves",
+        "test_cases",
+        "test_runs",
+        "test_results",
+        "workspaces",
+        "members",
+    ] {
         assert!(rebuilt[table].0 > 0, "read.{table} is empty");
     }
-    assert_eq!(rebuilt, fresh_projection(&pool, &store).await, "the rebuilt and live read models differ from a fresh projection");
+    assert_eq!(
+        rebuilt,
+        fresh_projection(&pool, &store).await,
+        "the rebuilt and live read models differ from a fresh projection"
+    );
     let verified = promptcards(&pool, &["verify", "--read-models"]).await.success();
-    assert!(verified.stdout.contains("read models equal a fresh projection"), "{}", verified.stdout);
+    assert!(
+        verified.stdout.contains("read models equal a fresh projection"),
+        "{}",
+        verified.stdout
+    );
 
     // The rebuilt schema keeps the migrations' index names.
-    let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = 'read' ORDER BY 1")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    for name in ["members_by_user", "prompt_cards_search", "prompt_cards_pkey", "test_results_in_order"] {
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = 'read' ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for name in [
+        "members_by_user",
+        "prompt_cards_search",
+        "prompt_cards_pkey",
+        "test_results_in_order",
+    ] {
         assert!(indexes.iter().any(|i| i == name), "{name} missing from {indexes:?}");
     }
 }
@@ -118,19 +172,37 @@ async fn replay_from_resumes_a_partial_rebuild(pool: PgPool) {
     PostgresSink::new(pool.clone()).apply(&events).await.unwrap();
     let live = checksum(&pool, "read").await;
 
-    let missing = promptcards(&pool, &["replay", "postgres", "--from", &events[3].position.to_string()]).await;
+    let missing = promptcards(
+        &pool,
+        &["replay", "postgres", "--from", &events[3].position.to_string()],
+    )
+    .await;
     assert_eq!(missing.code, 3);
-    assert!(missing.stderr.contains("no read_rebuild schema to resume"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no read_rebuild schema to resume"),
+        "{}",
+        missing.stderr
+    );
 
     // An interrupted rebuild: the shadow holds the first half of the store's order.
     cli::shadow::create(&pool, "read_rebuild").await.unwrap();
     let half = events.len() / 2;
-    PostgresSink::with_schema(pool.clone(), "read_rebuild").unwrap().apply(&events[..half]).await.unwrap();
+    PostgresSink::with_schema(pool.clone(), "read_rebuild")
+        .unwrap()
+        .apply(&events[..half])
+        .await
+        .unwrap();
     let resume_at = Cursor::after(&events[half - 1]).position;
 
-    let resumed = promptcards(&pool, &["replay", "postgres", "--from", &resume_at.to_string()]).await.success();
+    let resumed = promptcards(&pool, &["replay", "postgres", "--from", &resume_at.to_string()])
+        .await
+        .success();
     let rest = events.len() - half;
-    assert!(resumed.stdout.contains(&format!("rebuilt from {rest} events")), "{}", resumed.stdout);
+    assert!(
+        resumed.stdout.contains(&format!("rebuilt from {rest} events")),
+        "{}",
+        resumed.stdout
+    );
     assert_eq!(checksum(&pool, "read").await, live);
 
     let gap = promptcards(&pool, &["replay", "postgres", "--from", "999999"]).await;
@@ -153,14 +225,29 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
 
     let output = promptcards_with(&pool, &["replay", "--all"], &env).await.success();
     for projection in ["postgres:", "clickhouse:", "redis:"] {
-        assert!(output.stdout.lines().any(|l| l.starts_with(projection) && l.contains("events/s")), "{}", output.stdout);
+        assert!(
+            output
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(projection) && l.contains("events/s")),
+            "{}",
+            output.stdout
+        );
     }
     // Again: the swap replaces tables that exist, and nothing doubles.
     promptcards_with(&pool, &["replay", "clickhouse"], &env).await.success();
 
     let client = projector::clickhouse_sink::client(&clickhouse_url(), &database);
-    let stored: u64 = client.query("SELECT count() FROM events FINAL").fetch_one().await.unwrap();
-    let recorded: u64 = client.query("SELECT count() FROM test_results FINAL").fetch_one().await.unwrap();
+    let stored: u64 = client
+        .query("SELECT count() FROM events FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    let recorded: u64 = client
+        .query("SELECT count() FROM test_results FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
     let databases: u64 = projector::clickhouse_sink::client(&clickhouse_url(), "default")
         .query("SELECT count() FROM system.databases WHERE name = ?")
         .bind(format!("{database}_rebuild"))
@@ -175,7 +262,11 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
     assert_eq!((stored, recorded), (events.len() as u64, results));
     assert_eq!(databases, 0, "the shadow database is dropped");
 
-    let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     for (stream_id, version) in store_versions(&pool).await {
         let key: Option<i64> = redis::cmd("GET")
             .arg(projector::redis_sink::version_key(stream_id))
@@ -197,17 +288,25 @@ async fn a_replay_takes_in_what_live_applied_ahead_of_the_stores_safe_reader(poo
     // An open transaction holds the store's safe reader below it: what commits after it has
     // begun is not returned until it ends, but a live projector fed some other way has applied it.
     let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *holder).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
     let version = sqlx::query_scalar::<_, i64>("SELECT version FROM streams WHERE stream_id = $1")
         .bind(cards[0])
         .fetch_one(&pool)
         .await
         .unwrap();
     let updates = (1..=3)
-        .map(|i| CardEvent::PromptCardUpdated { version: 4 + i, content: content(&format!("late {i}"), "Hello {{ name }}") })
+        .map(|i| CardEvent::PromptCardUpdated {
+            version: 4 + i,
+            content: content(&format!("late {i}"), "Hello {{ name }}"),
+        })
         .collect();
     actor.card_events(&store, cards[0], version, updates).await;
-    sink.apply(&store.read_stream(cards[0], version).await.unwrap()).await.unwrap();
+    sink.apply(&store.read_stream(cards[0], version).await.unwrap())
+        .await
+        .unwrap();
 
     let replay = promptcards(&pool, &["replay", "postgres"]).await.success();
     holder.rollback().await.unwrap();
@@ -232,7 +331,10 @@ async fn a_live_batch_in_flight_at_the_swap_is_waited_for_and_carried_over(pool:
 
     // A live projector batch in flight: it has locked its stream_versions rows and not committed.
     let mut batch = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM read.stream_versions LIMIT 1 FOR UPDATE").execute(&mut *batch).await.unwrap();
+    sqlx::query("SELECT 1 FROM read.stream_versions LIMIT 1 FOR UPDATE")
+        .execute(&mut *batch)
+        .await
+        .unwrap();
     let replay = tokio::spawn({
         let pool = pool.clone();
         async move { promptcards(&pool, &["replay", "postgres"]).await }
@@ -255,14 +357,25 @@ async fn a_live_batch_in_flight_at_the_swap_is_waited_for_and_carried_over(pool:
         .await
         .unwrap();
     let updates = (1..=3)
-        .map(|i| CardEvent::PromptCardUpdated { version: 4 + i, content: content(&format!("in flight {i}"), "Hello {{ name }}") })
+        .map(|i| CardEvent::PromptCardUpdated {
+            version: 4 + i,
+            content: content(&format!("in flight {i}"), "Hello {{ name }}"),
+        })
         .collect();
     actor.card_events(&store, cards[1], version, updates).await;
-    sink.apply_in(&mut batch, &store.read_stream(cards[1], version).await.unwrap()).await.unwrap();
+    sink.apply_in(&mut batch, &store.read_stream(cards[1], version).await.unwrap())
+        .await
+        .unwrap();
     batch.commit().await.unwrap();
 
     let replay = replay.await.unwrap().success();
-    assert!(!replay.stdout.contains("after 0 events in the final catch-up and 0 brought up"), "{}", replay.stdout);
+    assert!(
+        !replay
+            .stdout
+            .contains("after 0 events in the final catch-up and 0 brought up"),
+        "{}",
+        replay.stdout
+    );
     let title: String = sqlx::query_scalar("SELECT title FROM read.prompt_cards WHERE card_id = $1")
         .bind(cards[1])
         .fetch_one(&pool)
@@ -293,7 +406,10 @@ async fn a_replay_keeps_the_grants_on_the_read_models(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::query(&format!("DROP OWNED BY {role}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("DROP OWNED BY {role}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query(&format!("DROP ROLE {role}")).execute(&pool).await.unwrap();
     output.success();
     assert_eq!(privileges, (true, true, false));
@@ -305,7 +421,10 @@ async fn an_interrupted_replay_says_where_to_resume_and_resuming_finishes_it(poo
     for _ in 0..2 {
         seed(&store, &Actor::new(), 10, 8).await;
     }
-    PostgresSink::new(pool.clone()).apply(&all_events(&store).await).await.unwrap();
+    PostgresSink::new(pool.clone())
+        .apply(&all_events(&store).await)
+        .await
+        .unwrap();
     let live = checksum(&pool, "read").await;
 
     let child = command(&pool, &["replay", "postgres", "--batch-size", "1"], &[])
@@ -326,7 +445,10 @@ async fn an_interrupted_replay_says_where_to_resume_and_resuming_finishes_it(poo
         .status()
         .unwrap();
     assert!(signalled.success());
-    let output = tokio::time::timeout(DEADLINE, child.wait_with_output()).await.unwrap().unwrap();
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     let position = stderr
@@ -334,9 +456,19 @@ async fn an_interrupted_replay_says_where_to_resume_and_resuming_finishes_it(poo
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no resume position in {stderr:?}"));
-    assert_eq!(checksum(&pool, "read").await, live, "an interrupted replay leaves read as it was");
+    assert_eq!(
+        checksum(&pool, "read").await,
+        live,
+        "an interrupted replay leaves read as it was"
+    );
 
-    let resumed = promptcards(&pool, &["replay", "postgres", "--from", position]).await.success();
-    assert!(resumed.stdout.contains("swapped into schema read"), "{}", resumed.stdout);
+    let resumed = promptcards(&pool, &["replay", "postgres", "--from", position])
+        .await
+        .success();
+    assert!(
+        resumed.stdout.contains("swapped into schema read"),
+        "{}",
+        resumed.stdout
+    );
     assert_eq!(checksum(&pool, "read").await, live);
 }

@@ -7,8 +7,7 @@ use domain::template::{VarType, Variable};
 use domain::test_case::{TestCaseContent, TestCaseEvent};
 use domain::workspace::WorkspaceEvent;
 use event_store::{
-    Append, Appended, Cursor, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StreamAppend,
+    Append, Appended, Cursor, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
 };
 use futures::TryStreamExt;
 use projector::postgres::PostgresSink;
@@ -47,7 +46,11 @@ pub fn redis_url() -> String {
 /// `#[sqlx::test]` created for this test.
 pub fn database_url(pool: &PgPool) -> String {
     let server = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test database server");
-    let database = pool.connect_options().get_database().expect("the test's database").to_owned();
+    let database = pool
+        .connect_options()
+        .get_database()
+        .expect("the test's database")
+        .to_owned();
     let (base, query) = match server.split_once('?') {
         Some((base, query)) => (base.to_owned(), format!("?{query}")),
         None => (server.clone(), String::new()),
@@ -70,7 +73,11 @@ pub struct Output {
 
 impl Output {
     pub fn success(self) -> Self {
-        assert_eq!(self.code, 0, "promptcards failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "promptcards failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -206,10 +213,21 @@ impl Actor {
                 name: format!("workspace {}", self.workspace_id.simple()),
                 owner_id: self.actor_id,
             }),
-            NewEvent::from_domain(&WorkspaceEvent::MemberAdded { user_id: Uuid::now_v7(), role: Role::Member }),
+            NewEvent::from_domain(&WorkspaceEvent::MemberAdded {
+                user_id: Uuid::now_v7(),
+                role: Role::Member,
+            }),
         ];
-        self.append(store, vec![stream(self.workspace_id, "workspace", ExpectedVersion::NoStream, events)])
-            .await;
+        self.append(
+            store,
+            vec![stream(
+                self.workspace_id,
+                "workspace",
+                ExpectedVersion::NoStream,
+                events,
+            )],
+        )
+        .await;
     }
 
     /// A card with a test case (one append, two streams): 2 events. Returns (card, case).
@@ -226,10 +244,13 @@ impl Actor {
             workspace_id: self.workspace_id,
             content: case_content(&format!("case of {title}")),
         });
-        self.append(store, vec![
-            stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![card]),
-            stream(case_id, "test_case", ExpectedVersion::NoStream, vec![case]),
-        ])
+        self.append(
+            store,
+            vec![
+                stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![card]),
+                stream(case_id, "test_case", ExpectedVersion::NoStream, vec![case]),
+            ],
+        )
         .await;
         (card_id, case_id)
     }
@@ -237,19 +258,27 @@ impl Actor {
     /// Appends `events` to the card at `version` and returns the new version.
     pub async fn card_events(&self, store: &EventStore, card_id: Uuid, version: i64, events: Vec<CardEvent>) -> i64 {
         let n = events.len() as i64;
-        self.append(store, vec![stream(
-            card_id,
-            "prompt_card",
-            ExpectedVersion::Exact(version),
-            events.iter().map(NewEvent::from_domain).collect(),
-        )])
+        self.append(
+            store,
+            vec![stream(
+                card_id,
+                "prompt_card",
+                ExpectedVersion::Exact(version),
+                events.iter().map(NewEvent::from_domain).collect(),
+            )],
+        )
         .await;
         version + n
     }
 
     /// A completed echo run of the card over `outputs` (one case each; `None` is a failed
     /// call), with each result's original verdict. Returns the run id and the case ids.
-    pub async fn run(&self, store: &EventStore, card_id: Uuid, outputs: &[(&str, Option<&str>, bool)]) -> (Uuid, Vec<Uuid>) {
+    pub async fn run(
+        &self,
+        store: &EventStore,
+        card_id: Uuid,
+        outputs: &[(&str, Option<&str>, bool)],
+    ) -> (Uuid, Vec<Uuid>) {
         let run_id = Uuid::now_v7();
         let cases: Vec<RunCase> = outputs
             .iter()
@@ -268,19 +297,33 @@ impl Actor {
             template: "Hello {{ name }}!".to_owned(),
             variables: vec![variable("name")],
             cases: cases.clone(),
-            providers: vec![ProviderSpec { id: "echo".to_owned(), config: Value::Null }],
+            providers: vec![ProviderSpec {
+                id: "echo".to_owned(),
+                config: Value::Null,
+            }],
             repeat: 1,
         };
         let total = plan.total();
-        let mut events = vec![RunEvent::TestRunRequested { run_id, plan, total }, RunEvent::TestRunStarted {}];
+        let mut events = vec![
+            RunEvent::TestRunRequested { run_id, plan, total },
+            RunEvent::TestRunStarted {},
+        ];
         let (mut passed, mut failed) = (0, 0);
         for (case, (_, output, pass)) in cases.iter().zip(outputs) {
-            if *pass { passed += 1 } else { failed += 1 }
+            if *pass {
+                passed += 1
+            } else {
+                failed += 1
+            }
             events.push(RunEvent::TestResultRecorded {
                 card_id,
                 card_version: 1,
                 result: TestResult {
-                    key: ResultKey { case_id: case.case_id, provider: "echo".to_owned(), repetition: 0 },
+                    key: ResultKey {
+                        case_id: case.case_id,
+                        provider: "echo".to_owned(),
+                        repetition: 0,
+                    },
                     rendered_prompt: format!("Hello {}!", case.name),
                     output: output.map(str::to_owned),
                     error: output.is_none().then(|| "the provider failed".to_owned()),
@@ -295,12 +338,15 @@ impl Actor {
             });
         }
         events.push(RunEvent::TestRunCompleted { passed, failed });
-        self.append(store, vec![stream(
-            run_id,
-            "test_run",
-            ExpectedVersion::NoStream,
-            events.iter().map(NewEvent::from_domain).collect(),
-        )])
+        self.append(
+            store,
+            vec![stream(
+                run_id,
+                "test_run",
+                ExpectedVersion::NoStream,
+                events.iter().map(NewEvent::from_domain).collect(),
+            )],
+        )
         .await;
         (run_id, cases.iter().map(|c| c.case_id).collect())
     }
@@ -318,7 +364,10 @@ pub async fn seed(store: &EventStore, actor: &Actor, cards: usize, updates: u32)
         for v in 2..=updates + 1 {
             let mut events = vec![CardEvent::PromptCardUpdated {
                 version: v,
-                content: content(&format!("card {c} v{v}"), &format!("Hello {{{{ name }}}}, version {v}!")),
+                content: content(
+                    &format!("card {c} v{v}"),
+                    &format!("Hello {{{{ name }}}}, version {v}!"),
+                ),
             }];
             if v % 2 == 0 {
                 events.push(CardEvent::PromptCardLabelMoved {
@@ -330,17 +379,33 @@ pub async fn seed(store: &EventStore, actor: &Actor, cards: usize, updates: u32)
             version = actor.card_events(store, card_id, version, events).await;
         }
         actor
-            .append(store, vec![stream(case_id, "test_case", ExpectedVersion::Exact(1), vec![NewEvent::from_domain(
-                &TestCaseEvent::TestCaseUpdated { content: case_content(&format!("case {c} renamed")) },
-            )])])
+            .append(
+                store,
+                vec![stream(
+                    case_id,
+                    "test_case",
+                    ExpectedVersion::Exact(1),
+                    vec![NewEvent::from_domain(&TestCaseEvent::TestCaseUpdated {
+                        content: case_content(&format!("case {c} renamed")),
+                    })],
+                )],
+            )
             .await;
         if c % 2 == 1 {
-            actor.card_events(store, card_id, version, vec![CardEvent::PromptCardArchived {}]).await;
+            actor
+                .card_events(store, card_id, version, vec![CardEvent::PromptCardArchived {}])
+                .await;
         }
         ids.push(card_id);
     }
     if let Some(first) = ids.first() {
-        actor.run(store, *first, &[("Ada", Some("Hello Ada!"), true), ("Bob", None, false)]).await;
+        actor
+            .run(
+                store,
+                *first,
+                &[("Ada", Some("Hello Ada!"), true), ("Bob", None, false)],
+            )
+            .await;
     }
     ids
 }
@@ -399,19 +464,27 @@ pub async fn checksum(pool: &PgPool, schema: &str) -> BTreeMap<String, (i64, Str
 /// The checksum of a projection of every event of the store into a new schema of its own.
 pub async fn fresh_projection(pool: &PgPool, store: &EventStore) -> BTreeMap<String, (i64, String)> {
     let schema = format!("fresh_{}", Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(pool).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(pool)
+        .await
+        .unwrap();
     for table in read_tables(pool).await {
-        sqlx::query(&format!("CREATE TABLE {schema}.{table} (LIKE read.{table} INCLUDING ALL)"))
-            .execute(pool)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "CREATE TABLE {schema}.{table} (LIKE read.{table} INCLUDING ALL)"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
     }
     let sink = PostgresSink::with_schema(pool.clone(), &schema).unwrap();
     for batch in all_events(store).await.chunks(200) {
         sink.apply(batch).await.unwrap();
     }
     let sums = checksum(pool, &schema).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(pool).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(pool)
+        .await
+        .unwrap();
     sums
 }
 
@@ -453,6 +526,9 @@ impl LiveProjector {
     /// it applied.
     pub async fn finish(self) -> usize {
         self.stop.store(true, Ordering::SeqCst);
-        tokio::time::timeout(DEADLINE, self.task).await.expect("the live projector stops").unwrap()
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("the live projector stops")
+            .unwrap()
     }
 }

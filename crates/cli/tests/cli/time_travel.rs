@@ -14,26 +14,51 @@ async fn card_with_history(pool: &PgPool) -> uuid::Uuid {
     let (card, _) = actor.create_card(&store, "First").await;
     let mut version = 1;
     version = actor
-        .card_events(&store, card, version, vec![CardEvent::PromptCardUpdated { version: 2, content: content("Second", "Hi {{ name }}!") }])
+        .card_events(
+            &store,
+            card,
+            version,
+            vec![CardEvent::PromptCardUpdated {
+                version: 2,
+                content: content("Second", "Hi {{ name }}!"),
+            }],
+        )
         .await;
     version = actor
-        .card_events(&store, card, version, vec![CardEvent::PromptCardLabelMoved {
-            label: "production".to_owned(),
-            version: 2,
-            previous_version: None,
-        }])
+        .card_events(
+            &store,
+            card,
+            version,
+            vec![CardEvent::PromptCardLabelMoved {
+                label: "production".to_owned(),
+                version: 2,
+                previous_version: None,
+            }],
+        )
         .await;
     let mut third = content("Third", "Hi {{ name }}!\nWelcome back.");
     third.tags = vec!["demo".to_owned(), "greeting".to_owned()];
-    actor.card_events(&store, card, version, vec![CardEvent::PromptCardUpdated { version: 3, content: third }]).await;
+    actor
+        .card_events(
+            &store,
+            card,
+            version,
+            vec![CardEvent::PromptCardUpdated {
+                version: 3,
+                content: third,
+            }],
+        )
+        .await;
     // recorded_at is not part of the hash chain; fixed times make the moments exact.
     for (stream_version, at) in [(1, "10:00"), (2, "11:00"), (3, "11:30"), (4, "12:00")] {
-        sqlx::query(&format!("UPDATE events SET recorded_at = '2026-01-01T{at}:00Z' WHERE stream_id = $1 AND version = $2"))
-            .bind(card)
-            .bind(stream_version)
-            .execute(pool)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "UPDATE events SET recorded_at = '2026-01-01T{at}:00Z' WHERE stream_id = $1 AND version = $2"
+        ))
+        .bind(card)
+        .bind(stream_version)
+        .execute(pool)
+        .await
+        .unwrap();
     }
     card
 }
@@ -44,16 +69,31 @@ async fn stream_show_folds_the_card_at_a_version_and_at_a_moment(pool: PgPool) {
     let id = card.to_string();
 
     let now = promptcards(&pool, &["stream", "show", &id]).await.success();
-    assert!(now.stdout.contains("Third") && now.stdout.contains("Welcome back."), "{}", now.stdout);
+    assert!(
+        now.stdout.contains("Third") && now.stdout.contains("Welcome back."),
+        "{}",
+        now.stdout
+    );
     assert!(now.stdout.contains("version   4 of 4"), "{}", now.stdout);
 
-    let at_two = promptcards(&pool, &["stream", "show", &id, "--at-version", "2"]).await.success();
+    let at_two = promptcards(&pool, &["stream", "show", &id, "--at-version", "2"])
+        .await
+        .success();
     assert!(at_two.stdout.contains("Second"), "{}", at_two.stdout);
-    assert!(!at_two.stdout.contains("Third") && !at_two.stdout.contains("production"), "{}", at_two.stdout);
+    assert!(
+        !at_two.stdout.contains("Third") && !at_two.stdout.contains("production"),
+        "{}",
+        at_two.stdout
+    );
     assert!(at_two.stdout.contains("PromptCardUpdated") && !at_two.stdout.contains("PromptCardLabelMoved"));
 
     // Between the label move (11:30) and the third version (12:00).
-    let json = promptcards(&pool, &["stream", "show", &id, "--at-time", "2026-01-01T11:45:00Z", "--json"]).await.success();
+    let json = promptcards(
+        &pool,
+        &["stream", "show", &id, "--at-time", "2026-01-01T11:45:00Z", "--json"],
+    )
+    .await
+    .success();
     let document = &json.json_lines()[0];
     assert_eq!(document["stream"]["type"], "prompt_card");
     assert_eq!(document["stream"]["version"], 3);
@@ -64,7 +104,9 @@ async fn stream_show_folds_the_card_at_a_version_and_at_a_moment(pool: PgPool) {
     assert_eq!(document["state"]["template"], "Hi {{ name }}!");
     assert_eq!(document["events"].as_array().unwrap().len(), 3);
 
-    let before = promptcards(&pool, &["stream", "show", &id, "--at-time", "2026-01-01T09:00:00Z"]).await.success();
+    let before = promptcards(&pool, &["stream", "show", &id, "--at-time", "2026-01-01T09:00:00Z"])
+        .await
+        .success();
     assert!(before.stdout.contains("no events yet"), "{}", before.stdout);
 
     let beyond = promptcards(&pool, &["stream", "show", &id, "--at-version", "9"]).await;
@@ -81,22 +123,45 @@ async fn stream_show_folds_workspaces_and_runs_too(pool: PgPool) {
     let actor = Actor::new();
     actor.create_workspace(&store).await;
     let (card, _) = actor.create_card(&store, "Card").await;
-    let (run, _) = actor.run(&store, card, &[("Ada", Some("Hello Ada!"), true), ("Bob", Some("Bye"), false)]).await;
+    let (run, _) = actor
+        .run(
+            &store,
+            card,
+            &[("Ada", Some("Hello Ada!"), true), ("Bob", Some("Bye"), false)],
+        )
+        .await;
 
-    let workspace = promptcards(&pool, &["stream", "show", &actor.workspace_id.to_string(), "--json"]).await.success();
+    let workspace = promptcards(&pool, &["stream", "show", &actor.workspace_id.to_string(), "--json"])
+        .await
+        .success();
     let state = &workspace.json_lines()[0]["state"];
     assert_eq!(state["members"][actor.actor_id.to_string()], "owner");
 
-    let shown = promptcards(&pool, &["stream", "show", &run.to_string(), "--json"]).await.success();
+    let shown = promptcards(&pool, &["stream", "show", &run.to_string(), "--json"])
+        .await
+        .success();
     let state = &shown.json_lines()[0]["state"];
-    assert_eq!((state["status"].as_str(), state["passed"].as_u64(), state["failed"].as_u64()), (Some("COMPLETED"), Some(1), Some(1)));
+    assert_eq!(
+        (
+            state["status"].as_str(),
+            state["passed"].as_u64(),
+            state["failed"].as_u64()
+        ),
+        (Some("COMPLETED"), Some(1), Some(1))
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn diff_shows_the_template_lines_and_the_fields_that_changed(pool: PgPool) {
     let card = card_with_history(&pool).await.to_string();
     let text = promptcards(&pool, &["diff", &card, "1", "3"]).await.success().stdout;
-    for expected in ["title:       \"First\" -> \"Third\"", "tags:        +greeting", "-Hello {{ name }}!", "+Hi {{ name }}!", "+Welcome back."] {
+    for expected in [
+        "title:       \"First\" -> \"Third\"",
+        "tags:        +greeting",
+        "-Hello {{ name }}!",
+        "+Hi {{ name }}!",
+        "+Welcome back.",
+    ] {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     assert!(!text.contains("variables:"), "{text}");
@@ -131,10 +196,22 @@ async fn version_one_events_are_upcast_on_the_cli_and_projector_read_paths(pool:
             "description": "", "template": "Hi {{ name }}", "variables": ["name"], "tags": [],
         }),
     };
-    actor.append(&store, vec![stream(card, "prompt_card", event_store::ExpectedVersion::NoStream, vec![v1])]).await;
+    actor
+        .append(
+            &store,
+            vec![stream(
+                card,
+                "prompt_card",
+                event_store::ExpectedVersion::NoStream,
+                vec![v1],
+            )],
+        )
+        .await;
     let typed = serde_json::json!([{"name": "name", "type": "string", "required": true}]);
 
-    let shown = promptcards(&pool, &["stream", "show", &card.to_string(), "--json"]).await.success();
+    let shown = promptcards(&pool, &["stream", "show", &card.to_string(), "--json"])
+        .await
+        .success();
     let document = &shown.json_lines()[0];
     assert_eq!(document["state"]["title"], "Legacy");
     assert_eq!(document["state"]["variables"], typed, "{document}");

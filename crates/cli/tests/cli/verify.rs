@@ -17,17 +17,27 @@ async fn verify_catches_an_edited_payload(pool: PgPool) {
     let actor = Actor::new();
     let cards = seed(&store, &actor, 2, 3).await;
     let ok = promptcards(&pool, &["verify"]).await.success();
-    assert!(ok.stdout.starts_with("OK: ") && ok.stdout.lines().count() == 1, "{}", ok.stdout);
+    assert!(
+        ok.stdout.starts_with("OK: ") && ok.stdout.lines().count() == 1,
+        "{}",
+        ok.stdout
+    );
 
-    sqlx::query("UPDATE events SET data = jsonb_set(data, '{title}', '\"tampered\"') WHERE stream_id = $1 AND version = 2")
-        .bind(cards[1])
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE events SET data = jsonb_set(data, '{title}', '\"tampered\"') WHERE stream_id = $1 AND version = 2",
+    )
+    .bind(cards[1])
+    .execute(&pool)
+    .await
+    .unwrap();
     let failed = promptcards(&pool, &["verify"]).await;
     assert_eq!(failed.code, 1, "{}", failed.stdout);
     assert!(failed.stdout.starts_with("FAILED: 1 problem"), "{}", failed.stdout);
-    assert!(failed.stdout.contains(&format!("stream {} version 2", cards[1])), "{}", failed.stdout);
+    assert!(
+        failed.stdout.contains(&format!("stream {} version 2", cards[1])),
+        "{}",
+        failed.stdout
+    );
     assert!(failed.stdout.contains("edited"), "{}", failed.stdout);
 
     let json = promptcards(&pool, &["verify", "--json"]).await;
@@ -54,7 +64,10 @@ async fn verify_catches_a_deleted_event(pool: PgPool) {
     let failed = promptcards(&pool, &["verify", "--json"]).await;
     assert_eq!(failed.code, 1, "{}", failed.stdout);
     let lines = failed.json_lines();
-    let missing = lines.iter().find(|l| l["problem"] == "missing_versions").expect("the gap is reported");
+    let missing = lines
+        .iter()
+        .find(|l| l["problem"] == "missing_versions")
+        .expect("the gap is reported");
     assert_eq!(missing["stream_id"], cards[0].to_string());
     assert_eq!(missing["version"], 2);
 
@@ -72,7 +85,13 @@ async fn verify_catches_a_deleted_event(pool: PgPool) {
         .unwrap();
     let failed = promptcards(&pool, &["verify"]).await;
     assert_eq!(failed.code, 1);
-    assert!(failed.stdout.contains(&format!("stream {} claims version {last}", cards[1])), "{}", failed.stdout);
+    assert!(
+        failed
+            .stdout
+            .contains(&format!("stream {} claims version {last}", cards[1])),
+        "{}",
+        failed.stdout
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -80,9 +99,16 @@ async fn verify_read_models_catches_a_row_that_differs_from_a_fresh_projection(p
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
     let cards = seed(&store, &actor, 3, 2).await;
-    PostgresSink::new(pool.clone()).apply(&all_events(&store).await).await.unwrap();
+    PostgresSink::new(pool.clone())
+        .apply(&all_events(&store).await)
+        .await
+        .unwrap();
     let ok = promptcards(&pool, &["verify", "--read-models"]).await.success();
-    assert!(ok.stdout.contains("read models equal a fresh projection"), "{}", ok.stdout);
+    assert!(
+        ok.stdout.contains("read models equal a fresh projection"),
+        "{}",
+        ok.stdout
+    );
 
     sqlx::query("UPDATE read.prompt_cards SET title = 'edited by hand' WHERE card_id = $1")
         .bind(cards[2])
@@ -102,7 +128,10 @@ async fn verify_read_models_catches_a_row_that_differs_from_a_fresh_projection(p
 /// Creates a fresh topic of `partitions` partitions on the machine's broker.
 async fn create_topic(partitions: i32) -> String {
     let name = format!("cli-test-{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
     let results = admin
         .create_topics(
             &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
@@ -127,7 +156,10 @@ async fn publish(topic: &str, events: &[RecordedEvent]) {
     for event in events {
         let (key, payload) = (event.stream_id.to_string(), serde_json::to_vec(event).unwrap());
         producer
-            .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(30))
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&payload),
+                Duration::from_secs(30),
+            )
             .await
             .unwrap_or_else(|(error, _)| panic!("publishing failed: {error}"));
     }
@@ -141,19 +173,40 @@ async fn verify_kafka_catches_a_missing_message(pool: PgPool) {
     let events = all_events(&store).await;
     let topic = create_topic(3).await;
     let left_out = &events[events.len() / 2];
-    let published: Vec<RecordedEvent> = events.iter().filter(|e| e.event_id != left_out.event_id).cloned().collect();
+    let published: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.event_id != left_out.event_id)
+        .cloned()
+        .collect();
     publish(&topic, &published).await;
     let env = [("KAFKA_TOPIC", topic.clone()), ("KAFKA_BROKERS", brokers())];
 
     let failed = promptcards_with(&pool, &["verify", "--kafka"], &env).await;
     assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
     assert!(failed.stdout.starts_with("FAILED: 1 problem"), "{}", failed.stdout);
-    assert!(failed.stdout.contains(&left_out.event_id.to_string()), "{}", failed.stdout);
-    assert!(failed.stdout.contains(&format!("stream {} version {}", left_out.stream_id, left_out.version)), "{}", failed.stdout);
+    assert!(
+        failed.stdout.contains(&left_out.event_id.to_string()),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed
+            .stdout
+            .contains(&format!("stream {} version {}", left_out.stream_id, left_out.version)),
+        "{}",
+        failed.stdout
+    );
 
     publish(&topic, std::slice::from_ref(left_out)).await;
     let ok = promptcards_with(&pool, &["verify", "--kafka"], &env).await.success();
-    assert!(ok.stdout.contains(&format!("Kafka topic {topic} holds all {} relayed events", events.len())), "{}", ok.stdout);
+    assert!(
+        ok.stdout.contains(&format!(
+            "Kafka topic {topic} holds all {} relayed events",
+            events.len()
+        )),
+        "{}",
+        ok.stdout
+    );
 
     let nowhere = format!("cli-test-absent-{}", uuid::Uuid::new_v4().simple());
     let absent = promptcards_with(&pool, &["verify", "--kafka", "--kafka-topic", &nowhere], &env).await;

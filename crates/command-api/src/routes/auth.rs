@@ -91,13 +91,19 @@ async fn register(state: &AppState, ctx: &CommandContext, request: SignupRequest
     let (user_id, workspace_id) = (Uuid::now_v7(), Uuid::now_v7());
     let password_hash = hash_password(request.password).await?;
 
-    let empty_user = Loaded { state: User::default(), version: 0 };
+    let empty_user = Loaded {
+        state: User::default(),
+        version: 0,
+    };
     let user_events = empty_user.state.decide(UserCommand::Register {
         user_id,
         email: email.clone(),
         password_hash,
     })?;
-    let empty_workspace = Loaded { state: Workspace::default(), version: 0 };
+    let empty_workspace = Loaded {
+        state: Workspace::default(),
+        version: 0,
+    };
     let workspace_events = empty_workspace.state.decide(WorkspaceCommand::Create {
         workspace_id,
         name: request.workspace_name,

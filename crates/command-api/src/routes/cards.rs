@@ -111,7 +111,11 @@ pub struct CardReply {
 }
 
 /// A card of the workspace, or 404 whatever the reason it is not one.
-pub(crate) async fn load_card(state: &AppState, workspace_id: Uuid, card_id: Uuid) -> Result<Loaded<PromptCard>, ApiError> {
+pub(crate) async fn load_card(
+    state: &AppState,
+    workspace_id: Uuid,
+    card_id: Uuid,
+) -> Result<Loaded<PromptCard>, ApiError> {
     let card = state.repo.load::<PromptCard>(card_id).await?;
     if card.state.workspace_id != Some(workspace_id) {
         return Err(ApiError::NotFound("prompt card not found".into()));
@@ -172,7 +176,10 @@ pub async fn create_card(
         return Ok(reply);
     }
     let card_id = Uuid::now_v7();
-    let empty = Loaded { state: PromptCard::default(), version: 0 };
+    let empty = Loaded {
+        state: PromptCard::default(),
+        version: 0,
+    };
     let events = empty.state.decide(CardCommand::Create {
         card_id,
         workspace_id,
@@ -249,7 +256,10 @@ pub async fn update_card(
         &ctx,
         workspace_id,
         card_id,
-        CardCommand::Update { expected_version, content },
+        CardCommand::Update {
+            expected_version,
+            content,
+        },
         StatusCode::OK,
         |card| json!({ "id": card_id, "version": card.version() }),
     )
@@ -278,7 +288,10 @@ pub async fn move_label(
         &ctx,
         workspace_id,
         card_id,
-        CardCommand::MoveLabel { label: request.label, version },
+        CardCommand::MoveLabel {
+            label: request.label,
+            version,
+        },
         StatusCode::OK,
         |_| json!({ "id": card_id, "label": label, "version": version }),
     )

@@ -16,7 +16,10 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(state.repo.store().pool());
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => (StatusCode::OK, axum::Json(json!({ "status": "ready", "postgres": "ok" }))),
+        Ok(Ok(_)) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "ready", "postgres": "ok" })),
+        ),
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "Readiness check failed: Postgres did not answer.");
             unavailable("error")

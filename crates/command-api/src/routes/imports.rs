@@ -54,7 +54,10 @@ pub async fn import_promptfoo(
     let mut cards = Vec::new();
     for card in &import.cards {
         let card_id = Uuid::now_v7();
-        let empty_card = Loaded { state: PromptCard::default(), version: 0 };
+        let empty_card = Loaded {
+            state: PromptCard::default(),
+            version: 0,
+        };
         let created = empty_card.state.decide(CardCommand::Create {
             card_id,
             workspace_id,
@@ -72,7 +75,10 @@ pub async fn import_promptfoo(
         let mut case_ids = Vec::new();
         for case in &card.cases {
             let case_id = Uuid::now_v7();
-            let empty_case = Loaded { state: TestCase::default(), version: 0 };
+            let empty_case = Loaded {
+                state: TestCase::default(),
+                version: 0,
+            };
             let facts = CardFacts {
                 card_id,
                 workspace_id,

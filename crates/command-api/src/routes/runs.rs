@@ -36,8 +36,14 @@ pub struct ProviderObject {
 impl From<ProviderDto> for ProviderSpec {
     fn from(dto: ProviderDto) -> Self {
         match dto {
-            ProviderDto::Id(id) => ProviderSpec { id, config: Value::Null },
-            ProviderDto::WithConfig(p) => ProviderSpec { id: p.id, config: p.config },
+            ProviderDto::Id(id) => ProviderSpec {
+                id,
+                config: Value::Null,
+            },
+            ProviderDto::WithConfig(p) => ProviderSpec {
+                id: p.id,
+                config: p.config,
+            },
         }
     }
 }
@@ -94,7 +100,10 @@ pub async fn request_run(
     let mut cases = Vec::new();
     for (i, case_id) in case_ids.iter().enumerate() {
         if !card.test_cases.contains(case_id) {
-            problems.push(FieldError::new(format!("test_case_ids[{i}]"), "is not a test case of this card"));
+            problems.push(FieldError::new(
+                format!("test_case_ids[{i}]"),
+                "is not a test case of this card",
+            ));
             continue;
         }
         let case = state.repo.load::<TestCase>(*case_id).await?.state;
@@ -112,7 +121,10 @@ pub async fn request_run(
     }
 
     let run_id = Uuid::now_v7();
-    let empty = Loaded { state: TestRun::default(), version: 0 };
+    let empty = Loaded {
+        state: TestRun::default(),
+        version: 0,
+    };
     let events = empty.state.decide(RunCommand::Request {
         run_id,
         plan: RunPlan {

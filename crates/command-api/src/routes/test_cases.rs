@@ -102,7 +102,10 @@ pub async fn create_test_case(
     }
     let card = load_card(&state, workspace_id, card_id).await?;
     let case_id = Uuid::now_v7();
-    let empty = Loaded { state: TestCase::default(), version: 0 };
+    let empty = Loaded {
+        state: TestCase::default(),
+        version: 0,
+    };
     let events = empty.state.decide(TestCaseCommand::Create {
         case_id,
         card: facts(&card.state)?,

@@ -102,7 +102,10 @@ pub async fn create_workspace(
         return Ok(reply);
     }
     let workspace_id = Uuid::now_v7();
-    let empty = Loaded { state: Workspace::default(), version: 0 };
+    let empty = Loaded {
+        state: Workspace::default(),
+        version: 0,
+    };
     let events = empty.state.decide(WorkspaceCommand::Create {
         workspace_id,
         name: request.name,
@@ -208,7 +211,9 @@ pub async fn remove_member(
     if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
         return Ok(reply);
     }
-    let events = workspace.state.decide(WorkspaceCommand::RemoveMember { actor_role, user_id })?;
+    let events = workspace
+        .state
+        .decide(WorkspaceCommand::RemoveMember { actor_role, user_id })?;
     state
         .commit(
             &ctx,

@@ -75,7 +75,12 @@ async fn signup_reports_every_invalid_field_at_once(pool: PgPool) {
             json!({ "email": "not-an-email", "password": "short", "workspace_name": "  " }),
         )
         .await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "password");
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "password",
+    );
     let mut fields = invalid_fields(&answer.2);
     fields.sort();
     assert_eq!(fields, ["email", "name", "password"]);
@@ -88,7 +93,11 @@ async fn login_gives_working_tokens_and_never_says_which_part_was_wrong(pool: Pg
     let (_, _, workspace_id) = app.signup("ada@example.com").await;
 
     let (status, _, body) = app
-        .post("/v1/auth/login", "", json!({ "email": "Ada@Example.com", "password": PASSWORD }))
+        .post(
+            "/v1/auth/login",
+            "",
+            json!({ "email": "Ada@Example.com", "password": PASSWORD }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["expires_in"], ACCESS_TTL_SECS);
@@ -97,14 +106,35 @@ async fn login_gives_working_tokens_and_never_says_which_part_was_wrong(pool: Pg
     app.create_card(access, workspace_id, "Logged in").await;
 
     let wrong_password = app
-        .post("/v1/auth/login", "", json!({ "email": "ada@example.com", "password": "not the password" }))
+        .post(
+            "/v1/auth/login",
+            "",
+            json!({ "email": "ada@example.com", "password": "not the password" }),
+        )
         .await;
-    assert_error(&wrong_password, StatusCode::UNAUTHORIZED, "unauthorized", "wrong email or password");
+    assert_error(
+        &wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "wrong email or password",
+    );
     let unknown_email = app
-        .post("/v1/auth/login", "", json!({ "email": "bob@example.com", "password": PASSWORD }))
+        .post(
+            "/v1/auth/login",
+            "",
+            json!({ "email": "bob@example.com", "password": PASSWORD }),
+        )
         .await;
-    assert_error(&unknown_email, StatusCode::UNAUTHORIZED, "unauthorized", "wrong email or password");
-    assert_eq!(wrong_password.2, unknown_email.2, "the two failures must be indistinguishable");
+    assert_error(
+        &unknown_email,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "wrong email or password",
+    );
+    assert_eq!(
+        wrong_password.2, unknown_email.2,
+        "the two failures must be indistinguishable"
+    );
     assert!(wrong_password.2.get("access_token").is_none());
 }
 
@@ -188,7 +218,11 @@ async fn forged_expired_and_malformed_credentials_are_refused(pool: PgPool) {
     // No credentials at all.
     let answer = app.post(&path, "", card_body("Anonymous")).await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", "Authorization");
-    assert_eq!(app.events_count().await, before_bad, "a refused request appended events");
+    assert_eq!(
+        app.events_count().await,
+        before_bad,
+        "a refused request appended events"
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -216,7 +250,10 @@ async fn an_api_key_is_shown_once_and_authenticates(pool: PgPool) {
         .fetch_all(&app.pool)
         .await
         .unwrap();
-    assert!(stored.iter().all(|data| !data.contains(secret)), "the key's secret was stored");
+    assert!(
+        stored.iter().all(|data| !data.contains(secret)),
+        "the key's secret was stored"
+    );
 
     // The key acts in its workspace; the card's creation event names the key as its actor.
     let card_id = app.create_card(&key, workspace_id, "By key").await;
@@ -229,7 +266,9 @@ async fn an_api_key_is_shown_once_and_authenticates(pool: PgPool) {
 
     // A key with a wrong secret is refused.
     let tampered = format!("{}x", &key[..key.len() - 1]);
-    let answer = app.post(&cards_path(workspace_id), &tampered, card_body("Tampered")).await;
+    let answer = app
+        .post(&cards_path(workspace_id), &tampered, card_body("Tampered"))
+        .await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", "API key");
 }
 
@@ -245,9 +284,7 @@ async fn a_retried_api_key_creation_does_not_show_the_key_again(pool: PgPool) {
         .await;
     assert_eq!(first.0, StatusCode::CREATED, "{}", first.2);
     let before = app.events_count().await;
-    let retry = app
-        .json(axum::http::Method::POST, &path, &token, body, &headers)
-        .await;
+    let retry = app.json(axum::http::Method::POST, &path, &token, body, &headers).await;
     assert_error(&retry, StatusCode::CONFLICT, "conflict", "shown once");
     assert!(retry.2.get("key").is_none());
     assert_eq!(app.events_count().await, before);

@@ -20,7 +20,13 @@ async fn fixture(app: TestApp) -> Fixture {
     let (token, _, workspace_id) = app.signup("ada@example.com").await;
     let card_id = app.create_card(&token, workspace_id, "Existing").await;
     let events = app.events_count().await;
-    Fixture { app, token, workspace_id, card_id, events }
+    Fixture {
+        app,
+        token,
+        workspace_id,
+        card_id,
+        events,
+    }
 }
 
 impl Fixture {
@@ -41,7 +47,11 @@ impl Fixture {
     }
 
     async fn assert_nothing_appended(&self) {
-        assert_eq!(self.app.events_count().await, self.events, "a refused request appended events");
+        assert_eq!(
+            self.app.events_count().await,
+            self.events,
+            "a refused request appended events"
+        );
     }
 }
 
@@ -57,11 +67,21 @@ fn assert_invalid(answer: &Answer, field: &str, needle: &str) {
 async fn malformed_json_is_400(pool: PgPool) {
     let f = fixture(TestApp::new(pool)).await;
     let answer = f
-        .raw(Method::POST, &cards_path(f.workspace_id), Some("application/json"), r#"{"title": "x", "#)
+        .raw(
+            Method::POST,
+            &cards_path(f.workspace_id),
+            Some("application/json"),
+            r#"{"title": "x", "#,
+        )
         .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "JSON");
     let answer = f
-        .raw(Method::POST, &cards_path(f.workspace_id), Some("application/json"), r#"{"title": "x", "template": "t"} trailing"#)
+        .raw(
+            Method::POST,
+            &cards_path(f.workspace_id),
+            Some("application/json"),
+            r#"{"title": "x", "template": "t"} trailing"#,
+        )
         .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "trailing");
     f.assert_nothing_appended().await;
@@ -75,7 +95,11 @@ async fn wrong_missing_and_unknown_fields_are_422_naming_the_field(pool: PgPool)
     wrong_type["title"] = json!(5);
     let answer = f.create(wrong_type).await;
     assert_invalid(&answer, "body", "title");
-    assert!(answer.2["message"].as_str().unwrap().contains("invalid type"), "{}", answer.2);
+    assert!(
+        answer.2["message"].as_str().unwrap().contains("invalid type"),
+        "{}",
+        answer.2
+    );
 
     let mut nested_wrong_type = card_body("Nested wrong type");
     nested_wrong_type["variables"][0]["type"] = json!("date");
@@ -102,12 +126,29 @@ async fn wrong_missing_and_unknown_fields_are_422_naming_the_field(pool: PgPool)
 async fn a_body_that_is_not_declared_as_json_is_415(pool: PgPool) {
     let f = fixture(TestApp::new(pool)).await;
     let body = card_body("Untyped").to_string();
-    let answer = f.raw(Method::POST, &cards_path(f.workspace_id), None, body.clone()).await;
-    assert_error(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type: application/json");
     let answer = f
-        .raw(Method::POST, &cards_path(f.workspace_id), Some("text/plain"), body.clone())
+        .raw(Method::POST, &cards_path(f.workspace_id), None, body.clone())
         .await;
-    assert_error(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type: application/json");
+    assert_error(
+        &answer,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Content-Type: application/json",
+    );
+    let answer = f
+        .raw(
+            Method::POST,
+            &cards_path(f.workspace_id),
+            Some("text/plain"),
+            body.clone(),
+        )
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Content-Type: application/json",
+    );
     // `application/<x>+json` and a charset parameter are still JSON.
     let (status, _, answer) = f
         .raw(
@@ -147,9 +188,19 @@ async fn invalid_utf8_in_a_json_string_is_a_json_4xx(pool: PgPool) {
     bytes.extend_from_slice(&[0xff, 0xfe, 0x80]);
     bytes.extend_from_slice(br#"", "template": "hi"}"#);
     let answer = f
-        .raw(Method::POST, &cards_path(f.workspace_id), Some("application/json"), bytes)
+        .raw(
+            Method::POST,
+            &cards_path(f.workspace_id),
+            Some("application/json"),
+            bytes,
+        )
         .await;
-    assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "title: invalid unicode");
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "title: invalid unicode",
+    );
     // A lone surrogate escape is not a Unicode scalar value either.
     let answer = f
         .raw(
@@ -166,7 +217,10 @@ async fn invalid_utf8_in_a_json_string_is_a_json_4xx(pool: PgPool) {
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn a_malformed_uuid_in_the_path_is_400_and_an_unknown_card_is_404(pool: PgPool) {
     let f = fixture(TestApp::new(pool)).await;
-    let answer = f.app.post("/v1/workspaces/not-a-uuid/prompt-cards", &f.token, card_body("x")).await;
+    let answer = f
+        .app
+        .post("/v1/workspaces/not-a-uuid/prompt-cards", &f.token, card_body("x"))
+        .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "not-a-uuid");
     let answer = f
         .app
@@ -183,12 +237,23 @@ async fn a_malformed_uuid_in_the_path_is_400_and_an_unknown_card_is_404(pool: Pg
     update["expected_version"] = json!(1);
     let answer = f.app.put(&card_path(f.workspace_id, unknown), &f.token, update).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "prompt card");
-    let answer = f.app.post(&format!("{}/archive", card_path(f.workspace_id, unknown)), &f.token, Value::Null).await;
+    let answer = f
+        .app
+        .post(
+            &format!("{}/archive", card_path(f.workspace_id, unknown)),
+            &f.token,
+            Value::Null,
+        )
+        .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "prompt card");
     // An id that exists but is not a card (the workspace's own id) is not a card either.
     let answer = f
         .app
-        .post(&format!("{}/archive", card_path(f.workspace_id, f.workspace_id)), &f.token, Value::Null)
+        .post(
+            &format!("{}/archive", card_path(f.workspace_id, f.workspace_id)),
+            &f.token,
+            Value::Null,
+        )
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "prompt card");
     f.assert_nothing_appended().await;
@@ -241,7 +306,13 @@ async fn an_update_must_say_which_version_it_edits(pool: PgPool) {
     for if_match in ["soon", "\"v2\"", "\"-1\""] {
         let answer = f
             .app
-            .json(Method::PUT, &path, &f.token, card_body("Bad If-Match"), &[("if-match", if_match)])
+            .json(
+                Method::PUT,
+                &path,
+                &f.token,
+                card_body("Bad If-Match"),
+                &[("if-match", if_match)],
+            )
             .await;
         assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "If-Match");
     }
@@ -287,9 +358,17 @@ async fn no_route_answers_garbage_with_a_5xx(pool: PgPool) {
         (Some("application/json"), b"[]".to_vec()),
         (Some("application/json"), b"{}".to_vec()),
         (Some("application/json"), b"{\"name\": 1e400}".to_vec()),
-        (Some("application/json"), br#"{"email": {"$ne": null}, "role": "root", "label": "", "version": -1}"#.to_vec()),
+        (
+            Some("application/json"),
+            br#"{"email": {"$ne": null}, "role": "root", "label": "", "version": -1}"#.to_vec(),
+        ),
         (Some("application/json"), vec![0xff; 16]),
-        (Some("application/json"), "{\"title\": \"\u{0}\", \"template\": \"{{\", \"vars\": 3}".as_bytes().to_vec()),
+        (
+            Some("application/json"),
+            "{\"title\": \"\u{0}\", \"template\": \"{{\", \"vars\": 3}"
+                .as_bytes()
+                .to_vec(),
+        ),
         (Some("application/yaml"), b"title: x".to_vec()),
         (None, b"{}".to_vec()),
     ];
@@ -339,20 +418,35 @@ async fn an_escaped_nul_character_is_refused_not_a_500(pool: PgPool) {
     assert_invalid(&answer, "vars.text", "NUL");
     let answer = f
         .app
-        .post("/v1/auth/signup", "", json!({ "email": "a\u{0}@example.com", "password": PASSWORD, "workspace_name": "W" }))
+        .post(
+            "/v1/auth/signup",
+            "",
+            json!({ "email": "a\u{0}@example.com", "password": PASSWORD, "workspace_name": "W" }),
+        )
         .await;
     assert_invalid(&answer, "email", "NUL");
     let answer = f
         .app
-        .post("/v1/auth/login", "", json!({ "email": "a\u{0}@example.com", "password": PASSWORD }))
+        .post(
+            "/v1/auth/login",
+            "",
+            json!({ "email": "a\u{0}@example.com", "password": PASSWORD }),
+        )
         .await;
     assert_invalid(&answer, "email", "NUL");
     let answer = f
         .app
-        .post(&format!("/v1/workspaces/{}/members", f.workspace_id), &f.token, json!({ "email": nul, "role": "viewer" }))
+        .post(
+            &format!("/v1/workspaces/{}/members", f.workspace_id),
+            &f.token,
+            json!({ "email": nul, "role": "viewer" }),
+        )
         .await;
     assert_invalid(&answer, "email", "NUL");
-    let answer = f.app.post("/v1/workspaces", &f.token, json!({ nul: 1, "name": "x" })).await;
+    let answer = f
+        .app
+        .post("/v1/workspaces", &f.token, json!({ nul: 1, "name": "x" }))
+        .await;
     assert_eq!(answer.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.2);
     f.assert_nothing_appended().await;
     // A backslash followed by "u0000" is an ordinary string.

@@ -72,7 +72,13 @@ async fn updates_make_new_versions_and_stale_ones_conflict(pool: PgPool) {
     assert_eq!(etag(&answer), "\"3\"");
     // A weak validator, as some clients send, is read the same way.
     let answer = app
-        .json(Method::PUT, &path, &token, update("v4", None), &[("if-match", "W/\"3\"")])
+        .json(
+            Method::PUT,
+            &path,
+            &token,
+            update("v4", None),
+            &[("if-match", "W/\"3\"")],
+        )
         .await;
     assert_eq!(answer.2["version"], 4, "{}", answer.2);
 
@@ -104,7 +110,9 @@ async fn labels_point_at_existing_versions(pool: PgPool) {
     let card_id = app.create_card(&token, ws, "Labelled").await;
     let labels = format!("{}/labels", card_path(ws, card_id));
 
-    let (status, _, body) = app.post(&labels, &token, json!({ "label": "production", "version": 1 })).await;
+    let (status, _, body) = app
+        .post(&labels, &token, json!({ "label": "production", "version": 1 }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["label"], "production");
     assert_eq!(body["version"], 1);
@@ -114,23 +122,38 @@ async fn labels_point_at_existing_versions(pool: PgPool) {
 
     // Moving a label where it already points changes nothing and appends nothing.
     let before = app.events_count().await;
-    let (status, _, body) = app.post(&labels, &token, json!({ "label": "production", "version": 1 })).await;
+    let (status, _, body) = app
+        .post(&labels, &token, json!({ "label": "production", "version": 1 }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["position"].as_i64(), Some(position));
     assert_eq!(app.events_count().await, before);
 
-    let answer = app.post(&labels, &token, json!({ "label": "production", "version": 99 })).await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "version");
+    let answer = app
+        .post(&labels, &token, json!({ "label": "production", "version": 99 }))
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "version",
+    );
     assert_eq!(invalid_fields(&answer.2), ["version"]);
-    let answer = app.post(&labels, &token, json!({ "label": "-bad label-", "version": 1 })).await;
+    let answer = app
+        .post(&labels, &token, json!({ "label": "-bad label-", "version": 1 }))
+        .await;
     assert_eq!(invalid_fields(&answer.2), ["label"], "{}", answer.2);
-    let answer = app.post(&labels, &token, json!({ "label": "production", "version": -1 })).await;
+    let answer = app
+        .post(&labels, &token, json!({ "label": "production", "version": -1 }))
+        .await;
     assert_eq!(answer.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.2);
     assert_eq!(app.events_count().await, before);
 
     // Once version 2 exists the label can move there.
     app.put(&card_path(ws, card_id), &token, update("v2", Some(1))).await;
-    let (status, _, body) = app.post(&labels, &token, json!({ "label": "production", "version": 2 })).await;
+    let (status, _, body) = app
+        .post(&labels, &token, json!({ "label": "production", "version": 2 }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let previous: Option<i64> = sqlx::query_scalar(
         "SELECT (data->>'previous_version')::bigint FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1",
@@ -152,7 +175,10 @@ async fn an_archived_card_refuses_changes(pool: PgPool) {
     let (status, _, body) = app.post(&format!("{path}/archive"), &token, Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["archived"], true);
-    assert_eq!(last_event(&app, card_id).await, (body["position"].as_i64().unwrap(), "PromptCardArchived".into()));
+    assert_eq!(
+        last_event(&app, card_id).await,
+        (body["position"].as_i64().unwrap(), "PromptCardArchived".into())
+    );
 
     let before = app.events_count().await;
     let answer = app.put(&path, &token, update("Revived", Some(1))).await;
@@ -160,7 +186,11 @@ async fn an_archived_card_refuses_changes(pool: PgPool) {
     let answer = app.post(&format!("{path}/archive"), &token, Value::Null).await;
     assert_error(&answer, StatusCode::CONFLICT, "conflict", "archived");
     let answer = app
-        .post(&format!("{path}/labels"), &token, json!({ "label": "production", "version": 1 }))
+        .post(
+            &format!("{path}/labels"),
+            &token,
+            json!({ "label": "production", "version": 1 }),
+        )
         .await;
     assert_error(&answer, StatusCode::CONFLICT, "conflict", "archived");
     assert_eq!(app.events_count().await, before);
@@ -187,7 +217,11 @@ async fn positions_strictly_increase_across_commands(pool: PgPool) {
         positions.push(answer["position"].as_i64().unwrap());
     }
     let (_, _, body) = app
-        .post(&format!("{}/labels", card_path(ws, first)), &token, json!({ "label": "production", "version": 2 }))
+        .post(
+            &format!("{}/labels", card_path(ws, first)),
+            &token,
+            json!({ "label": "production", "version": 2 }),
+        )
         .await;
     positions.push(body["position"].as_i64().unwrap());
     let (_, _, body) = app
@@ -195,13 +229,17 @@ async fn positions_strictly_increase_across_commands(pool: PgPool) {
         .await;
     positions.push(body["position"].as_i64().unwrap());
 
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions do not increase: {positions:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "positions do not increase: {positions:?}"
+    );
     assert_eq!(*positions.last().unwrap(), app.max_position().await);
     // Each answered position is that of an event the command appended.
-    let stored: Vec<i64> = sqlx::query_scalar("SELECT position FROM events WHERE stream_id = ANY($1) ORDER BY position")
-        .bind(vec![first, second])
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let stored: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE stream_id = ANY($1) ORDER BY position")
+            .bind(vec![first, second])
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(stored, positions);
 }

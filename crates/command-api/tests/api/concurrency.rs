@@ -25,7 +25,12 @@ async fn twelve_racing_updates_at_one_version_have_one_winner(pool: PgPool) {
     let answers: Vec<Answer> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
 
     let winners: Vec<&Answer> = answers.iter().filter(|a| a.0 == StatusCode::OK).collect();
-    assert_eq!(winners.len(), 1, "statuses: {:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert_eq!(
+        winners.len(),
+        1,
+        "statuses: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
     assert_eq!(winners[0].2["version"], 2);
     for answer in answers.iter().filter(|a| a.0 != StatusCode::OK) {
         assert_error(answer, StatusCode::CONFLICT, "conflict", "version 2");
@@ -66,7 +71,12 @@ async fn racing_signups_with_one_email_make_one_account(pool: PgPool) {
     });
     let answers: Vec<Answer> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
     let created = answers.iter().filter(|a| a.0 == StatusCode::CREATED).count();
-    assert_eq!(created, 1, "statuses: {:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert_eq!(
+        created,
+        1,
+        "statuses: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
     for answer in answers.iter().filter(|a| a.0 != StatusCode::CREATED) {
         assert_error(answer, StatusCode::CONFLICT, "conflict", "email");
     }
@@ -117,11 +127,18 @@ async fn two_owners_removing_each_other_leave_one_owner(pool: PgPool) {
 
     let remove = |token: String, target: uuid::Uuid| {
         let app = app.clone();
-        tokio::spawn(async move { app.delete(&format!("/v1/workspaces/{ws}/members/{target}"), &token).await })
+        tokio::spawn(async move {
+            app.delete(&format!("/v1/workspaces/{ws}/members/{target}"), &token)
+                .await
+        })
     };
     let answers = join_all([remove(ada, bob_id), remove(bob, ada_id)]).await;
     let statuses: Vec<StatusCode> = answers.into_iter().map(|a| a.unwrap().0).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
     // The loser either lost the race (409) or ran after it and is no longer a member (404).
     assert!(
         statuses.contains(&StatusCode::CONFLICT) || statuses.contains(&StatusCode::NOT_FOUND),

@@ -144,9 +144,7 @@ impl TestApp {
 
     /// Creates a card from [`card_body`]; returns its id.
     pub async fn create_card(&self, token: &str, workspace_id: Uuid, title: &str) -> Uuid {
-        let (status, _, body) = self
-            .post(&cards_path(workspace_id), token, card_body(title))
-            .await;
+        let (status, _, body) = self.post(&cards_path(workspace_id), token, card_body(title)).await;
         assert_eq!(status, StatusCode::CREATED, "creating card {title:?} failed: {body}");
         uuid_at(&body, "id")
     }
@@ -242,7 +240,9 @@ pub fn assert_error(answer: &Answer, status: StatusCode, code: &str, needle: &st
     assert_eq!(*actual, status, "unexpected status; body: {body}");
     assert!(body.is_object(), "the error body is not a JSON object: {body}");
     assert_eq!(body["error"], code, "unexpected error code in {body}");
-    let message = body["message"].as_str().unwrap_or_else(|| panic!("no message in {body}"));
+    let message = body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {body}"));
     assert!(
         message.to_lowercase().contains(&needle.to_lowercase()),
         "message {message:?} does not mention {needle:?}"

@@ -20,7 +20,10 @@ async fn a_retried_create_returns_the_first_answer_and_appends_once(pool: PgPool
     let after_first = app.events_count().await;
     let retry = app.json(Method::POST, &path, &token, card_body("Once"), &key).await;
     assert_eq!(retry.0, StatusCode::CREATED, "{}", retry.2);
-    assert_eq!(retry.2, first.2, "the retry must answer exactly what the first request did");
+    assert_eq!(
+        retry.2, first.2,
+        "the retry must answer exactly what the first request did"
+    );
     assert_eq!(app.events_count().await, after_first);
     assert_eq!(app.count_events_of_type("PromptCardCreated").await, 1);
 
@@ -36,17 +39,37 @@ async fn a_key_reused_for_a_different_request_is_422(pool: PgPool) {
     let (token, _, ws) = app.signup("ada@example.com").await;
     let card_id = app.create_card(&token, ws, "Existing").await;
     let key = [("idempotency-key", "k-1")];
-    let first = app.json(Method::POST, &cards_path(ws), &token, card_body("First"), &key).await;
+    let first = app
+        .json(Method::POST, &cards_path(ws), &token, card_body("First"), &key)
+        .await;
     assert_eq!(first.0, StatusCode::CREATED, "{}", first.2);
     let before = app.events_count().await;
 
-    let answer = app.json(Method::POST, &cards_path(ws), &token, card_body("Different"), &key).await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Idempotency-Key");
+    let answer = app
+        .json(Method::POST, &cards_path(ws), &token, card_body("Different"), &key)
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        "Idempotency-Key",
+    );
     // Same body, different path (another command) is a different request too.
     let answer = app
-        .json(Method::POST, &format!("{}/archive", card_path(ws, card_id)), &token, card_body("First"), &key)
+        .json(
+            Method::POST,
+            &format!("{}/archive", card_path(ws, card_id)),
+            &token,
+            card_body("First"),
+            &key,
+        )
         .await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Idempotency-Key");
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        "Idempotency-Key",
+    );
     assert_eq!(app.events_count().await, before);
     // The card was not archived by the refused request.
     let mut update = card_body("Still live");
@@ -62,8 +85,14 @@ async fn eight_concurrent_requests_with_one_key_create_one_card(pool: PgPool) {
     let tasks = (0..8).map(|_| {
         let (app, token) = (app.clone(), token.clone());
         tokio::spawn(async move {
-            app.json(Method::POST, &cards_path(ws), &token, card_body("Racing"), &[("idempotency-key", "race")])
-                .await
+            app.json(
+                Method::POST,
+                &cards_path(ws),
+                &token,
+                card_body("Racing"),
+                &[("idempotency-key", "race")],
+            )
+            .await
         })
     });
     let answers: Vec<Answer> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
@@ -83,14 +112,20 @@ async fn keys_are_per_caller(pool: PgPool) {
     let (ada, _, ada_ws) = app.signup("ada@example.com").await;
     let (bob, _, bob_ws) = app.signup("bob@example.com").await;
     let key = [("idempotency-key", "shared-key")];
-    let a = app.json(Method::POST, &cards_path(ada_ws), &ada, card_body("Ada's"), &key).await;
-    let b = app.json(Method::POST, &cards_path(bob_ws), &bob, card_body("Bob's"), &key).await;
+    let a = app
+        .json(Method::POST, &cards_path(ada_ws), &ada, card_body("Ada's"), &key)
+        .await;
+    let b = app
+        .json(Method::POST, &cards_path(bob_ws), &bob, card_body("Bob's"), &key)
+        .await;
     assert_eq!(a.0, StatusCode::CREATED, "{}", a.2);
     assert_eq!(b.0, StatusCode::CREATED, "{}", b.2);
     assert_ne!(a.2["id"], b.2["id"]);
     assert_eq!(app.count_events_of_type("PromptCardCreated").await, 2);
     // Bob's use of the key did not replace Ada's first answer.
-    let again = app.json(Method::POST, &cards_path(ada_ws), &ada, card_body("Ada's"), &key).await;
+    let again = app
+        .json(Method::POST, &cards_path(ada_ws), &ada, card_body("Ada's"), &key)
+        .await;
     assert_eq!(again.2, a.2);
 }
 
@@ -102,7 +137,9 @@ async fn a_retried_update_is_not_a_stale_update(pool: PgPool) {
     let mut body = card_body("v2");
     body["expected_version"] = json!(1);
     let key = [("idempotency-key", "update-1")];
-    let first = app.json(Method::PUT, &card_path(ws, card_id), &token, body.clone(), &key).await;
+    let first = app
+        .json(Method::PUT, &card_path(ws, card_id), &token, body.clone(), &key)
+        .await;
     assert_eq!(first.0, StatusCode::OK, "{}", first.2);
     // Without the key, the same request is stale; with it, it is the same request again.
     let retry = app.json(Method::PUT, &card_path(ws, card_id), &token, body, &key).await;
@@ -128,7 +165,8 @@ async fn a_retried_signup_returns_the_same_user(pool: PgPool) {
     assert_eq!(app.events_count().await, 2);
     // The retry's tokens are fresh and work.
     let workspace_id = uuid_at(&retry.2, "workspace_id");
-    app.create_card(retry.2["access_token"].as_str().unwrap(), workspace_id, "After retry").await;
+    app.create_card(retry.2["access_token"].as_str().unwrap(), workspace_id, "After retry")
+        .await;
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -138,7 +176,13 @@ async fn a_malformed_key_is_400(pool: PgPool) {
     let long = "k".repeat(256);
     for key in ["", "has space", long.as_str()] {
         let answer = app
-            .json(Method::POST, &cards_path(ws), &token, card_body("x"), &[("idempotency-key", key)])
+            .json(
+                Method::POST,
+                &cards_path(ws),
+                &token,
+                card_body("x"),
+                &[("idempotency-key", key)],
+            )
             .await;
         assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "Idempotency-Key");
     }
@@ -147,7 +191,10 @@ async fn a_malformed_key_is_400(pool: PgPool) {
     let request = axum::http::Request::post(cards_path(ws))
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
-        .header("idempotency-key", axum::http::HeaderValue::from_bytes(b"caf\xe9").unwrap())
+        .header(
+            "idempotency-key",
+            axum::http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        )
         .body(axum::body::Body::from(card_body("x").to_string()))
         .unwrap();
     let answer = app.send(request).await;

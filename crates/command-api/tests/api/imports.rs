@@ -40,7 +40,14 @@ fn import_path(workspace_id: Uuid) -> String {
     format!("/v1/workspaces/{workspace_id}/imports/promptfoo")
 }
 
-async fn import(app: &TestApp, token: &str, workspace_id: Uuid, content_type: &str, body: &str, key: Option<&str>) -> Answer {
+async fn import(
+    app: &TestApp,
+    token: &str,
+    workspace_id: Uuid,
+    content_type: &str,
+    body: &str,
+    key: Option<&str>,
+) -> Answer {
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(import_path(workspace_id))
@@ -49,7 +56,8 @@ async fn import(app: &TestApp, token: &str, workspace_id: Uuid, content_type: &s
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
-    app.send(request.body(Body::from(body.to_owned())).expect("a valid request")).await
+    app.send(request.body(Body::from(body.to_owned())).expect("a valid request"))
+        .await
 }
 
 fn ids(value: &Value) -> Vec<Uuid> {
@@ -69,7 +77,10 @@ async fn a_config_becomes_one_card_per_prompt_with_its_tests_in_order(pool: PgPo
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(body["position"].as_i64().is_some_and(|p| p > 0), "{body}");
     assert_eq!(body["ignored"], json!(["outputPath"]));
-    assert_eq!(body["providers"], json!([{"id": "echo", "config": null}, {"id": "openai:gpt-4o-mini", "config": {"temperature": 0}}]));
+    assert_eq!(
+        body["providers"],
+        json!([{"id": "echo", "config": null}, {"id": "openai:gpt-4o-mini", "config": {"temperature": 0}}])
+    );
     let cards = body["cards"].as_array().expect("cards");
     assert_eq!(cards.len(), 2);
 
@@ -82,7 +93,10 @@ async fn a_config_becomes_one_card_per_prompt_with_its_tests_in_order(pool: PgPo
         let loaded = repo.load::<PromptCard>(card_id).await.expect("load the card").state;
         assert_eq!(loaded.workspace_id, Some(workspace_id));
         assert_eq!(loaded.current().expect("a version").content.title, title);
-        assert_eq!(loaded.test_cases, case_ids, "the card records its cases in the config's order");
+        assert_eq!(
+            loaded.test_cases, case_ids,
+            "the card records its cases in the config's order"
+        );
 
         let mut names = Vec::new();
         for case_id in &case_ids {
@@ -90,7 +104,10 @@ async fn a_config_becomes_one_card_per_prompt_with_its_tests_in_order(pool: PgPo
             assert_eq!(case.card_id, Some(card_id));
             let content = case.content.expect("content");
             assert_eq!(content.vars["customer"], json!("Ada"), "defaultTest vars fill in");
-            assert_eq!(content.assertions[0].kind, "icontains", "defaultTest assertions come first");
+            assert_eq!(
+                content.assertions[0].kind, "icontains",
+                "defaultTest assertions come first"
+            );
             names.push(content.name);
         }
         assert_eq!(names, ["refund", "tone (1/2)", "tone (2/2)"]);
@@ -116,10 +133,21 @@ tests:
       - {type: contains, value: file://expected.txt}
 "#;
     let answer = import(&app, &token, workspace_id, "application/yaml", config, None).await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "javascript");
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "javascript",
+    );
     assert_eq!(
         invalid_fields(&answer.2),
-        ["prompts[1]", "tests[0].vars.q", "tests[0].assert[0]", "tests[0].assert[1]", "tests[0].assert[3].value"]
+        [
+            "prompts[1]",
+            "tests[0].vars.q",
+            "tests[0].assert[0]",
+            "tests[0].assert[1]",
+            "tests[0].assert[3].value"
+        ]
     );
     assert_eq!(app.events_count().await, before);
 }
@@ -136,8 +164,15 @@ async fn a_rule_broken_by_one_test_is_named_where_the_config_has_it(pool: PgPool
     let (status, _, body) = import(&app, &token, workspace_id, "application/yaml", &config, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let fields = invalid_fields(&body);
-    for expected in ["defaultTest.assert[0].threshold", "tests[1].description", "tests[1].assert[0].value"] {
-        assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+    for expected in [
+        "defaultTest.assert[0].threshold",
+        "tests[1].description",
+        "tests[1].assert[0].value",
+    ] {
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "{expected} missing from {fields:?}"
+        );
     }
     // Each problem is listed once even though every card carries the same tests.
     let mut unique = fields.clone();
@@ -152,16 +187,57 @@ async fn bodies_that_are_not_yaml_configs_are_refused(pool: PgPool) {
     let (token, _, workspace_id) = app.signup("ada@example.com").await;
     let before = app.events_count().await;
     let answer = import(&app, &token, workspace_id, "text/plain", CONFIG, None).await;
-    assert_error(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "application/yaml");
-    let answer = import(&app, &token, workspace_id, "application/yaml", "prompts: [unclosed", None).await;
+    assert_error(
+        &answer,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "application/yaml",
+    );
+    let answer = import(
+        &app,
+        &token,
+        workspace_id,
+        "application/yaml",
+        "prompts: [unclosed",
+        None,
+    )
+    .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request", "not valid YAML");
-    let answer = import(&app, &token, workspace_id, "application/yaml", "- just\n- a list\n", None).await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "promptfoo config");
-    let answer = import(&app, &token, workspace_id, "application/yaml", "prompts: [\"a\\0b\"]\n", None).await;
+    let answer = import(
+        &app,
+        &token,
+        workspace_id,
+        "application/yaml",
+        "- just\n- a list\n",
+        None,
+    )
+    .await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "promptfoo config",
+    );
+    let answer = import(
+        &app,
+        &token,
+        workspace_id,
+        "application/yaml",
+        "prompts: [\"a\\0b\"]\n",
+        None,
+    )
+    .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "NUL");
     // JSON is YAML too.
-    let (status, _, body) =
-        import(&app, &token, workspace_id, "application/json", r#"{"prompts": ["hi"]}"#, None).await;
+    let (status, _, body) = import(
+        &app,
+        &token,
+        workspace_id,
+        "application/json",
+        r#"{"prompts": ["hi"]}"#,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(app.count_events_of_type("PromptCardCreated").await, 1);
     assert!(app.events_count().await > before);

@@ -14,7 +14,11 @@ async fn the_request_past_the_burst_is_429_with_retry_after(pool: PgPool) {
     let (ada, _, ada_ws) = app.signup("ada@example.com").await;
     let (bob, _, bob_ws) = app.signup("bob@example.com").await;
     let answer = app
-        .post("/v1/auth/login", "", serde_json::json!({ "email": "ada@example.com", "password": PASSWORD }))
+        .post(
+            "/v1/auth/login",
+            "",
+            serde_json::json!({ "email": "ada@example.com", "password": PASSWORD }),
+        )
         .await;
     assert_error(&answer, StatusCode::TOO_MANY_REQUESTS, "rate_limited", "retry");
 

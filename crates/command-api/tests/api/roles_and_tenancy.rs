@@ -25,10 +25,21 @@ async fn team(pool: PgPool) -> Team {
     let (member, member_id, _) = app.signup("member@example.com").await;
     let (viewer, _, _) = app.signup("viewer@example.com").await;
     app.add_member(&owner, workspace_id, "admin@example.com", "admin").await;
-    app.add_member(&owner, workspace_id, "member@example.com", "member").await;
-    app.add_member(&owner, workspace_id, "viewer@example.com", "viewer").await;
+    app.add_member(&owner, workspace_id, "member@example.com", "member")
+        .await;
+    app.add_member(&owner, workspace_id, "viewer@example.com", "viewer")
+        .await;
     app.signup("newcomer@example.com").await;
-    Team { app, owner, owner_id, admin, member, member_id, viewer, workspace_id }
+    Team {
+        app,
+        owner,
+        owner_id,
+        admin,
+        member,
+        member_id,
+        viewer,
+        workspace_id,
+    }
 }
 
 impl Team {
@@ -47,7 +58,10 @@ async fn a_viewer_never_writes(pool: PgPool) {
     let card_id = t.app.create_card(&t.owner, t.workspace_id, "Owned").await;
     let before = t.app.events_count().await;
 
-    let answer = t.app.post(&cards_path(t.workspace_id), &t.viewer, card_body("By viewer")).await;
+    let answer = t
+        .app
+        .post(&cards_path(t.workspace_id), &t.viewer, card_body("By viewer"))
+        .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
     let mut update = card_body("Edited by viewer");
     update["expected_version"] = json!(1);
@@ -55,12 +69,20 @@ async fn a_viewer_never_writes(pool: PgPool) {
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
     let answer = t
         .app
-        .post(&format!("{}/archive", card_path(t.workspace_id, card_id)), &t.viewer, Value::Null)
+        .post(
+            &format!("{}/archive", card_path(t.workspace_id, card_id)),
+            &t.viewer,
+            Value::Null,
+        )
         .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
     let answer = t
         .app
-        .post(&t.members_path(), &t.viewer, json!({ "email": "newcomer@example.com", "role": "viewer" }))
+        .post(
+            &t.members_path(),
+            &t.viewer,
+            json!({ "email": "newcomer@example.com", "role": "viewer" }),
+        )
         .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
     assert_eq!(t.app.events_count().await, before);
@@ -73,7 +95,11 @@ async fn a_member_writes_cards_but_does_not_manage_members(pool: PgPool) {
     let before = t.app.events_count().await;
     let answer = t
         .app
-        .post(&t.members_path(), &t.member, json!({ "email": "newcomer@example.com", "role": "viewer" }))
+        .post(
+            &t.members_path(),
+            &t.member,
+            json!({ "email": "newcomer@example.com", "role": "viewer" }),
+        )
         .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "member");
     let answer = t
@@ -94,7 +120,11 @@ async fn an_admin_manages_members_but_never_the_owner_role(pool: PgPool) {
     let before = t.app.events_count().await;
     let answer = t
         .app
-        .post(&t.members_path(), &t.admin, json!({ "email": "newcomer@example.com", "role": "owner" }))
+        .post(
+            &t.members_path(),
+            &t.admin,
+            json!({ "email": "newcomer@example.com", "role": "owner" }),
+        )
         .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "owner");
     let answer = t
@@ -116,7 +146,9 @@ async fn an_admin_manages_members_but_never_the_owner_role(pool: PgPool) {
     assert_eq!(t.app.events_count().await, before);
 
     // What an admin may do: add members below owner, change and remove them.
-    t.app.add_member(&t.admin, t.workspace_id, "newcomer@example.com", "member").await;
+    t.app
+        .add_member(&t.admin, t.workspace_id, "newcomer@example.com", "member")
+        .await;
     let (status, _, body) = t
         .app
         .patch(&t.member_path(t.member_id), &t.admin, json!({ "role": "viewer" }))
@@ -124,12 +156,18 @@ async fn an_admin_manages_members_but_never_the_owner_role(pool: PgPool) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["role"], "viewer");
     // The demoted member is now a viewer and cannot write.
-    let answer = t.app.post(&cards_path(t.workspace_id), &t.member, card_body("Demoted")).await;
+    let answer = t
+        .app
+        .post(&cards_path(t.workspace_id), &t.member, card_body("Demoted"))
+        .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
     let (status, _, body) = t.app.delete(&t.member_path(t.member_id), &t.admin).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // A removed member is a stranger: 404, not 403.
-    let answer = t.app.post(&cards_path(t.workspace_id), &t.member, card_body("Removed")).await;
+    let answer = t
+        .app
+        .post(&cards_path(t.workspace_id), &t.member, card_body("Removed"))
+        .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "workspace");
 }
 
@@ -164,17 +202,29 @@ async fn adding_a_member_twice_or_an_unknown_email_is_refused(pool: PgPool) {
     let before = t.app.events_count().await;
     let answer = t
         .app
-        .post(&t.members_path(), &t.owner, json!({ "email": "MEMBER@example.com", "role": "viewer" }))
+        .post(
+            &t.members_path(),
+            &t.owner,
+            json!({ "email": "MEMBER@example.com", "role": "viewer" }),
+        )
         .await;
     assert_error(&answer, StatusCode::CONFLICT, "conflict", "already a member");
     let answer = t
         .app
-        .post(&t.members_path(), &t.owner, json!({ "email": "nobody@example.com", "role": "viewer" }))
+        .post(
+            &t.members_path(),
+            &t.owner,
+            json!({ "email": "nobody@example.com", "role": "viewer" }),
+        )
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "email");
     let answer = t
         .app
-        .post(&t.members_path(), &t.owner, json!({ "email": "newcomer@example.com", "role": "root" }))
+        .post(
+            &t.members_path(),
+            &t.owner,
+            json!({ "email": "newcomer@example.com", "role": "root" }),
+        )
         .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "role");
     assert_eq!(t.app.events_count().await, before);
@@ -207,21 +257,41 @@ async fn a_stranger_gets_404_for_every_command_on_another_workspace(pool: PgPool
     let test_case = json!({ "name": "injected", "vars": { "text": "x" }, "assertions": [] });
     let attempts: Vec<(Method, String, Value)> = vec![
         (Method::PUT, card.clone(), update.clone()),
-        (Method::POST, format!("{card}/labels"), json!({ "label": "production", "version": 1 })),
+        (
+            Method::POST,
+            format!("{card}/labels"),
+            json!({ "label": "production", "version": 1 }),
+        ),
         (Method::POST, format!("{card}/archive"), Value::Null),
         (Method::POST, format!("{card}/test-cases"), test_case.clone()),
         (Method::PUT, case.clone(), test_case.clone()),
         (Method::DELETE, case, Value::Null),
         (Method::POST, cards_path(ws), card_body("Planted")),
-        (Method::POST, t.members_path(), json!({ "email": "stranger@example.com", "role": "owner" })),
+        (
+            Method::POST,
+            t.members_path(),
+            json!({ "email": "stranger@example.com", "role": "owner" }),
+        ),
         (Method::PATCH, t.member_path(stranger_id), json!({ "role": "owner" })),
         (Method::PATCH, t.member_path(t.member_id), json!({ "role": "viewer" })),
         (Method::DELETE, t.member_path(t.member_id), Value::Null),
-        (Method::POST, format!("/v1/workspaces/{ws}/api-keys"), json!({ "name": "mine", "role": "owner" })),
+        (
+            Method::POST,
+            format!("/v1/workspaces/{ws}/api-keys"),
+            json!({ "name": "mine", "role": "owner" }),
+        ),
         // A's card through the stranger's own workspace.
         (Method::PUT, card_path(stranger_ws, card_id), update),
-        (Method::POST, format!("{}/archive", card_path(stranger_ws, card_id)), Value::Null),
-        (Method::POST, format!("{}/test-cases", card_path(stranger_ws, card_id)), test_case),
+        (
+            Method::POST,
+            format!("{}/archive", card_path(stranger_ws, card_id)),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            format!("{}/test-cases", card_path(stranger_ws, card_id)),
+            test_case,
+        ),
         // A workspace that does not exist at all looks the same.
         (Method::POST, cards_path(Uuid::now_v7()), card_body("Nowhere")),
     ];
@@ -232,9 +302,16 @@ async fn a_stranger_gets_404_for_every_command_on_another_workspace(pool: PgPool
         let keys: Vec<&String> = answer.2.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["error", "message"], "{method} {path} said more: {}", answer.2);
         let text = answer.2.to_string();
-        assert!(!text.contains(secret_title) && !text.contains("confidential"), "{method} {path} leaked: {text}");
+        assert!(
+            !text.contains(secret_title) && !text.contains("confidential"),
+            "{method} {path} leaked: {text}"
+        );
     }
-    assert_eq!(t.app.events_count().await, before, "a stranger's command appended events");
+    assert_eq!(
+        t.app.events_count().await,
+        before,
+        "a stranger's command appended events"
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -255,14 +332,24 @@ async fn an_api_key_acts_only_in_its_workspace_and_with_its_role(pool: PgPool) {
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "workspace");
     let answer = app
-        .post(&format!("/v1/workspaces/{ws_b}/members"), &key_a, json!({ "email": "a@example.com", "role": "owner" }))
+        .post(
+            &format!("/v1/workspaces/{ws_b}/members"),
+            &key_a,
+            json!({ "email": "a@example.com", "role": "owner" }),
+        )
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "workspace");
 
-    let answer = app.post(&cards_path(ws_a), &viewer_key, card_body("By viewer key")).await;
+    let answer = app
+        .post(&cards_path(ws_a), &viewer_key, card_body("By viewer key"))
+        .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
     let answer = app
-        .post(&format!("{}/archive", card_path(ws_a, card_a)), &viewer_key, Value::Null)
+        .post(
+            &format!("{}/archive", card_path(ws_a, card_a)),
+            &viewer_key,
+            Value::Null,
+        )
         .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "viewer");
 
@@ -272,7 +359,11 @@ async fn an_api_key_acts_only_in_its_workspace_and_with_its_role(pool: PgPool) {
     }
     // An admin key may not mint an owner key.
     let answer = app
-        .post(&format!("/v1/workspaces/{ws_a}/api-keys"), &key_a, json!({ "name": "escalate", "role": "owner" }))
+        .post(
+            &format!("/v1/workspaces/{ws_a}/api-keys"),
+            &key_a,
+            json!({ "name": "escalate", "role": "owner" }),
+        )
         .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "owner");
     assert_eq!(app.events_count().await, before);

@@ -10,7 +10,10 @@ async fn openapi_describes_every_command_path(pool: PgPool) {
     let app = TestApp::new(pool);
     let (status, headers, doc) = app.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
     let paths = doc["paths"].as_object().expect("paths");
     // Every REST path of API.md except runs and imports, with its methods.
@@ -27,17 +30,28 @@ async fn openapi_describes_every_command_path(pool: PgPool) {
         ("/v1/workspaces/{ws}/prompt-cards/{card}/archive", &["post"]),
         ("/v1/workspaces/{ws}/prompt-cards/{card}/labels", &["post"]),
         ("/v1/workspaces/{ws}/prompt-cards/{card}/test-cases", &["post"]),
-        ("/v1/workspaces/{ws}/prompt-cards/{card}/test-cases/{case}", &["put", "delete"]),
+        (
+            "/v1/workspaces/{ws}/prompt-cards/{card}/test-cases/{case}",
+            &["put", "delete"],
+        ),
     ];
     for (path, methods) in expected {
-        let item = paths.get(*path).unwrap_or_else(|| panic!("{path} missing from {:?}", paths.keys()));
+        let item = paths
+            .get(*path)
+            .unwrap_or_else(|| panic!("{path} missing from {:?}", paths.keys()));
         for method in *methods {
             assert!(item.get(*method).is_some(), "{method} {path} missing");
         }
     }
     // Request bodies are described by schemas, so clients can be generated.
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-    for schema in ["SignupRequest", "CreateCard", "UpdateCard", "TestCaseRequest", "AddMember"] {
+    for schema in [
+        "SignupRequest",
+        "CreateCard",
+        "UpdateCard",
+        "TestCaseRequest",
+        "AddMember",
+    ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }
     assert_eq!(doc, serde_json::to_value(command_api::openapi()).unwrap());
@@ -57,10 +71,16 @@ async fn health_readiness_and_metrics_answer(pool: PgPool) {
     app.signup("ada@example.com").await;
     let (status, headers, body) = app.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = body.as_str().expect("metrics are text");
     assert!(text.contains("http_request_duration_seconds"), "{text}");
-    assert!(text.contains(r#"path="/v1/auth/signup""#), "requests are labelled by route: {text}");
+    assert!(
+        text.contains(r#"path="/v1/auth/signup""#),
+        "requests are labelled by route: {text}"
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -80,7 +100,13 @@ async fn every_response_carries_a_request_id(pool: PgPool) {
     assert!(uuid::Uuid::try_parse(id).is_ok(), "{id}");
     // A caller's own id is kept.
     let (_, headers, _) = app
-        .json(axum::http::Method::GET, "/healthz", "", Value::Null, &[("x-request-id", "trace-me-42")])
+        .json(
+            axum::http::Method::GET,
+            "/healthz",
+            "",
+            Value::Null,
+            &[("x-request-id", "trace-me-42")],
+        )
         .await;
     assert_eq!(headers["x-request-id"], "trace-me-42");
 }

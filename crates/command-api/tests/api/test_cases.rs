@@ -34,7 +34,12 @@ async fn fixture(pool: PgPool) -> Fixture {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let card_id = uuid_at(&body, "id");
-    Fixture { app, token, workspace_id, card_id }
+    Fixture {
+        app,
+        token,
+        workspace_id,
+        card_id,
+    }
 }
 
 impl Fixture {
@@ -92,14 +97,28 @@ async fn vars_must_match_the_cards_declarations(pool: PgPool) {
     assert_eq!(invalid_fields(&answer.2), ["vars.n"]);
     assert!(answer.2["message"].as_str().unwrap().contains("number"), "{}", answer.2);
 
-    let answer = f.create(case(json!({ "text": "hi", "n": 1, "extra": 1 }), json!([]))).await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "vars.extra");
+    let answer = f
+        .create(case(json!({ "text": "hi", "n": 1, "extra": 1 }), json!([])))
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "vars.extra",
+    );
     assert_eq!(invalid_fields(&answer.2), ["vars.extra"]);
 
     let answer = f.create(case(json!({ "n": 1 }), json!([]))).await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "vars.text");
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "vars.text",
+    );
 
-    let answer = f.create(case(json!({ "text": "hi", "n": 1, "loud": "yes" }), json!([]))).await;
+    let answer = f
+        .create(case(json!({ "text": "hi", "n": 1, "loud": "yes" }), json!([])))
+        .await;
     assert_eq!(invalid_fields(&answer.2), ["vars.loud"], "{}", answer.2);
     assert_eq!(f.app.events_count().await, before);
 }
@@ -110,24 +129,41 @@ async fn assertions_use_promptfoo_types(pool: PgPool) {
     let vars = json!({ "text": "hi", "n": 1 });
     let before = f.app.events_count().await;
     let answer = f
-        .create(case(vars.clone(), json!([{ "type": "llm-rubric", "value": "is polite" }])))
+        .create(case(
+            vars.clone(),
+            json!([{ "type": "llm-rubric", "value": "is polite" }]),
+        ))
         .await;
-    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "assertions[0].type");
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "assertions[0].type",
+    );
     assert_eq!(invalid_fields(&answer.2), ["assertions[0].type"]);
     assert!(answer.2["message"].as_str().unwrap().contains("llm-rubric"));
 
     let answer = f
-        .create(case(vars.clone(), json!([{ "type": "contains", "value": "ok" }, { "type": "contains" }])))
+        .create(case(
+            vars.clone(),
+            json!([{ "type": "contains", "value": "ok" }, { "type": "contains" }]),
+        ))
         .await;
     assert_eq!(invalid_fields(&answer.2), ["assertions[1].value"], "{}", answer.2);
     let answer = f
-        .create(case(vars.clone(), json!([{ "type": "contains", "value": "ok", "colour": "red" }])))
+        .create(case(
+            vars.clone(),
+            json!([{ "type": "contains", "value": "ok", "colour": "red" }]),
+        ))
         .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "colour");
     assert_eq!(f.app.events_count().await, before);
 
     let (status, _, body) = f
-        .create(case(vars, json!([{ "type": "not-contains", "value": "error" }, { "type": "is-json" }])))
+        .create(case(
+            vars,
+            json!([{ "type": "not-contains", "value": "error" }, { "type": "is-json" }]),
+        ))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
@@ -137,7 +173,11 @@ async fn an_archived_card_takes_no_new_cases(pool: PgPool) {
     let f = fixture(pool).await;
     let (status, _, _) = f
         .app
-        .post(&format!("{}/archive", card_path(f.workspace_id, f.card_id)), &f.token, Value::Null)
+        .post(
+            &format!("{}/archive", card_path(f.workspace_id, f.card_id)),
+            &f.token,
+            Value::Null,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let before = f.app.events_count().await;
@@ -155,7 +195,14 @@ async fn a_case_is_updated_then_deleted_for_good(pool: PgPool) {
 
     let (status, _, body) = f
         .app
-        .put(&path, &f.token, case(json!({ "text": "hello", "n": 2 }), json!([{ "type": "icontains", "value": "HELLO" }])))
+        .put(
+            &path,
+            &f.token,
+            case(
+                json!({ "text": "hello", "n": 2 }),
+                json!([{ "type": "icontains", "value": "HELLO" }]),
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["id"], json!(case_id));
@@ -167,14 +214,20 @@ async fn a_case_is_updated_then_deleted_for_good(pool: PgPool) {
     assert_eq!(stored["vars"], json!({ "text": "hello", "n": 2 }));
 
     // An update is checked like a creation.
-    let answer = f.app.put(&path, &f.token, case(json!({ "text": 5, "n": 2 }), json!([]))).await;
+    let answer = f
+        .app
+        .put(&path, &f.token, case(json!({ "text": 5, "n": 2 }), json!([])))
+        .await;
     assert_eq!(invalid_fields(&answer.2), ["vars.text"], "{}", answer.2);
 
     let (status, _, body) = f.app.delete(&path, &f.token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["deleted"], true);
     let before = f.app.events_count().await;
-    let answer = f.app.put(&path, &f.token, case(json!({ "text": "hi", "n": 1 }), json!([]))).await;
+    let answer = f
+        .app
+        .put(&path, &f.token, case(json!({ "text": "hi", "n": 1 }), json!([])))
+        .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "test case");
     let answer = f.app.delete(&path, &f.token).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "test case");
@@ -193,7 +246,11 @@ async fn a_case_belongs_to_its_card_only(pool: PgPool) {
 
     let answer = f
         .app
-        .put(&elsewhere, &f.token, json!({ "name": "moved", "vars": { "text": "x" }, "assertions": [] }))
+        .put(
+            &elsewhere,
+            &f.token,
+            json!({ "name": "moved", "vars": { "text": "x" }, "assertions": [] }),
+        )
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "test case");
     let answer = f.app.delete(&elsewhere, &f.token).await;

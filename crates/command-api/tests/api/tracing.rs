@@ -57,15 +57,26 @@ async fn with_span_export_the_stored_context_is_the_request_span_in_the_callers_
 
     let (stored, _) = stored_trace_context(&app, "PromptCardCreated").await;
     let stored = stored.expect("a traceparent was stored");
-    assert_eq!(service::trace_id_of(&stored).as_deref(), Some(trace_id.as_str()), "stored {stored}");
-    assert_ne!(stored, traceparent, "the stored context names our span, not the caller's");
+    assert_eq!(
+        service::trace_id_of(&stored).as_deref(),
+        Some(trace_id.as_str()),
+        "stored {stored}"
+    );
+    assert_ne!(
+        stored, traceparent,
+        "the stored context names our span, not the caller's"
+    );
 
     let requests: Vec<_> = spans
         .finished()
         .into_iter()
         .filter(|span| span.name == "request" && span.trace_id == trace_id)
         .collect();
-    assert_eq!(requests.len(), 1, "exactly the traced request joins the caller's trace: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "exactly the traced request joins the caller's trace: {requests:?}"
+    );
     let request = &requests[0];
     assert_eq!(request.parent_span_id, CALLER_SPAN_ID);
     assert!(request.parent_is_remote);

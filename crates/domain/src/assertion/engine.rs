@@ -80,11 +80,7 @@ fn binary(pass: bool, failure: impl FnOnce() -> String) -> Check {
     Check {
         pass,
         score: if pass { 1.0 } else { 0.0 },
-        reason: if pass {
-            "Assertion passed".into()
-        } else {
-            failure()
-        },
+        reason: if pass { "Assertion passed".into() } else { failure() },
     }
 }
 
@@ -123,9 +119,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
         "contains" | "icontains" => {
             let needle = match value {
                 Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                Some(Value::Number(n)) if !js::json_number(n).is_nan() => {
-                    js::to_string(&Value::Number(n.clone()))
-                }
+                Some(Value::Number(n)) if !js::json_number(n).is_nan() => js::to_string(&Value::Number(n.clone())),
                 _ => {
                     return Err(invariant(format!(
                         "\"{base}\" assertion type must have a string or number value"
@@ -144,11 +138,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
         "contains-any" | "icontains-any" | "contains-all" | "icontains-all" => {
             let items = list_value(base, value)?;
             let fold = base.starts_with('i');
-            let haystack = if fold {
-                output.to_lowercase()
-            } else {
-                output.to_owned()
-            };
+            let haystack = if fold { output.to_lowercase() } else { output.to_owned() };
             let contains = |(needle, _): &&(String, String)| {
                 if fold {
                     haystack.contains(&needle.to_lowercase())
@@ -170,8 +160,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                     format!("Expected output to {not}contain one of \"{}\"", shown(&all))
                 }))
             } else {
-                let missing: Vec<&(String, String)> =
-                    all.iter().copied().filter(|item| !contains(item)).collect();
+                let missing: Vec<&(String, String)> = all.iter().copied().filter(|item| !contains(item)).collect();
                 let pass = missing.is_empty() != inverse;
                 Ok(binary(pass, || {
                     format!(
@@ -188,16 +177,13 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                     "\"starts-with\" assertion type must have a string value".into(),
                 ));
             };
-            Ok(binary(
-                output.starts_with(prefix.as_str()) != inverse,
-                || format!("Expected output to {not}start with \"{prefix}\""),
-            ))
+            Ok(binary(output.starts_with(prefix.as_str()) != inverse, || {
+                format!("Expected output to {not}start with \"{prefix}\"")
+            }))
         }
         "regex" => {
             let Some(Value::String(pattern)) = value.filter(|v| truthy(v)) else {
-                return Err(invariant(
-                    "\"regex\" assertion type must have a string value".into(),
-                ));
+                return Err(invariant("\"regex\" assertion type must have a string value".into()));
             };
             let failed = |reason: String| Check {
                 pass: false,
@@ -255,9 +241,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 return Err("Cost assertion must have a threshold".into());
             };
             let Some(micro_usd) = observation.cost_micro_usd else {
-                return Err(
-                    "Cost assertion does not support providers that do not return cost".into(),
-                );
+                return Err("Cost assertion does not support providers that do not return cost".into());
             };
             let cost = micro_usd as f64 / 1e6;
             Ok(binary((cost <= threshold) != inverse, || {
@@ -311,9 +295,7 @@ fn equals(value: Option<&Value>, output: &str, inverse: bool) -> Check {
 /// shown in reasons (`Array.prototype.join`, where null shows as nothing).
 fn list_value(base: &str, value: Option<&Value>) -> Result<Vec<(String, String)>, String> {
     let Some(value) = value.filter(|v| truthy(v)) else {
-        return Err(format!(
-            "Invariant failed: \"{base}\" assertion type must have a value"
-        ));
+        return Err(format!("Invariant failed: \"{base}\" assertion type must have a value"));
     };
     match value {
         Value::String(s) => Ok(js::split_comma_separated(s)?
@@ -352,11 +334,7 @@ fn schema_of(base: &str, value: Option<&Value>) -> Result<Option<Value>, String>
         Value::String(s) => parse_yaml(s)?,
         Value::Object(_) => value.clone(),
         Value::Array(_) => Value::Array(Vec::new()),
-        _ => {
-            return Err(format!(
-                "{base} assertion must have a string or object value"
-            ))
-        }
+        _ => return Err(format!("{base} assertion must have a string or object value")),
     };
     if schema.is_object() || schema.is_boolean() {
         Ok(Some(schema))
@@ -379,9 +357,7 @@ fn is_json(value: Option<&Value>, output: &str, inverse: bool) -> Result<Check, 
                     reason: match verdict {
                         Ok(()) => "Output is JSON that conforms to the provided schema".into(),
                         Err(errors) => {
-                            format!(
-                                "JSON does not conform to the provided schema. Errors: {errors}"
-                            )
+                            format!("JSON does not conform to the provided schema. Errors: {errors}")
                         }
                     },
                 });
@@ -441,18 +417,11 @@ fn word_count(value: Option<&Value>, output: &str, inverse: bool) -> Result<Chec
             let (min, max) = (bounds.get("min"), bounds.get("max"));
             let show = |v: &Value| js::to_string(v);
             match (min, max) {
-                (None, None) => {
-                    return Err(invariant(
-                        "object must have \"min\" and/or \"max\" properties",
-                    ))
-                }
+                (None, None) => return Err(invariant("object must have \"min\" and/or \"max\" properties")),
                 (Some(min), Some(max)) => {
                     // NaN bounds fail this check too, as JavaScript's `min <= max` does.
                     let ordered = bound_number(min).partial_cmp(&bound_number(max));
-                    if !matches!(
-                        ordered,
-                        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
-                    ) {
+                    if !matches!(ordered, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)) {
                         return Err(format!(
                             "Invariant failed: \"word-count\" assertion: min ({}) must be less than or equal to max ({})",
                             show(min),
@@ -467,20 +436,13 @@ fn word_count(value: Option<&Value>, output: &str, inverse: bool) -> Result<Chec
                             show(max)
                         )
                     } else {
-                        format!(
-                            "Word count {count} is not between {} and {}",
-                            show(min),
-                            show(max)
-                        )
+                        format!("Word count {count} is not between {} and {}", show(min), show(max))
                     };
                     (within != inverse, reason)
                 }
                 (None, Some(max)) => {
                     let reason = if inverse {
-                        format!(
-                            "Expected word count to be greater than {}, but got {count}",
-                            show(max)
-                        )
+                        format!("Expected word count to be greater than {}, but got {count}", show(max))
                     } else {
                         format!("Word count {count} is greater than maximum {}", show(max))
                     };
@@ -488,10 +450,7 @@ fn word_count(value: Option<&Value>, output: &str, inverse: bool) -> Result<Chec
                 }
                 (Some(min), None) => {
                     let reason = if inverse {
-                        format!(
-                            "Expected word count to be less than {}, but got {count}",
-                            show(min)
-                        )
+                        format!("Expected word count to be less than {}, but got {count}", show(min))
                     } else {
                         format!("Word count {count} is less than minimum {}", show(min))
                     };
@@ -505,9 +464,7 @@ fn word_count(value: Option<&Value>, output: &str, inverse: bool) -> Result<Chec
                 _ => js::string_to_number(value.as_str().unwrap_or_default()),
             };
             if expected.is_nan() {
-                return Err(invariant(
-                    "value must be a number or an object with min/max properties",
-                ));
+                return Err(invariant("value must be a number or an object with min/max properties"));
             }
             let shown = js::number_to_string(expected);
             let reason = if inverse {
@@ -517,11 +474,7 @@ fn word_count(value: Option<&Value>, output: &str, inverse: bool) -> Result<Chec
             };
             ((n == expected) != inverse, reason)
         }
-        _ => {
-            return Err(invariant(
-                "value must be a number or an object with min/max properties",
-            ))
-        }
+        _ => return Err(invariant("value must be a number or an object with min/max properties")),
     };
     Ok(binary(pass, || reason))
 }

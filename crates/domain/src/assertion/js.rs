@@ -10,13 +10,7 @@ pub(crate) fn is_whitespace(c: char) -> bool {
     matches!(
         c,
         '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200A}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202F}'
-                | '\u{205F}'
-                | '\u{3000}'
-                | '\u{FEFF}'
+            ..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}'
     )
 }
 
@@ -45,10 +39,7 @@ pub(crate) fn number_to_string(x: f64) -> String {
     let (mantissa, exponent) = formatted.split_once('e').expect("`{:e}` has an exponent");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let k = digits.len() as i32;
-    let n = exponent
-        .parse::<i32>()
-        .expect("`{:e}` exponent is an integer")
-        + 1;
+    let n = exponent.parse::<i32>().expect("`{:e}` exponent is an integer") + 1;
     if k <= n && n <= 21 {
         format!("{digits}{}", "0".repeat((n - k) as usize))
     } else if 0 < n && n <= 21 {
@@ -96,11 +87,7 @@ pub(crate) fn to_precision(x: f64, p: usize) -> String {
     } else if e == p - 1 {
         digits
     } else if e >= 0 {
-        format!(
-            "{}.{}",
-            &digits[..(e + 1) as usize],
-            &digits[(e + 1) as usize..]
-        )
+        format!("{}.{}", &digits[..(e + 1) as usize], &digits[(e + 1) as usize..])
     } else {
         format!("0.{}{digits}", "0".repeat((-(e + 1)) as usize))
     }
@@ -121,13 +108,7 @@ pub(crate) fn to_string(value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(items) => items
             .iter()
-            .map(|item| {
-                if item.is_null() {
-                    String::new()
-                } else {
-                    to_string(item)
-                }
-            })
+            .map(|item| if item.is_null() { String::new() } else { to_string(item) })
             .collect::<Vec<_>>()
             .join(","),
         Value::Object(_) => "[object Object]".into(),
@@ -178,8 +159,7 @@ fn is_decimal_literal(s: &str) -> bool {
     };
     let (int, frac) = significand.split_once('.').unwrap_or((significand, ""));
     let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    let significand_ok =
-        all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty());
+    let significand_ok = all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty());
     let exponent_ok = exponent.is_none_or(|e| {
         let e = e.strip_prefix(['+', '-']).unwrap_or(e);
         !e.is_empty() && all_digits(e)
@@ -366,10 +346,7 @@ impl JsonParser<'_> {
                 self.pos += 4;
                 Ok(u32::from_str_radix(h, 16).unwrap_or(0))
             }
-            None => Err(format!(
-                "Bad Unicode escape in JSON at position {}",
-                self.pos
-            )),
+            None => Err(format!("Bad Unicode escape in JSON at position {}", self.pos)),
         }
     }
 
@@ -406,8 +383,7 @@ impl JsonParser<'_> {
                         Some(b't') => '\t',
                         Some(b'u') => {
                             let unit = self.hex4()?;
-                            let pair = (0xD800..0xDC00).contains(&unit)
-                                && self.bytes[self.pos..].starts_with(b"\\u");
+                            let pair = (0xD800..0xDC00).contains(&unit) && self.bytes[self.pos..].starts_with(b"\\u");
                             let low = if pair {
                                 let save = self.pos;
                                 self.pos += 2;
@@ -482,9 +458,7 @@ pub(crate) fn deep_strict_equal(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| deep_strict_equal(x, y))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_strict_equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| deep_strict_equal(v, w)))
         }
         _ => a == b,
     }
@@ -496,14 +470,7 @@ pub(crate) fn json_stringify(value: &Value) -> String {
     match value {
         Value::Number(n) => number_to_string(json_number(n)),
         Value::Array(items) => {
-            format!(
-                "[{}]",
-                items
-                    .iter()
-                    .map(json_stringify)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
+            format!("[{}]", items.iter().map(json_stringify).collect::<Vec<_>>().join(","))
         }
         Value::Object(map) => format!(
             "{{{}}}",
@@ -563,18 +530,12 @@ pub(crate) fn split_comma_separated(value: &str) -> Result<Vec<String>, String> 
                 }
             }
             if !terminated {
-                return Err(
-                    "Invariant failed: Unterminated quoted field in contains assertion value"
-                        .into(),
-                );
+                return Err("Invariant failed: Unterminated quoted field in contains assertion value".into());
             }
             fields.push(field);
             i = skip_whitespace(i);
             if i < chars.len() && chars[i] != ',' {
-                return Err(
-                    "Invariant failed: Expected comma after quoted field in contains assertion value"
-                        .into(),
-                );
+                return Err("Invariant failed: Expected comma after quoted field in contains assertion value".into());
             }
         } else {
             let start = i;
@@ -670,10 +631,7 @@ mod tests {
 
     #[test]
     fn comma_separated_values_follow_promptfoo() {
-        assert_eq!(
-            split_comma_separated(" a , b,,c ,").unwrap(),
-            ["a", "b", "c"]
-        );
+        assert_eq!(split_comma_separated(" a , b,,c ,").unwrap(), ["a", "b", "c"]);
         assert_eq!(
             split_comma_separated(r#""a, b", "say ""hi""", "x\"y""#).unwrap(),
             ["a, b", "say \"hi\"", "x\"y"]
@@ -689,10 +647,7 @@ mod tests {
             json!({"a": "x"})
         );
         assert_eq!(json_parse("1e400").unwrap(), Value::Null);
-        assert_eq!(
-            json_parse(r#""\ud83d\ude00 \ud800""#).unwrap(),
-            json!("😀 \u{FFFD}")
-        );
+        assert_eq!(json_parse(r#""\ud83d\ude00 \ud800""#).unwrap(), json!("😀 \u{FFFD}"));
         assert_eq!(json_parse("1.0").unwrap(), json!(1.0));
         for bad in [
             "", "{a: 1}", "[1,]", "01", "1.", "'a'", "\"a\tb\"", "nul", "1 2", "\u{A0}1",

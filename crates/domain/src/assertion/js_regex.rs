@@ -20,7 +20,8 @@ pub(crate) enum RegexError {
 }
 
 const WORD: &str = "0-9A-Za-z_";
-const WHITESPACE: &str = "\\x{9}-\\x{D}\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}";
+const WHITESPACE: &str =
+    "\\x{9}-\\x{D}\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}";
 const NOT_LINE_TERMINATOR: &str = "[^\\x{A}\\x{D}\\x{2028}\\x{2029}]";
 const BACKTRACK_LIMIT: usize = 1_000_000;
 
@@ -41,9 +42,7 @@ impl JsRegex {
             .backtrack_limit(BACKTRACK_LIMIT)
             .build()
             .map(JsRegex)
-            .map_err(|e| {
-                RegexError::Unsupported(format!("the pattern cannot be evaluated here: {e}"))
-            })
+            .map_err(|e| RegexError::Unsupported(format!("the pattern cannot be evaluated here: {e}")))
     }
 
     /// `RegExp.prototype.test`; errs when the backtracking limit is exceeded.
@@ -120,9 +119,7 @@ fn scan_groups(chars: &[char]) -> Vec<Option<String>> {
             '(' if !in_class => {
                 if chars.get(i + 1) != Some(&'?') {
                     groups.push(None);
-                } else if chars.get(i + 2) == Some(&'<')
-                    && !matches!(chars.get(i + 3), Some('=' | '!'))
-                {
+                } else if chars.get(i + 2) == Some(&'<') && !matches!(chars.get(i + 3), Some('=' | '!')) {
                     let name: String = chars[i + 3..].iter().take_while(|c| **c != '>').collect();
                     groups.push(Some(name));
                 }
@@ -368,11 +365,7 @@ impl Translator {
             self.pos = start;
             return Ok(None);
         };
-        let max = if self.eat(',') {
-            Some(digits(self))
-        } else {
-            None
-        };
+        let max = if self.eat(',') { Some(digits(self)) } else { None };
         if !self.eat('}') {
             self.pos = start;
             return Ok(None);
@@ -427,11 +420,7 @@ impl Translator {
             if !self.eat('>') {
                 return Err(invalid("Invalid named reference"));
             }
-            let Some(index) = self
-                .groups
-                .iter()
-                .position(|g| g.as_deref() == Some(name.as_str()))
-            else {
+            let Some(index) = self.groups.iter().position(|g| g.as_deref() == Some(name.as_str())) else {
                 return Err(invalid("Invalid named capture referenced"));
             };
             return Ok((self.backreference(index + 1), Term::Atom));
@@ -508,8 +497,7 @@ impl Translator {
             'v' => '\u{B}',
             'c' => {
                 let control = self.peek().filter(|n| {
-                    n.is_ascii_alphabetic()
-                        || (in_class && !self.unicode && (n.is_ascii_digit() || *n == '_'))
+                    n.is_ascii_alphabetic() || (in_class && !self.unicode && (n.is_ascii_digit() || *n == '_'))
                 });
                 match control {
                     Some(n) => {
@@ -589,10 +577,7 @@ impl Translator {
         if let Some(ch) = char::from_u32(unit) {
             return Ok(Some(ch));
         }
-        if (0xD800..0xDC00).contains(&unit)
-            && self.peek() == Some('\\')
-            && self.peek_at(1) == Some('u')
-        {
+        if (0xD800..0xDC00).contains(&unit) && self.peek() == Some('\\') && self.peek_at(1) == Some('u') {
             let save = self.pos;
             self.pos += 2;
             if let Some(low @ 0xDC00..=0xDFFF) = self.hex_digits(4) {
@@ -651,9 +636,7 @@ impl Translator {
     }
 
     fn class_atom(&mut self) -> Result<ClassAtom, RegexError> {
-        let c = self
-            .peek()
-            .ok_or_else(|| invalid("Unterminated character class"))?;
+        let c = self.peek().ok_or_else(|| invalid("Unterminated character class"))?;
         self.pos += 1;
         if c != '\\' {
             return Ok(ClassAtom::Char(c));
@@ -676,9 +659,7 @@ impl Translator {
         if e == 'B' && self.unicode {
             return Err(invalid("Invalid class escape"));
         }
-        Ok(ClassAtom::Char(
-            self.character_escape(true)?.unwrap_or('\\'),
-        ))
+        Ok(ClassAtom::Char(self.character_escape(true)?.unwrap_or('\\')))
     }
 }
 
@@ -752,10 +733,7 @@ mod tests {
             "a group that did not take part matches empty"
         );
         assert!(test(r"^\1(a)$", "a"), "a forward reference matches empty");
-        assert!(
-            test(r"^(a\1)$", "a"),
-            "so does a reference inside its own group"
-        );
+        assert!(test(r"^(a\1)$", "a"), "so does a reference inside its own group");
         assert!(test(r"\c", "\\c"));
         assert!(test(r"\k", "k"));
         assert!(test(r"\p{L}", "p{L}"));
@@ -806,9 +784,7 @@ mod tests {
         ] {
             assert_eq!(
                 error(pattern),
-                RegexError::Invalid(format!(
-                    "Invalid regular expression: /{pattern}/: {message}"
-                )),
+                RegexError::Invalid(format!("Invalid regular expression: /{pattern}/: {message}")),
                 "{pattern}"
             );
         }

@@ -192,18 +192,9 @@ mod tests {
 
     #[test]
     fn relaxed_yaml_objects_count_as_promptfoo_counts_them() {
-        assert_eq!(
-            extract_objects("a {name: Ada} b"),
-            vec![json!({"name": "Ada"})]
-        );
-        assert_eq!(
-            extract_objects("text {foo} text"),
-            vec![json!({"foo": null})]
-        );
-        assert_eq!(
-            extract_objects(r#"cut off: {"a": 1"#),
-            vec![json!({"a": 1})]
-        );
+        assert_eq!(extract_objects("a {name: Ada} b"), vec![json!({"name": "Ada"})]);
+        assert_eq!(extract_objects("text {foo} text"), vec![json!({"foo": null})]);
+        assert_eq!(extract_objects(r#"cut off: {"a": 1"#), vec![json!({"a": 1})]);
         assert_eq!(
             extract_objects("{\n  \"a\": 1, // the answer\n  \"b\": \"http://x\"\n}"),
             vec![json!({"a": 1, "b": "http://x"})]

@@ -67,9 +67,7 @@ const VALIDATORS: &[&str] = &[
     "$ref",
 ];
 
-const TYPES: &[&str] = &[
-    "null", "boolean", "object", "array", "number", "string", "integer",
-];
+const TYPES: &[&str] = &["null", "boolean", "object", "array", "number", "string", "integer"];
 
 /// Deep recursion through `$ref` (e.g. `{"$ref": "#"}`) stops here instead of overflowing.
 const MAX_DEPTH: usize = 128;
@@ -90,10 +88,7 @@ impl<'a> Schema<'a> {
     pub(crate) fn compile(root: &'a Value) -> Result<Self, String> {
         if let Some(uri) = root.get("$schema") {
             if !uri.as_str().is_some_and(|u| DRAFT_07.contains(&u)) {
-                return Err(format!(
-                    "no schema with key or ref \"{}\"",
-                    js::to_string(uri)
-                ));
+                return Err(format!("no schema with key or ref \"{}\"", js::to_string(uri)));
             }
         }
         check(root, root, "", 0)?;
@@ -139,44 +134,30 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
         let sub = |v: &Value, suffix: &str| check(root, v, &format!("{at}{suffix}"), depth + 1);
         match keyword.as_str() {
             "format" => {
-                return Err(
-                    "the \"format\" keyword is not supported by Promptcards' schema validator"
-                        .into(),
-                );
+                return Err("the \"format\" keyword is not supported by Promptcards' schema validator".into());
             }
             "type" => {
                 let names: Vec<&Value> = match value {
                     Value::Array(items) => items.iter().collect(),
                     other => vec![other],
                 };
-                if !names
-                    .iter()
-                    .all(|n| n.as_str().is_some_and(|n| TYPES.contains(&n)))
-                {
-                    return Err(schema_error(
-                        &at,
-                        "must be equal to one of the allowed values",
-                    ));
+                if !names.iter().all(|n| n.as_str().is_some_and(|n| TYPES.contains(&n))) {
+                    return Err(schema_error(&at, "must be equal to one of the allowed values"));
                 }
             }
             "enum" if !value.is_array() => return Err(schema_error(&at, "must be array")),
             "multipleOf" if !value.as_f64().is_some_and(|n| n > 0.0) => {
                 return Err(schema_error(&at, "must be > 0"));
             }
-            "maximum" | "minimum" | "exclusiveMaximum" | "exclusiveMinimum"
-                if !value.is_number() =>
-            {
+            "maximum" | "minimum" | "exclusiveMaximum" | "exclusiveMinimum" if !value.is_number() => {
                 return Err(schema_error(&at, "must be number"));
             }
-            "maxLength" | "minLength" | "maxItems" | "minItems" | "maxProperties"
-            | "minProperties"
+            "maxLength" | "minLength" | "maxItems" | "minItems" | "maxProperties" | "minProperties"
                 if !is_non_negative_integer(value) =>
             {
                 return Err(schema_error(&at, "must be >= 0"));
             }
-            "uniqueItems" if !value.is_boolean() => {
-                return Err(schema_error(&at, "must be boolean"))
-            }
+            "uniqueItems" if !value.is_boolean() => return Err(schema_error(&at, "must be boolean")),
             "nullable" if !value.is_boolean() => return Err(schema_error(&at, "must be boolean")),
             "nullable" if value == &Value::Bool(true) && !map.contains_key("type") => {
                 return Err("\"nullable\" cannot be used without \"type\"".into());
@@ -188,10 +169,7 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
                 compile_pattern(pattern)?;
             }
             "required" => {
-                if !value
-                    .as_array()
-                    .is_some_and(|r| r.iter().all(Value::is_string))
-                {
+                if !value.as_array().is_some_and(|r| r.iter().all(Value::is_string)) {
                     return Err(schema_error(&at, "must be array"));
                 }
             }
@@ -203,10 +181,8 @@ fn check(root: &Value, schema: &Value, path: &str, depth: usize) -> Result<(), S
                     if keyword == "patternProperties" {
                         compile_pattern(name)?;
                     }
-                    let is_property_list = keyword == "dependencies"
-                        && member
-                            .as_array()
-                            .is_some_and(|d| d.iter().all(Value::is_string));
+                    let is_property_list =
+                        keyword == "dependencies" && member.as_array().is_some_and(|d| d.iter().all(Value::is_string));
                     if !is_property_list {
                         sub(member, &format!("/{}", pointer_escape(name)))?;
                     }
@@ -275,9 +251,7 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -309,9 +283,7 @@ fn type_name_matches(name: &str, data: &Value) -> bool {
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => js::json_number(x) == js::json_number(y),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y)),
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
@@ -335,14 +307,7 @@ fn fail(failures: &mut Vec<Failure>, path: &str, message: String) -> bool {
 /// without `allErrors`. Keyword order follows Ajv's: type, then keywords for any type
 /// (`$ref`, `const`, `enum`, `not`, `anyOf`, `oneOf`, `allOf`, `if`), then number, string,
 /// array and object keywords.
-fn validate(
-    root: &Value,
-    schema: &Value,
-    data: &Value,
-    path: &str,
-    depth: usize,
-    failures: &mut Vec<Failure>,
-) -> bool {
+fn validate(root: &Value, schema: &Value, data: &Value, path: &str, depth: usize, failures: &mut Vec<Failure>) -> bool {
     if depth > MAX_DEPTH {
         return fail(
             failures,
@@ -384,11 +349,7 @@ fn validate(
     }
     if let Some(Value::Array(allowed)) = s.get("enum") {
         if !allowed.iter().any(|a| equal(a, data)) {
-            return fail(
-                failures,
-                path,
-                "must be equal to one of the allowed values".into(),
-            );
+            return fail(failures, path, "must be equal to one of the allowed values".into());
         }
     }
     if let Some(negated) = s.get("not") {
@@ -398,10 +359,7 @@ fn validate(
     }
     if let Some(Value::Array(branches)) = s.get("anyOf") {
         let mut branch_failures = Vec::new();
-        if !branches
-            .iter()
-            .any(|b| sub(b, data, path, &mut branch_failures))
-        {
+        if !branches.iter().any(|b| sub(b, data, path, &mut branch_failures)) {
             failures.extend(branch_failures);
             return fail(failures, path, "must match a schema in anyOf".into());
         }
@@ -416,11 +374,7 @@ fn validate(
             if passing == 0 {
                 failures.extend(branch_failures);
             }
-            return fail(
-                failures,
-                path,
-                "must match exactly one schema in oneOf".into(),
-            );
+            return fail(failures, path, "must match exactly one schema in oneOf".into());
         }
     }
     if let Some(Value::Array(branches)) = s.get("allOf") {
@@ -445,30 +399,19 @@ fn validate(
     match data {
         Value::Number(n) => validate_number(s, js::json_number(n), path, failures),
         Value::String(text) => validate_string(s, text, path, failures),
-        Value::Array(items) => validate_array(
-            s,
-            items,
-            path,
-            failures,
-            &mut |schema, item, item_path, failures| sub(schema, item, item_path, failures),
-        ),
-        Value::Object(members) => validate_object(
-            s,
-            members,
-            path,
-            failures,
-            &mut |schema, item, item_path, failures| sub(schema, item, item_path, failures),
-        ),
+        Value::Array(items) => validate_array(s, items, path, failures, &mut |schema, item, item_path, failures| {
+            sub(schema, item, item_path, failures)
+        }),
+        Value::Object(members) => {
+            validate_object(s, members, path, failures, &mut |schema, item, item_path, failures| {
+                sub(schema, item, item_path, failures)
+            })
+        }
         _ => true,
     }
 }
 
-fn validate_number(
-    s: &Map<String, Value>,
-    n: f64,
-    path: &str,
-    failures: &mut Vec<Failure>,
-) -> bool {
+fn validate_number(s: &Map<String, Value>, n: f64, path: &str, failures: &mut Vec<Failure>) -> bool {
     for (keyword, op) in [
         ("maximum", "<="),
         ("minimum", ">="),
@@ -485,20 +428,14 @@ fn validate_number(
             _ => n > limit,
         };
         if !ok {
-            return fail(
-                failures,
-                path,
-                format!("must be {op} {}", js::number_to_string(limit)),
-            );
+            return fail(failures, path, format!("must be {op} {}", js::number_to_string(limit)));
         }
     }
     if let Some(divisor) = s.get("multipleOf").map(number) {
         // Ajv: `res = data / divisor; invalid if res !== parseInt(res)`. parseInt reads the
         // number's string form, so quotients printed in exponent notation are never integers.
         let quotient = n / divisor;
-        let integral = quotient.is_finite()
-            && quotient.fract() == 0.0
-            && !js::number_to_string(quotient).contains('e');
+        let integral = quotient.is_finite() && quotient.fract() == 0.0 && !js::number_to_string(quotient).contains('e');
         if divisor == 0.0 || !integral {
             return fail(
                 failures,
@@ -510,29 +447,16 @@ fn validate_number(
     true
 }
 
-fn validate_string(
-    s: &Map<String, Value>,
-    text: &str,
-    path: &str,
-    failures: &mut Vec<Failure>,
-) -> bool {
+fn validate_string(s: &Map<String, Value>, text: &str, path: &str, failures: &mut Vec<Failure>) -> bool {
     let length = text.chars().count() as f64;
     if let Some(max) = s.get("maxLength").map(number) {
         if length > max {
-            return fail(
-                failures,
-                path,
-                format!("must NOT have more than {max} characters"),
-            );
+            return fail(failures, path, format!("must NOT have more than {max} characters"));
         }
     }
     if let Some(min) = s.get("minLength").map(number) {
         if length < min {
-            return fail(
-                failures,
-                path,
-                format!("must NOT have fewer than {min} characters"),
-            );
+            return fail(failures, path, format!("must NOT have fewer than {min} characters"));
         }
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
@@ -558,20 +482,12 @@ fn validate_array(
     let count = items.len() as f64;
     if let Some(max) = s.get("maxItems").map(number) {
         if count > max {
-            return fail(
-                failures,
-                path,
-                format!("must NOT have more than {max} items"),
-            );
+            return fail(failures, path, format!("must NOT have more than {max} items"));
         }
     }
     if let Some(min) = s.get("minItems").map(number) {
         if count < min {
-            return fail(
-                failures,
-                path,
-                format!("must NOT have fewer than {min} items"),
-            );
+            return fail(failures, path, format!("must NOT have fewer than {min} items"));
         }
     }
     if s.get("uniqueItems") == Some(&Value::Bool(true)) {
@@ -591,11 +507,7 @@ fn validate_array(
             if let Some(additional) = s.get("additionalItems") {
                 if items.len() > tuple.len() {
                     if additional == &Value::Bool(false) {
-                        return fail(
-                            failures,
-                            path,
-                            format!("must NOT have more than {} items", tuple.len()),
-                        );
+                        return fail(failures, path, format!("must NOT have more than {} items", tuple.len()));
                     }
                     for (i, item) in items.iter().enumerate().skip(tuple.len()) {
                         if !sub(additional, item, &item_path(i), failures) {
@@ -625,11 +537,7 @@ fn validate_array(
             .enumerate()
             .any(|(i, item)| sub(schema, item, &item_path(i), &mut Vec::new()))
         {
-            return fail(
-                failures,
-                path,
-                "must contain at least 1 valid item(s)".into(),
-            );
+            return fail(failures, path, "must contain at least 1 valid item(s)".into());
         }
     }
     true
@@ -645,20 +553,12 @@ fn validate_object(
     let count = members.len() as f64;
     if let Some(max) = s.get("maxProperties").map(number) {
         if count > max {
-            return fail(
-                failures,
-                path,
-                format!("must NOT have more than {max} properties"),
-            );
+            return fail(failures, path, format!("must NOT have more than {max} properties"));
         }
     }
     if let Some(min) = s.get("minProperties").map(number) {
         if count < min {
-            return fail(
-                failures,
-                path,
-                format!("must NOT have fewer than {min} properties"),
-            );
+            return fail(failures, path, format!("must NOT have fewer than {min} properties"));
         }
     }
     if let Some(Value::Array(required)) = s.get("required") {
@@ -667,11 +567,7 @@ fn validate_object(
             .filter_map(Value::as_str)
             .find(|r| !members.contains_key(*r))
         {
-            return fail(
-                failures,
-                path,
-                format!("must have required property '{missing}'"),
-            );
+            return fail(failures, path, format!("must have required property '{missing}'"));
         }
     }
     if let Some(names) = s.get("propertyNames") {
@@ -690,11 +586,7 @@ fn validate_object(
         .flatten()
         .filter_map(|(p, schema)| compile_pattern(p).ok().map(|re| (re, schema)))
         .collect();
-    let matches_pattern = |name: &str| {
-        patterns
-            .iter()
-            .any(|(re, _)| re.test(name).unwrap_or(false))
-    };
+    let matches_pattern = |name: &str| patterns.iter().any(|(re, _)| re.test(name).unwrap_or(false));
     if let Some(additional) = s.get("additionalProperties") {
         for (name, value) in members {
             if properties.is_some_and(|p| p.contains_key(name)) || matches_pattern(name) {
@@ -717,11 +609,7 @@ fn validate_object(
                 Value::Array(needed) => {
                     let names: Vec<&str> = needed.iter().filter_map(Value::as_str).collect();
                     if names.iter().any(|n| !members.contains_key(*n)) {
-                        let noun = if names.len() == 1 {
-                            "property"
-                        } else {
-                            "properties"
-                        };
+                        let noun = if names.len() == 1 { "property" } else { "properties" };
                         return fail(
                             failures,
                             path,
@@ -780,16 +668,10 @@ mod tests {
             },
             "additionalProperties": false
         });
-        assert_eq!(
-            check(person.clone(), json!({"name": "Ada", "age": 36.0})),
-            Ok(())
-        );
+        assert_eq!(check(person.clone(), json!({"name": "Ada", "age": 36.0})), Ok(()));
         for (data, message) in [
             (json!([]), "data must be object"),
-            (
-                json!({"name": "Ada"}),
-                "data must have required property 'age'",
-            ),
+            (json!({"name": "Ada"}), "data must have required property 'age'"),
             (
                 json!({"name": "", "age": 1}),
                 "data/name must NOT have fewer than 1 characters",
@@ -809,11 +691,7 @@ mod tests {
                 "data/tags must NOT have duplicate items (items ## 0 and 1 are identical)",
             ),
         ] {
-            assert_eq!(
-                check(person.clone(), data.clone()),
-                Err(message.to_owned()),
-                "{data}"
-            );
+            assert_eq!(check(person.clone(), data.clone()), Err(message.to_owned()), "{data}");
         }
     }
 
@@ -827,7 +705,10 @@ mod tests {
         assert_eq!(check(schema.clone(), json!(3)), Ok(()));
         assert_eq!(
             check(schema, json!("ABC")),
-            Err("data must match pattern \"^[a-z]+\\d$\", data must be number, data must match a schema in anyOf".into())
+            Err(
+                "data must match pattern \"^[a-z]+\\d$\", data must be number, data must match a schema in anyOf"
+                    .into()
+            )
         );
         assert_eq!(
             check(json!({"not": {"const": 1}}), json!(1.0)),
@@ -838,10 +719,7 @@ mod tests {
             check(json!({"multipleOf": 0.1}), json!(0.3)),
             Err("data must be multiple of 0.1".into())
         );
-        assert_eq!(
-            check(json!({"type": "string", "nullable": true}), json!(null)),
-            Ok(())
-        );
+        assert_eq!(check(json!({"type": "string", "nullable": true}), json!(null)), Ok(()));
         assert_eq!(
             check(json!({"if": {"const": 1}, "then": {"const": 2}}), json!(1)),
             Err("data must be equal to constant".into())

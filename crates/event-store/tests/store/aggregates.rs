@@ -4,20 +4,14 @@ use domain::card::{CardEvent, PromptCard};
 use domain::template::VarType;
 use domain::workspace::{Workspace, WorkspaceEvent};
 use domain::Aggregate;
-use event_store::{
-    Append, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend,
-};
+use event_store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use ExpectedVersion::{Exact, NoStream};
 
-fn append<A: Aggregate>(
-    stream_id: Uuid,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-) -> Append {
+fn append<A: Aggregate>(stream_id: Uuid, expected: ExpectedVersion, events: Vec<NewEvent>) -> Append {
     Append {
         streams: vec![StreamAppend {
             stream_id,
@@ -108,14 +102,7 @@ async fn an_archived_card_keeps_its_history(pool: PgPool) {
         ))
         .await
         .unwrap();
-    assert!(
-        !repository
-            .load::<PromptCard>(card)
-            .await
-            .unwrap()
-            .state
-            .archived
-    );
+    assert!(!repository.load::<PromptCard>(card).await.unwrap().state.archived);
 
     // When it is archived
     store
@@ -138,11 +125,7 @@ async fn an_archived_card_keeps_its_history(pool: PgPool) {
         .collect();
     assert_eq!(
         types,
-        [
-            "PromptCardCreated",
-            "PromptCardLabelMoved",
-            "PromptCardArchived"
-        ]
+        ["PromptCardCreated", "PromptCardLabelMoved", "PromptCardArchived"]
     );
 }
 
@@ -150,10 +133,7 @@ async fn an_archived_card_keeps_its_history(pool: PgPool) {
 async fn a_cached_aggregate_sees_appends_made_by_another_replica(pool: PgPool) {
     // Given two replicas, the first of which has the card cached
     let store = EventStore::new(pool);
-    let (here, there) = (
-        Repository::new(store.clone(), 100),
-        Repository::new(store.clone(), 100),
-    );
+    let (here, there) = (Repository::new(store.clone(), 100), Repository::new(store.clone(), 100));
     let card = Uuid::now_v7();
     store
         .append(append::<PromptCard>(card, NoStream, vec![created_v1(card)]))

@@ -69,23 +69,13 @@ async fn expected_versions_match_only_the_version_they_name(pool: PgPool) {
     let id = Uuid::now_v7();
 
     // A missing stream: "exact n > 0" fails, "no stream" creates it
-    assert_wrong_version(
-        store.append(append_to(id, Exact(1), 1)).await,
-        id,
-        Exact(1),
-        None,
-    );
+    assert_wrong_version(store.append(append_to(id, Exact(1), 1)).await, id, Exact(1), None);
     let created = store.append(append_to(id, NoStream, 2)).await.unwrap();
     assert_eq!(created.streams[0].version, 2);
 
     // An existing stream at 2: "no stream", "exact 0", "exact 1" and "exact 3" all fail
     for expected in [NoStream, Exact(0), Exact(1), Exact(3)] {
-        assert_wrong_version(
-            store.append(append_to(id, expected, 1)).await,
-            id,
-            expected,
-            Some(2),
-        );
+        assert_wrong_version(store.append(append_to(id, expected, 1)).await, id, expected, Some(2));
     }
     assert_eq!(versions(&store, id).await, vec![1, 2]);
 
@@ -130,10 +120,7 @@ async fn any_never_loses_an_append_among_racing_writers(pool: PgPool) {
         (1..=20).collect::<Vec<_>>()
     );
     for (event_id, appended) in &results {
-        let at = stored
-            .iter()
-            .find(|e| e.event_id == *event_id)
-            .expect("event stored");
+        let at = stored.iter().find(|e| e.event_id == *event_id).expect("event stored");
         assert_eq!(at.version, appended.streams[0].version);
         assert_eq!(at.position, appended.position);
     }
@@ -163,17 +150,10 @@ async fn a_multi_stream_append_is_all_or_nothing(pool: PgPool) {
 
     // When every expectation holds, all streams move together, reported in the order listed
     let appended = store
-        .append(append_of(vec![
-            stream(b, Exact(2), 1),
-            stream(a, Exact(1), 2),
-        ]))
+        .append(append_of(vec![stream(b, Exact(2), 1), stream(a, Exact(1), 2)]))
         .await
         .unwrap();
-    let reported: Vec<_> = appended
-        .streams
-        .iter()
-        .map(|s| (s.stream_id, s.version))
-        .collect();
+    let reported: Vec<_> = appended.streams.iter().map(|s| (s.stream_id, s.version)).collect();
     assert_eq!(reported, vec![(b, 3), (a, 3)]);
     let max_position: i64 = sqlx::query_scalar("SELECT max(position) FROM events")
         .fetch_one(store.pool())

@@ -54,15 +54,8 @@ async fn a_retried_key_replays_the_first_result(pool: PgPool) {
     assert_eq!(replayed.response, Some(idempotency.response.clone()));
     assert_eq!(versions(&store, id).await, vec![1, 2]);
     assert_eq!(event_count(store.pool()).await, 2);
-    let stored = store
-        .idempotent_result(&idempotency)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (stored.streams, stored.position),
-        (original.streams, original.position)
-    );
+    let stored = store.idempotent_result(&idempotency).await.unwrap().unwrap();
+    assert_eq!((stored.streams, stored.position), (original.streams, original.position));
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -80,17 +73,9 @@ async fn a_key_reused_for_another_request_is_refused(pool: PgPool) {
     let result = store.append(other).await;
 
     // Then it is refused and nothing is appended
-    assert!(
-        matches!(result, Err(AppendError::IdempotencyKeyReused)),
-        "{result:?}"
-    );
-    let lookup = store
-        .idempotent_result(&key("client-1", "k-1", "hash-b"))
-        .await;
-    assert!(
-        matches!(lookup, Err(AppendError::IdempotencyKeyReused)),
-        "{lookup:?}"
-    );
+    assert!(matches!(result, Err(AppendError::IdempotencyKeyReused)), "{result:?}");
+    let lookup = store.idempotent_result(&key("client-1", "k-1", "hash-b")).await;
+    assert!(matches!(lookup, Err(AppendError::IdempotencyKeyReused)), "{lookup:?}");
     assert_eq!(versions(&store, id).await, vec![1]);
 
     // The same key in another client's scope is a different key
@@ -159,10 +144,7 @@ async fn racing_retries_of_one_key_store_one_append(pool: PgPool) {
         );
     }
     let stored = store.read_stream(id, 0).await.unwrap();
-    assert_eq!(
-        &stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-        winner_ids
-    );
+    assert_eq!(&stored.iter().map(|e| e.event_id).collect::<Vec<_>>(), winner_ids);
     assert_eq!(event_count(store.pool()).await, 3);
 }
 
@@ -245,20 +227,14 @@ async fn a_taken_reservation_refuses_the_whole_append(pool: PgPool) {
     // Then it is refused, its events are not stored and the address stays with ada
     match result {
         Err(AppendError::Reserved { scope, value }) => {
-            assert_eq!(
-                (scope.as_str(), value.as_str()),
-                ("user_email", "ada@example.com")
-            );
+            assert_eq!((scope.as_str(), value.as_str()), ("user_email", "ada@example.com"));
         }
         other => panic!("expected Reserved, got {other:?}"),
     }
     assert_eq!(store.stream_info(impostor).await.unwrap(), None);
     assert_eq!(event_count(store.pool()).await, 1);
     assert_eq!(
-        store
-            .reservation("user_email", "ada@example.com")
-            .await
-            .unwrap(),
+        store.reservation("user_email", "ada@example.com").await.unwrap(),
         Some(ada)
     );
 
@@ -267,10 +243,7 @@ async fn a_taken_reservation_refuses_the_whole_append(pool: PgPool) {
     failing.reservations = vec![email("grace@example.com", grace)];
     assert!(store.append(failing).await.is_err());
     assert_eq!(
-        store
-            .reservation("user_email", "grace@example.com")
-            .await
-            .unwrap(),
+        store.reservation("user_email", "grace@example.com").await.unwrap(),
         None
     );
 }
@@ -310,10 +283,7 @@ async fn one_of_many_racing_claims_gets_the_reservation(pool: PgPool) {
         );
     }
     assert_eq!(
-        store
-            .reservation("user_email", "ada@example.com")
-            .await
-            .unwrap(),
+        store.reservation("user_email", "ada@example.com").await.unwrap(),
         Some(winners[0])
     );
     assert_eq!(event_count(store.pool()).await, 1);

@@ -25,11 +25,13 @@ async fn an_untouched_store_verifies_clean(pool: PgPool) {
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn an_edited_payload_breaks_the_chain_at_that_event(pool: PgPool) {
     let (store, a, _) = store_with_two_streams(&pool).await;
-    sqlx::query("UPDATE events SET data = jsonb_set(data, '{note}', '\"forged\"') WHERE stream_id = $1 AND version = 4")
-        .bind(a)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE events SET data = jsonb_set(data, '{note}', '\"forged\"') WHERE stream_id = $1 AND version = 4",
+    )
+    .bind(a)
+    .execute(&pool)
+    .await
+    .unwrap();
     let problems = store.verify_chains(None).await.unwrap();
     assert!(
         matches!(problems.as_slice(), [IntegrityProblem::HashMismatch { stream_id, version: 4, .. }] if *stream_id == a),
@@ -47,11 +49,17 @@ async fn a_deleted_event_is_reported_as_missing_versions(pool: PgPool) {
         .unwrap();
     let problems = store.verify_chains(None).await.unwrap();
     assert!(
-        problems.contains(&IntegrityProblem::MissingVersions { stream_id: a, from: 2, to: 2 }),
+        problems.contains(&IntegrityProblem::MissingVersions {
+            stream_id: a,
+            from: 2,
+            to: 2
+        }),
         "{problems:?}"
     );
     // Version 3's predecessor is gone, so its hash no longer matches either.
-    assert!(problems.iter().any(|p| matches!(p, IntegrityProblem::HashMismatch { version: 3, .. })));
+    assert!(problems
+        .iter()
+        .any(|p| matches!(p, IntegrityProblem::HashMismatch { version: 3, .. })));
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -64,6 +72,10 @@ async fn deleted_last_events_are_caught_by_the_stream_version(pool: PgPool) {
         .unwrap();
     assert_eq!(
         store.verify_chains(None).await.unwrap(),
-        vec![IntegrityProblem::StreamVersionMismatch { stream_id: b, claimed: 2, stored: 1 }]
+        vec![IntegrityProblem::StreamVersionMismatch {
+            stream_id: b,
+            claimed: 2,
+            stored: 1
+        }]
     );
 }

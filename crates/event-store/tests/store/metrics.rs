@@ -31,10 +31,7 @@ async fn the_oldest_transaction_age_counts_a_transaction_left_open(pool: PgPool)
     // When it ends, the age no longer counts it
     open.commit().await.unwrap();
     let after = store.oldest_transaction_age_seconds().await.unwrap();
-    assert!(
-        after < later,
-        "age {after} after commit, {later} while open"
-    );
+    assert!(after < later, "age {after} after commit, {later} while open");
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]

@@ -1,8 +1,6 @@
 //! Builders and probes shared by the store tests.
 
-use event_store::{
-    Append, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
-};
+use event_store::{Append, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
@@ -75,11 +73,7 @@ pub async fn event_count(pool: &PgPool) -> i64 {
 
 /// Inserts a one-event stream the way a writer outside the store's API would, inside whatever
 /// transaction `conn` is in. Returns the event's position and transaction id.
-pub async fn insert_raw_event(
-    conn: &mut PgConnection,
-    stream_id: Uuid,
-    event_id: Uuid,
-) -> (i64, i64) {
+pub async fn insert_raw_event(conn: &mut PgConnection, stream_id: Uuid, event_id: Uuid) -> (i64, i64) {
     sqlx::query("INSERT INTO streams (stream_id, stream_type, version) VALUES ($1, $2, 1)")
         .bind(stream_id)
         .bind(STREAM_TYPE)

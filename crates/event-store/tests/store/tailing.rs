@@ -3,8 +3,8 @@
 //! versions increasing.
 
 use crate::support::{
-    append_of, append_to, event_ids, eventually, insert_raw_event, sessions_waiting_on_locks,
-    stream, Tail, DEADLINE, POLL_INTERVAL,
+    append_of, append_to, event_ids, eventually, insert_raw_event, sessions_waiting_on_locks, stream, Tail, DEADLINE,
+    POLL_INTERVAL,
 };
 use event_store::{Cursor, EventStore, ExpectedVersion, Idempotency, RecordedEvent};
 use sqlx::PgPool;
@@ -40,8 +40,7 @@ async fn a_reader_never_passes_a_transaction_that_may_still_commit(pool: PgPool)
     let earlier_id = event_ids(&earlier)[0];
     store.append(earlier).await.unwrap();
     let mut tail = Tail::new(store.clone(), Cursor::START);
-    tail.until("the earlier event is delivered", |d| !d.is_empty())
-        .await;
+    tail.until("the earlier event is delivered", |d| !d.is_empty()).await;
 
     // Given writer A, which has taken its transaction id but not written yet
     let mut a = pool.begin().await.unwrap();
@@ -58,10 +57,7 @@ async fn a_reader_never_passes_a_transaction_that_may_still_commit(pool: PgPool)
 
     // Then no reader sees B while A is open
     let from_start = store.read_all(Cursor::START, 100).await.unwrap();
-    assert!(
-        from_start.iter().all(|e| e.event_id != b_id),
-        "B read while A is open"
-    );
+    assert!(from_start.iter().all(|e| e.event_id != b_id), "B read while A is open");
     tail.poll(100).await;
     assert_eq!(tail.delivered_ids(), vec![earlier_id]);
 
@@ -95,8 +91,7 @@ async fn a_reader_passes_a_rolled_back_hole_promptly(pool: PgPool) {
     let earlier_id = event_ids(&earlier)[0];
     let earlier_position = store.append(earlier).await.unwrap().position;
     let mut tail = Tail::new(store.clone(), Cursor::START);
-    tail.until("the earlier event is delivered", |d| !d.is_empty())
-        .await;
+    tail.until("the earlier event is delivered", |d| !d.is_empty()).await;
 
     // Given a transaction that inserts an event, and a later append that commits meanwhile
     let mut doomed = pool.begin().await.unwrap();
@@ -105,19 +100,14 @@ async fn a_reader_passes_a_rolled_back_hole_promptly(pool: PgPool) {
     let later_id = event_ids(&later)[0];
     let later_position = store.append(later).await.unwrap().position;
     tail.poll(100).await;
-    assert_eq!(
-        tail.delivered_ids(),
-        vec![earlier_id],
-        "passed an open transaction"
-    );
+    assert_eq!(tail.delivered_ids(), vec![earlier_id], "passed an open transaction");
 
     // When the transaction rolls back
     doomed.rollback().await.unwrap();
 
     // Then the reader passes the hole without waiting for it and loses nothing
     let started = Instant::now();
-    tail.until("the later event is delivered", |d| d.len() == 2)
-        .await;
+    tail.until("the later event is delivered", |d| d.len() == 2).await;
     assert!(started.elapsed() < DEADLINE);
     tail.poll(100).await;
     assert_eq!(tail.delivered_ids(), vec![earlier_id, later_id]);
@@ -125,9 +115,7 @@ async fn a_reader_passes_a_rolled_back_hole_promptly(pool: PgPool) {
 
     // And so does a reader starting from scratch
     let mut fresh = Tail::new(store, Cursor::START);
-    fresh
-        .until("both events are delivered", |d| d.len() == 2)
-        .await;
+    fresh.until("both events are delivered", |d| d.len() == 2).await;
     assert_eq!(fresh.delivered_ids(), vec![earlier_id, later_id]);
 }
 
@@ -195,11 +183,7 @@ async fn a_reader_catching_up_with_live_writers_sees_every_event_once_in_order(p
                         break;
                     }
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "reader stuck at {:?}",
-                    tail.cursor
-                );
+                assert!(Instant::now() < deadline, "reader stuck at {:?}", tail.cursor);
                 if read == 0 {
                     tokio::time::sleep(POLL_INTERVAL).await;
                 }
@@ -275,8 +259,7 @@ async fn a_stream_keeps_its_version_order_when_an_append_to_it_waited(pool: PgPo
 
     // Then `hot` is delivered in its version order
     let mut tail = Tail::new(store.clone(), Cursor::START);
-    tail.until("both appends are delivered", |d| d.len() == 3)
-        .await;
+    tail.until("both appends are delivered", |d| d.len() == 3).await;
     assert_stream_versions_contiguous(&tail.delivered);
     let hot_in_delivery_order: Vec<(Uuid, i64)> = tail
         .delivered

@@ -24,11 +24,19 @@ impl Cards {
             let card_id = Uuid::now_v7();
             let created = card_created(card_id, actor.workspace_id, &format!("card {i}"));
             actor
-                .append(store, true, vec![stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![created])])
+                .append(
+                    store,
+                    true,
+                    vec![stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![created])],
+                )
                 .await;
             versions.push((card_id, 1));
         }
-        Self { actor, versions, written: 3 + count }
+        Self {
+            actor,
+            versions,
+            written: 3 + count,
+        }
     }
 
     /// One update of every card; every append must succeed.
@@ -36,12 +44,16 @@ impl Cards {
         for (card_id, version) in &mut self.versions {
             let next = *version as u32 + 1;
             self.actor
-                .append(store, next.is_multiple_of(2), vec![stream(
-                    *card_id,
-                    "prompt_card",
-                    ExpectedVersion::Exact(*version),
-                    vec![card_updated(next, &format!("v{next}"))],
-                )])
+                .append(
+                    store,
+                    next.is_multiple_of(2),
+                    vec![stream(
+                        *card_id,
+                        "prompt_card",
+                        ExpectedVersion::Exact(*version),
+                        vec![card_updated(next, &format!("v{next}"))],
+                    )],
+                )
                 .await;
             *version += 1;
             self.written += 1;
@@ -89,8 +101,10 @@ async fn the_relay_catches_up_after_the_broker_is_killed_without_gaps(pool: PgPo
     for _ in 0..5 {
         cards.round(&store).await;
     }
-    eventually("the relay acknowledged a first batch", || async { (checkpoint(&pool, &topic).await > 0).then_some(()) })
-        .await;
+    eventually("the relay acknowledged a first batch", || async {
+        (checkpoint(&pool, &topic).await > 0).then_some(())
+    })
+    .await;
     for _ in 0..3 {
         cards.round(&store).await;
     }
@@ -102,7 +116,10 @@ async fn the_relay_catches_up_after_the_broker_is_killed_without_gaps(pool: PgPo
     }
     // Let the outage last: the producer reconnects with backoff meanwhile.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!relay_task.0.is_finished(), "the relay gave up while the broker was away");
+    assert!(
+        !relay_task.0.is_finished(),
+        "the relay gave up while the broker was away"
+    );
     let stuck = checkpoint(&pool, &topic).await;
     assert!(
         stuck < head(&pool).await,
@@ -133,7 +150,13 @@ async fn the_relay_catches_up_after_the_broker_is_killed_without_gaps(pool: PgPo
     let events = read_everything(&store, n).await;
     let on_topic: HashSet<String> = messages.iter().map(|m| m.headers["event_id"].clone()).collect();
     for event in &events {
-        assert!(on_topic.contains(&event.event_id.to_string()), "event {} of {} v{} is lost", event.event_id, event.stream_id, event.version);
+        assert!(
+            on_topic.contains(&event.event_id.to_string()),
+            "event {} of {} v{} is lost",
+            event.event_id,
+            event.stream_id,
+            event.version
+        );
     }
     let versions = store_versions(&pool).await;
     let by_stream = versions_by_stream(&messages);

@@ -26,7 +26,11 @@ async fn write(store: EventStore, actor: Actor) -> (BTreeMap<Uuid, (i32, String)
         let title = format!("card {i}");
         let created = card_created(card_id, actor.workspace_id, &title);
         actor
-            .append(&store, true, vec![stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![created])])
+            .append(
+                &store,
+                true,
+                vec![stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![created])],
+            )
             .await;
         cards.insert(card_id, (1, title));
         stream_versions.insert(card_id, 1);
@@ -43,18 +47,26 @@ async fn write(store: EventStore, actor: Actor) -> (BTreeMap<Uuid, (i32, String)
             let at = stream_versions.get_mut(card_id).unwrap();
             let n = events.len() as i64;
             actor
-                .append(&store, false, vec![stream(*card_id, "prompt_card", ExpectedVersion::Exact(*at), events)])
+                .append(
+                    &store,
+                    false,
+                    vec![stream(*card_id, "prompt_card", ExpectedVersion::Exact(*at), events)],
+                )
                 .await;
             *at += n;
             written += n as usize;
         }
         actor
-            .append(&store, false, vec![stream(
-                actor.workspace_id,
-                "workspace",
-                ExpectedVersion::Any,
-                vec![member_added(Uuid::now_v7(), Role::Member)],
-            )])
+            .append(
+                &store,
+                false,
+                vec![stream(
+                    actor.workspace_id,
+                    "workspace",
+                    ExpectedVersion::Any,
+                    vec![member_added(Uuid::now_v7(), Role::Member)],
+                )],
+            )
             .await;
         written += 1;
     }
@@ -85,8 +97,16 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
     .await;
     let relay = relay_for(&store, &brokers(), &topic, 50).await;
     let relay_task = tokio::spawn(relay.run());
-    let worker = Worker::new(&brokers(), &group_id("postgres"), None, &topic, PostgresSink::new(pool.clone()), store.clone(), 50)
-        .unwrap();
+    let worker = Worker::new(
+        &brokers(),
+        &group_id("postgres"),
+        None,
+        &topic,
+        PostgresSink::new(pool.clone()),
+        store.clone(),
+        50,
+    )
+    .unwrap();
     let worker_task = tokio::spawn(worker.run());
 
     let mut cards = BTreeMap::new();
@@ -109,14 +129,22 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
     let messages = consume_all(&brokers(), &topic).await;
     assert_eq!(messages.len(), n, "events on the topic");
     for (stream_id, versions) in versions_by_stream(&messages) {
-        assert_eq!(versions, (1..=expected[&stream_id]).collect::<Vec<_>>(), "stream {stream_id} on the topic");
+        assert_eq!(
+            versions,
+            (1..=expected[&stream_id]).collect::<Vec<_>>(),
+            "stream {stream_id} on the topic"
+        );
     }
     let mut last_in_partition: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for message in &messages {
         let event = message.event();
         let at = (event.tx_id, event.position);
         if let Some(previous) = last_in_partition.insert(message.partition, at) {
-            assert!(previous < at, "partition {}: {at:?} after {previous:?}", message.partition);
+            assert!(
+                previous < at,
+                "partition {}: {at:?} after {previous:?}",
+                message.partition
+            );
         }
     }
 
@@ -127,14 +155,22 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!((projected_version, &projected_title), (*version, title), "card {card_id}");
+        assert_eq!(
+            (projected_version, &projected_title),
+            (*version, title),
+            "card {card_id}"
+        );
         let versions: Vec<i32> =
             sqlx::query_scalar("SELECT version FROM read.card_versions WHERE card_id = $1 ORDER BY version")
                 .bind(card_id)
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(versions, (1..=*version).collect::<Vec<_>>(), "card {card_id}: every version applied once");
+        assert_eq!(
+            versions,
+            (1..=*version).collect::<Vec<_>>(),
+            "card {card_id}: every version applied once"
+        );
     }
     let members: i64 = sqlx::query_scalar("SELECT count(*) FROM read.members WHERE workspace_id = $1")
         .bind(owner.workspace_id)
@@ -144,5 +180,9 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
     assert_eq!(members, 3 + (WRITERS as i64) * ROUNDS as i64);
 
     let live = read_model_checksum(&pool).await;
-    assert_eq!(live, replayed_checksum(&pool, &store, n).await, "the live read model differs from a full replay");
+    assert_eq!(
+        live,
+        replayed_checksum(&pool, &store, n).await,
+        "the live read model differs from a full replay"
+    );
 }

@@ -40,11 +40,18 @@ async fn a_batch_applied_twice_leaves_one_row_per_event(pool: PgPool) {
 
     let client = db.client();
     let (count, unique): (u64, u64) = client
-        .query(&format!("SELECT count(), uniqExact(event_id) FROM {}.events FINAL", db.name))
+        .query(&format!(
+            "SELECT count(), uniqExact(event_id) FROM {}.events FINAL",
+            db.name
+        ))
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!((count, unique), (n as u64, n as u64), "rows and distinct events with FINAL");
+    assert_eq!(
+        (count, unique),
+        (n as u64, n as u64),
+        "rows and distinct events with FINAL"
+    );
     let raw: u64 = client
         .query(&format!("SELECT count() FROM {}.events", db.name))
         .fetch_one()
@@ -77,6 +84,9 @@ async fn a_batch_applied_twice_leaves_one_row_per_event(pool: PgPool) {
         assert_eq!(row.correlation_id, event.correlation_id.to_string());
         assert_eq!(row.recorded_at as i64, event.recorded_at.timestamp());
         assert_eq!(row.recorded_at_ms, event.recorded_at.timestamp_millis());
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&row.data).unwrap(), event.data);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&row.data).unwrap(),
+            event.data
+        );
     }
 }

@@ -58,11 +58,16 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
     };
     let worker = Worker::new(&brokers(), &group, None, &topic, dying.clone(), store.clone(), 40).unwrap();
     let task = tokio::spawn(async move { worker.step(DEADLINE).await });
-    tokio::time::timeout(DEADLINE, dying.applied.notified()).await.expect("the dying worker applied nothing");
+    tokio::time::timeout(DEADLINE, dying.applied.notified())
+        .await
+        .expect("the dying worker applied nothing");
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     let crashed = dying.count.load(Ordering::SeqCst);
-    assert!(crashed > 0 && committed + crashed < n, "the crash should leave events for the restart");
+    assert!(
+        crashed > 0 && committed + crashed < n,
+        "the crash should leave events for the restart"
+    );
 
     // After the restart the group resumes at the last commit: the crashed batch comes again.
     let worker = Worker::new(&brokers(), &group, None, &topic, sink.clone(), store.clone(), 25).unwrap();
@@ -71,10 +76,23 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
 
     assert_eq!(projected_versions(&pool).await, store_versions(&pool).await);
     let live = read_model_checksum(&pool).await;
-    for table in ["prompt_cards", "card_versions", "label_moves", "test_cases", "workspaces", "members", "test_runs", "test_results"] {
+    for table in [
+        "prompt_cards",
+        "card_versions",
+        "label_moves",
+        "test_cases",
+        "workspaces",
+        "members",
+        "test_runs",
+        "test_results",
+    ] {
         assert!(live[table].0 > 0, "read.{table} is empty; the history should fill it");
     }
-    assert_eq!(live, replayed_checksum(&pool, &store, n).await, "the live read model differs from a full replay");
+    assert_eq!(
+        live,
+        replayed_checksum(&pool, &store, n).await,
+        "the live read model differs from a full replay"
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -102,20 +120,38 @@ async fn redelivered_and_older_events_change_nothing(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(results.len(), 12);
-    assert!(results.iter().all(|(r, passed, error)| *passed == (r % 3 != 2) && error.is_some() != *passed));
+    assert!(results
+        .iter()
+        .all(|(r, passed, error)| *passed == (r % 3 != 2) && error.is_some() != *passed));
 
     // The whole history again.
     sink.apply(&events).await.unwrap();
-    assert_eq!(read_model_checksum(&pool).await, once, "a redelivered batch changed the read model");
+    assert_eq!(
+        read_model_checksum(&pool).await,
+        once,
+        "a redelivered batch changed the read model"
+    );
 
     // Older events after newer ones, newest first, and a lone first event.
     let reversed: Vec<RecordedEvent> = events.iter().rev().cloned().collect();
     sink.apply(&reversed).await.unwrap();
     sink.apply(&events[..1]).await.unwrap();
-    assert_eq!(read_model_checksum(&pool).await, once, "an older event regressed the read model");
-    assert_eq!(projected_versions(&pool).await, store_versions(&pool).await, "stream_versions went back");
+    assert_eq!(
+        read_model_checksum(&pool).await,
+        once,
+        "an older event regressed the read model"
+    );
+    assert_eq!(
+        projected_versions(&pool).await,
+        store_versions(&pool).await,
+        "stream_versions went back"
+    );
 
-    assert_eq!(replayed_checksum(&pool, &store, n).await, once, "applying with redeliveries differs from one pass");
+    assert_eq!(
+        replayed_checksum(&pool, &store, n).await,
+        once,
+        "applying with redeliveries differs from one pass"
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -127,29 +163,85 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
     let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
     let card = |expected, events| vec![stream(card_id, "prompt_card", expected, events)];
     let case = |expected, events| vec![stream(case_id, "test_case", expected, events)];
-    actor.append(&store, true, card(ExpectedVersion::NoStream, vec![card_created(card_id, ws, "first")])).await;
-    actor.append(&store, false, card(ExpectedVersion::Exact(1), vec![card_updated(2, "second")])).await;
-    actor.append(&store, false, card(ExpectedVersion::Exact(2), vec![card_updated(3, "third")])).await;
-    actor.append(&store, true, card(ExpectedVersion::Exact(3), vec![label_moved("production", 2, None)])).await;
-    actor.append(&store, false, card(ExpectedVersion::Exact(4), vec![card_archived()])).await;
-    actor.append(&store, false, case(ExpectedVersion::NoStream, vec![case_created(case_id, card_id, ws, "case")])).await;
-    actor.append(&store, false, case(ExpectedVersion::Exact(1), vec![case_updated("renamed case")])).await;
-    actor.append(&store, false, case(ExpectedVersion::Exact(2), vec![case_deleted()])).await;
+    actor
+        .append(
+            &store,
+            true,
+            card(ExpectedVersion::NoStream, vec![card_created(card_id, ws, "first")]),
+        )
+        .await;
+    actor
+        .append(
+            &store,
+            false,
+            card(ExpectedVersion::Exact(1), vec![card_updated(2, "second")]),
+        )
+        .await;
+    actor
+        .append(
+            &store,
+            false,
+            card(ExpectedVersion::Exact(2), vec![card_updated(3, "third")]),
+        )
+        .await;
+    actor
+        .append(
+            &store,
+            true,
+            card(ExpectedVersion::Exact(3), vec![label_moved("production", 2, None)]),
+        )
+        .await;
+    actor
+        .append(&store, false, card(ExpectedVersion::Exact(4), vec![card_archived()]))
+        .await;
+    actor
+        .append(
+            &store,
+            false,
+            case(
+                ExpectedVersion::NoStream,
+                vec![case_created(case_id, card_id, ws, "case")],
+            ),
+        )
+        .await;
+    actor
+        .append(
+            &store,
+            false,
+            case(ExpectedVersion::Exact(1), vec![case_updated("renamed case")]),
+        )
+        .await;
+    actor
+        .append(&store, false, case(ExpectedVersion::Exact(2), vec![case_deleted()]))
+        .await;
     let n = 3 + 5 + 3;
 
     let topic = create_topic(&brokers(), 2).await;
     publish_all(&mut relay_for(&store, &brokers(), &topic, 100).await, n).await;
-    let worker = Worker::new(&brokers(), &group_id("postgres"), None, &topic, PostgresSink::new(pool.clone()), store.clone(), 100).unwrap();
+    let worker = Worker::new(
+        &brokers(),
+        &group_id("postgres"),
+        None,
+        &topic,
+        PostgresSink::new(pool.clone()),
+        store.clone(),
+        100,
+    )
+    .unwrap();
     consume_n(&worker, n).await;
 
-    let (version, title, labels, archived, workspace_id): (i32, String, serde_json::Value, bool, Uuid) = sqlx::query_as(
-        "SELECT version, title, labels, archived, workspace_id FROM read.prompt_cards WHERE card_id = $1",
-    )
-    .bind(card_id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!((version, title.as_str(), archived, workspace_id), (3, "third", true, ws));
+    let (version, title, labels, archived, workspace_id): (i32, String, serde_json::Value, bool, Uuid) =
+        sqlx::query_as(
+            "SELECT version, title, labels, archived, workspace_id FROM read.prompt_cards WHERE card_id = $1",
+        )
+        .bind(card_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (version, title.as_str(), archived, workspace_id),
+        (3, "third", true, ws)
+    );
     assert_eq!(labels, json!({ "production": 2 }));
 
     let versions: Vec<(i32, String, Option<Uuid>)> =
@@ -159,11 +251,14 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
             .await
             .unwrap();
     let actor_id = Some(actor.actor_id);
-    assert_eq!(versions, vec![
-        (1, "first".to_owned(), actor_id),
-        (2, "second".to_owned(), actor_id),
-        (3, "third".to_owned(), actor_id),
-    ]);
+    assert_eq!(
+        versions,
+        vec![
+            (1, "first".to_owned(), actor_id),
+            (2, "second".to_owned(), actor_id),
+            (3, "third".to_owned(), actor_id),
+        ]
+    );
 
     let moves: Vec<(String, i32, Option<i32>, Option<Uuid>)> =
         sqlx::query_as("SELECT label, version, previous_version, actor_id FROM read.label_moves WHERE card_id = $1")
@@ -173,14 +268,16 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
             .unwrap();
     assert_eq!(moves, vec![("production".to_owned(), 2, None, actor_id)]);
 
-    let (name, deleted, case_card, case_ws, vars): (String, bool, Uuid, Uuid, serde_json::Value) = sqlx::query_as(
-        "SELECT name, deleted, card_id, workspace_id, vars FROM read.test_cases WHERE case_id = $1",
-    )
-    .bind(case_id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!((name.as_str(), deleted, case_card, case_ws), ("renamed case", true, card_id, ws));
+    let (name, deleted, case_card, case_ws, vars): (String, bool, Uuid, Uuid, serde_json::Value) =
+        sqlx::query_as("SELECT name, deleted, card_id, workspace_id, vars FROM read.test_cases WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (name.as_str(), deleted, case_card, case_ws),
+        ("renamed case", true, card_id, ws)
+    );
     assert_eq!(vars["text"], "input of renamed case");
 
     let mut roles: Vec<String> = sqlx::query_scalar("SELECT role FROM read.members WHERE workspace_id = $1")

@@ -20,7 +20,11 @@ async fn every_event_reaches_the_topic_keyed_by_stream_with_headers_and_in_versi
     publish_all(&mut relay, n).await;
 
     let messages = consume_all(&brokers(), &topic).await;
-    assert_eq!(messages.len(), n, "with a healthy broker every event is published exactly once");
+    assert_eq!(
+        messages.len(),
+        n,
+        "with a healthy broker every event is published exactly once"
+    );
     let by_id: HashMap<String, &Message> = messages
         .iter()
         .map(|m| (m.headers.get("event_id").cloned().expect("event_id header"), m))
@@ -38,14 +42,32 @@ async fn every_event_reaches_the_topic_keyed_by_stream_with_headers_and_in_versi
             None => untraced += 1,
         }
         for field in [
-            "event_id", "position", "stream_id", "stream_type", "version", "event_type", "workspace_id",
-            "recorded_at", "data",
+            "event_id",
+            "position",
+            "stream_id",
+            "stream_type",
+            "version",
+            "event_type",
+            "workspace_id",
+            "recorded_at",
+            "data",
         ] {
-            assert!(message.value.get(field).is_some(), "the message value lacks {field}: {}", message.value);
+            assert!(
+                message.value.get(field).is_some(),
+                "the message value lacks {field}: {}",
+                message.value
+            );
         }
-        assert_eq!(&message.event(), event, "the message value round-trips to the stored event");
+        assert_eq!(
+            &message.event(),
+            event,
+            "the message value round-trips to the stored event"
+        );
     }
-    assert!(traced > 0 && untraced > 0, "the seed should mix traced ({traced}) and untraced ({untraced}) appends");
+    assert!(
+        traced > 0 && untraced > 0,
+        "the seed should mix traced ({traced}) and untraced ({untraced}) appends"
+    );
 
     let by_stream = versions_by_stream(&messages);
     assert_eq!(by_stream.len(), streams.len());

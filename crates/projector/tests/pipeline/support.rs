@@ -7,8 +7,7 @@ use domain::template::{VarType, Variable};
 use domain::test_case::{TestCaseContent, TestCaseEvent};
 use domain::workspace::WorkspaceEvent;
 use event_store::{
-    Append, Appended, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StreamAppend,
+    Append, Appended, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
 };
 use projector::postgres::PostgresSink;
 use projector::{Sink, Worker};
@@ -183,7 +182,10 @@ pub fn run_requested(run_id: Uuid, workspace_id: Uuid, card_id: Uuid, case_id: U
                 expected_output: case.expected_output,
                 assertions: case.assertions,
             }],
-            providers: vec![ProviderSpec { id: "echo".into(), config: Value::Null }],
+            providers: vec![ProviderSpec {
+                id: "echo".into(),
+                config: Value::Null,
+            }],
             repeat,
         },
         total: u64::from(repeat),
@@ -201,7 +203,11 @@ pub fn result_recorded(card_id: Uuid, case_id: Uuid, repetition: u32) -> NewEven
         card_id,
         card_version: 1,
         result: TestResult {
-            key: ResultKey { case_id, provider: "echo".into(), repetition },
+            key: ResultKey {
+                case_id,
+                provider: "echo".into(),
+                repetition,
+            },
             rendered_prompt: format!("prompt {repetition}"),
             output: passed.then(|| format!("summary {repetition}")),
             error: (!passed).then(|| "the provider timed out".to_owned()),
@@ -220,12 +226,7 @@ pub fn run_completed(passed: u64, failed: u64) -> NewEvent {
     NewEvent::from_domain(&RunEvent::TestRunCompleted { passed, failed })
 }
 
-pub fn stream(
-    stream_id: Uuid,
-    stream_type: &str,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-) -> StreamAppend {
+pub fn stream(stream_id: Uuid, stream_type: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
     StreamAppend {
         stream_id,
         stream_type: stream_type.to_owned(),
@@ -236,7 +237,11 @@ pub fn stream(
 
 /// A W3C traceparent, different every call.
 pub fn traceparent() -> String {
-    format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16])
+    format!(
+        "00-{}-{}-01",
+        Uuid::new_v4().simple(),
+        &Uuid::new_v4().simple().to_string()[..16]
+    )
 }
 
 /// Someone acting in a workspace: the metadata every append of theirs carries.
@@ -282,8 +287,17 @@ impl Actor {
             member_added(Uuid::now_v7(), Role::Member),
             member_added(Uuid::now_v7(), Role::Viewer),
         ];
-        self.append(store, true, vec![stream(self.workspace_id, "workspace", ExpectedVersion::NoStream, events)])
-            .await;
+        self.append(
+            store,
+            true,
+            vec![stream(
+                self.workspace_id,
+                "workspace",
+                ExpectedVersion::NoStream,
+                events,
+            )],
+        )
+        .await;
     }
 }
 
@@ -301,19 +315,24 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
         for c in 0..cards {
             let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
             actor
-                .append(store, c % 2 == 0, vec![
-                    stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![card_created(
-                        card_id,
-                        actor.workspace_id,
-                        &format!("card {c}"),
-                    )]),
-                    stream(case_id, "test_case", ExpectedVersion::NoStream, vec![case_created(
-                        case_id,
-                        card_id,
-                        actor.workspace_id,
-                        &format!("case {c}"),
-                    )]),
-                ])
+                .append(
+                    store,
+                    c % 2 == 0,
+                    vec![
+                        stream(
+                            card_id,
+                            "prompt_card",
+                            ExpectedVersion::NoStream,
+                            vec![card_created(card_id, actor.workspace_id, &format!("card {c}"))],
+                        ),
+                        stream(
+                            case_id,
+                            "test_case",
+                            ExpectedVersion::NoStream,
+                            vec![case_created(case_id, card_id, actor.workspace_id, &format!("case {c}"))],
+                        ),
+                    ],
+                )
                 .await;
             written += 2;
             let mut stream_version = 1i64;
@@ -326,12 +345,16 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
                 }
                 let n = events.len() as i64;
                 actor
-                    .append(store, v % 2 == 1, vec![stream(
-                        card_id,
-                        "prompt_card",
-                        ExpectedVersion::Exact(stream_version),
-                        events,
-                    )])
+                    .append(
+                        store,
+                        v % 2 == 1,
+                        vec![stream(
+                            card_id,
+                            "prompt_card",
+                            ExpectedVersion::Exact(stream_version),
+                            events,
+                        )],
+                    )
                     .await;
                 stream_version += n;
                 written += n as usize;
@@ -343,7 +366,12 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
             written += case_events.len();
             let mut streams = vec![stream(case_id, "test_case", ExpectedVersion::Exact(1), case_events)];
             if c % 2 == 1 {
-                streams.push(stream(card_id, "prompt_card", ExpectedVersion::Exact(stream_version), vec![card_archived()]));
+                streams.push(stream(
+                    card_id,
+                    "prompt_card",
+                    ExpectedVersion::Exact(stream_version),
+                    vec![card_archived()],
+                ));
                 written += 1;
             }
             actor.append(store, false, streams).await;
@@ -362,9 +390,18 @@ async fn seed_runs(store: &EventStore, actor: &Actor, card_id: Uuid, case_id: Uu
     let runs = [Uuid::now_v7(), Uuid::now_v7()];
     let mut written = 0;
     for run_id in runs {
-        let events = vec![run_requested(run_id, actor.workspace_id, card_id, case_id, REPEAT), run_started()];
+        let events = vec![
+            run_requested(run_id, actor.workspace_id, card_id, case_id, REPEAT),
+            run_started(),
+        ];
         written += events.len();
-        actor.append(store, true, vec![stream(run_id, "test_run", ExpectedVersion::NoStream, events)]).await;
+        actor
+            .append(
+                store,
+                true,
+                vec![stream(run_id, "test_run", ExpectedVersion::NoStream, events)],
+            )
+            .await;
     }
     for half in [0..REPEAT / 2, REPEAT / 2..REPEAT] {
         for run_id in runs {
@@ -374,7 +411,9 @@ async fn seed_runs(store: &EventStore, actor: &Actor, card_id: Uuid, case_id: Uu
             }
             let expected = ExpectedVersion::Exact(2 + i64::from(half.start));
             written += events.len();
-            actor.append(store, false, vec![stream(run_id, "test_run", expected, events)]).await;
+            actor
+                .append(store, false, vec![stream(run_id, "test_run", expected, events)])
+                .await;
         }
     }
     written
@@ -411,7 +450,11 @@ pub async fn read_everything(store: &EventStore, n: usize) -> Vec<RecordedEvent>
         match batch.last() {
             Some(last) => cursor = Cursor::after(last),
             None => {
-                assert!(Instant::now() < deadline, "the store's reader delivered {} of {n} events", events.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "the store's reader delivered {} of {n} events",
+                    events.len()
+                );
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
         }
@@ -476,10 +519,8 @@ pub async fn replayed_checksum(pool: &PgPool, store: &EventStore, n: usize) -> B
 /// Creates a fresh topic on `brokers` and waits until its partitions are known.
 pub async fn create_topic(brokers: &str, partitions: i32) -> String {
     let name = format!("pipeline-test-{}", Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
     let results = admin
         .create_topics(
             &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
@@ -494,7 +535,9 @@ pub async fn create_topic(brokers: &str, partitions: i32) -> String {
     eventually("the new topic's partitions are known", || {
         let (brokers, name) = (brokers_owned.clone(), name_owned.clone());
         async move {
-            let known = tokio::task::spawn_blocking(move || partition_ids(&brokers, &name)).await.unwrap();
+            let known = tokio::task::spawn_blocking(move || partition_ids(&brokers, &name))
+                .await
+                .unwrap();
             (known.len() == partitions as usize).then_some(())
         }
     })
@@ -549,7 +592,15 @@ pub async fn consume_all(brokers: &str, topic: &str) -> Vec<Message> {
             .unwrap();
         partition_ids(&b, &t)
             .into_iter()
-            .map(|p| (p, consumer.fetch_watermarks(&t, p, Duration::from_secs(10)).expect("watermarks").1))
+            .map(|p| {
+                (
+                    p,
+                    consumer
+                        .fetch_watermarks(&t, p, Duration::from_secs(10))
+                        .expect("watermarks")
+                        .1,
+                )
+            })
             .collect()
     })
     .await
@@ -614,7 +665,10 @@ pub async fn publish_all(relay: &mut Relay, n: usize) {
     let mut published = 0;
     let deadline = Instant::now() + DEADLINE;
     while published < n {
-        assert!(Instant::now() < deadline, "the relay published {published} of {n} events");
+        assert!(
+            Instant::now() < deadline,
+            "the relay published {published} of {n} events"
+        );
         match relay.step().await.expect("relay step") {
             Outcome::Published { count, .. } => published += count,
             Outcome::Idle => tokio::time::sleep(POLL_INTERVAL).await,
@@ -640,7 +694,9 @@ pub async fn consume_n<S: Sink>(worker: &Worker<S>, n: usize) {
         // A step retries a failing sink for ever; the deadline bounds that too.
         let step = tokio::time::timeout(remaining, worker.step(WORKER_WAIT))
             .await
-            .unwrap_or_else(|_| panic!("the worker took {taken} of {n} events (a step is stuck, e.g. retrying a failing batch)"));
+            .unwrap_or_else(|_| {
+                panic!("the worker took {taken} of {n} events (a step is stuck, e.g. retrying a failing batch)")
+            });
         if let projector::Outcome::Applied { events, .. } = step.expect("worker step") {
             taken += events;
         }
@@ -655,9 +711,17 @@ pub fn versions_by_stream(messages: &[Message]) -> HashMap<Uuid, Vec<i64>> {
     let mut partition_of: HashMap<Uuid, i32> = HashMap::new();
     for message in messages {
         let event = message.event();
-        assert_eq!(message.key.as_deref(), Some(event.stream_id.to_string().as_str()), "message key");
+        assert_eq!(
+            message.key.as_deref(),
+            Some(event.stream_id.to_string().as_str()),
+            "message key"
+        );
         let partition = *partition_of.entry(event.stream_id).or_insert(message.partition);
-        assert_eq!(partition, message.partition, "stream {} is spread over partitions", event.stream_id);
+        assert_eq!(
+            partition, message.partition,
+            "stream {} is spread over partitions",
+            event.stream_id
+        );
         by_stream.entry(event.stream_id).or_default().push(event.version);
     }
     by_stream
@@ -682,7 +746,12 @@ impl PrivateBroker {
         let (port, controller_port) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("pipeline-kafka-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut broker = Self { dir, port, controller_port, child: None };
+        let mut broker = Self {
+            dir,
+            port,
+            controller_port,
+            child: None,
+        };
         broker.restart().await;
         broker
     }
@@ -715,7 +784,12 @@ impl PrivateBroker {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("Kafka exited with {status}: {}", self.log());
             }
-            assert!(Instant::now() < deadline, "Kafka does not answer on {}: {}", self.brokers(), self.log());
+            assert!(
+                Instant::now() < deadline,
+                "Kafka does not answer on {}: {}",
+                self.brokers(),
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -16,7 +16,12 @@ fn incomplete() -> Value {
     json!({"id": "msg_1", "type": "message", "usage": {"input_tokens": 1, "output_tokens": 1}})
 }
 
-const WIRE: Wire = Wire { provider: "anthropic:messages:claude-test", path: "/v1/messages", ok, incomplete };
+const WIRE: Wire = Wire {
+    provider: "anthropic:messages:claude-test",
+    path: "/v1/messages",
+    ok,
+    incomplete,
+};
 
 crate::shared_scenarios!(WIRE);
 
@@ -42,7 +47,11 @@ async fn a_message_sends_key_version_and_prompt_and_joins_text_blocks() {
         .await
         .unwrap();
     assert_eq!(
-        (completion.output.as_str(), completion.prompt_tokens, completion.completion_tokens),
+        (
+            completion.output.as_str(),
+            completion.prompt_tokens,
+            completion.completion_tokens
+        ),
         ("Hello, world", 9, 5)
     );
     let seen = &fake.seen()[0];
@@ -62,7 +71,10 @@ async fn a_message_sends_key_version_and_prompt_and_joins_text_blocks() {
 #[tokio::test]
 async fn max_tokens_comes_from_config_when_set() {
     let fake = serve(|_, _| Reply::json(200, ok("short", 1, 1))).await;
-    providers(settings(&fake)).complete(&spec(WIRE.provider, json!({"max_tokens": 50})), "Hi").await.unwrap();
+    providers(settings(&fake))
+        .complete(&spec(WIRE.provider, json!({"max_tokens": 50})), "Hi")
+        .await
+        .unwrap();
     assert_eq!(fake.seen()[0].body["max_tokens"], 50);
 }
 
@@ -71,8 +83,14 @@ async fn a_missing_key_is_an_error_and_nothing_is_sent() {
     let fake = serve(|_, _| Reply::json(200, ok("unreachable", 1, 1))).await;
     let mut settings = settings(&fake);
     settings.anthropic_api_key = None;
-    let err = providers(settings).complete(&spec(WIRE.provider, Value::Null), "Hi").await.unwrap_err();
+    let err = providers(settings)
+        .complete(&spec(WIRE.provider, Value::Null), "Hi")
+        .await
+        .unwrap_err();
     assert_eq!(err, ProviderError::MissingApiKey("ANTHROPIC_API_KEY"));
-    assert_eq!(err.to_string(), "ANTHROPIC_API_KEY is not set, so this provider cannot be called");
+    assert_eq!(
+        err.to_string(),
+        "ANTHROPIC_API_KEY is not set, so this provider cannot be called"
+    );
     assert_eq!(fake.requests(), 0);
 }

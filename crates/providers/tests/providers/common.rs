@@ -45,11 +45,19 @@ pub enum Reply {
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Reply::Send { status, headers: vec![("content-type", "application/json".into())], body: body.to_string() }
+        Reply::Send {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.to_string(),
+        }
     }
 
     pub fn text(status: u16, body: &str) -> Self {
-        Reply::Send { status, headers: vec![("content-type", "text/plain".into())], body: body.into() }
+        Reply::Send {
+            status,
+            headers: vec![("content-type", "text/plain".into())],
+            body: body.into(),
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
@@ -123,8 +131,11 @@ async fn handle(State(state): State<Arc<ServerState>>, uri: Uri, headers: Header
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _in_flight = InFlight(state.clone());
-    let seen =
-        Seen { path: uri.path().to_owned(), headers, body: serde_json::from_slice(&body).unwrap_or(Value::Null) };
+    let seen = Seen {
+        path: uri.path().to_owned(),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
     let index = {
         let mut all = state.seen.lock().unwrap();
         all.push(seen.clone());

@@ -26,9 +26,18 @@ async fn calls_are_counted_by_outcome_and_timed() {
     let mut settings = settings(&fake);
     settings.timeout = Duration::from_millis(200);
     let providers = providers(settings);
-    providers.complete(&spec("openai:metrics-ok", Value::Null), "Hi").await.unwrap();
-    providers.complete(&spec("openai:metrics-slow", Value::Null), "Hi").await.unwrap_err();
-    providers.complete(&spec("openai:metrics-bad", json!({"apiKey": "no"})), "Hi").await.unwrap_err();
+    providers
+        .complete(&spec("openai:metrics-ok", Value::Null), "Hi")
+        .await
+        .unwrap();
+    providers
+        .complete(&spec("openai:metrics-slow", Value::Null), "Hi")
+        .await
+        .unwrap_err();
+    providers
+        .complete(&spec("openai:metrics-bad", json!({"apiKey": "no"})), "Hi")
+        .await
+        .unwrap_err();
 
     let rendered = handle.render();
     let calls = |provider: &str, outcome: &str| {
@@ -42,5 +51,12 @@ async fn calls_are_counted_by_outcome_and_timed() {
     assert_eq!(calls("openai:metrics-ok", "ok"), Some(1.0));
     assert_eq!(calls("openai:metrics-slow", "timeout"), Some(1.0));
     assert_eq!(calls("openai:metrics-bad", "error"), Some(1.0));
-    assert_eq!(sample(&rendered, "runner_provider_call_seconds_count", &["provider=\"openai:metrics-ok\""]), Some(1.0));
+    assert_eq!(
+        sample(
+            &rendered,
+            "runner_provider_call_seconds_count",
+            &["provider=\"openai:metrics-ok\""]
+        ),
+        Some(1.0)
+    );
 }

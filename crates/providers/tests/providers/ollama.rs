@@ -15,7 +15,12 @@ fn incomplete() -> Value {
     json!({"model": "llama-test", "done": true})
 }
 
-const WIRE: Wire = Wire { provider: "ollama:chat:llama-test", path: "/api/chat", ok, incomplete };
+const WIRE: Wire = Wire {
+    provider: "ollama:chat:llama-test",
+    path: "/api/chat",
+    ok,
+    incomplete,
+};
 
 crate::shared_scenarios!(WIRE);
 
@@ -23,12 +28,25 @@ crate::shared_scenarios!(WIRE);
 async fn a_chat_sends_the_prompt_unstreamed_with_options_and_reads_the_counts() {
     let fake = serve(|_, _| Reply::json(200, ok("Hallo", 11, 2))).await;
     let config = json!({"temperature": 0, "num_predict": 16, "format": "json"});
-    let completion =
-        providers(settings(&fake)).complete(&spec(WIRE.provider, config), "Say hello in German").await.unwrap();
-    assert_eq!((completion.output.as_str(), completion.prompt_tokens, completion.completion_tokens), ("Hallo", 11, 2));
+    let completion = providers(settings(&fake))
+        .complete(&spec(WIRE.provider, config), "Say hello in German")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            completion.output.as_str(),
+            completion.prompt_tokens,
+            completion.completion_tokens
+        ),
+        ("Hallo", 11, 2)
+    );
     let seen = &fake.seen()[0];
     assert_eq!(seen.path, WIRE.path);
-    assert_eq!(seen.header("authorization"), None, "keys of other providers never reach Ollama");
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "keys of other providers never reach Ollama"
+    );
     assert_eq!(
         seen.body,
         json!({
@@ -41,8 +59,16 @@ async fn a_chat_sends_the_prompt_unstreamed_with_options_and_reads_the_counts() 
 
 #[tokio::test]
 async fn missing_counts_are_zero_as_for_a_cached_prompt() {
-    let fake =
-        serve(|_, _| Reply::json(200, json!({"message": {"role": "assistant", "content": "hi"}, "done": true}))).await;
-    let completion = providers(settings(&fake)).complete(&spec(WIRE.provider, Value::Null), "Hi").await.unwrap();
+    let fake = serve(|_, _| {
+        Reply::json(
+            200,
+            json!({"message": {"role": "assistant", "content": "hi"}, "done": true}),
+        )
+    })
+    .await;
+    let completion = providers(settings(&fake))
+        .complete(&spec(WIRE.provider, Value::Null), "Hi")
+        .await
+        .unwrap();
     assert_eq!((completion.prompt_tokens, completion.completion_tokens), (0, 0));
 }

@@ -23,7 +23,11 @@ fn expected(output: &str) -> (String, u32, u32) {
 }
 
 fn got(completion: &Completion) -> (String, u32, u32) {
-    (completion.output.clone(), completion.prompt_tokens, completion.completion_tokens)
+    (
+        completion.output.clone(),
+        completion.prompt_tokens,
+        completion.completion_tokens,
+    )
 }
 
 pub async fn a_429_is_retried_after_its_retry_after(wire: &Wire) {
@@ -37,7 +41,10 @@ pub async fn a_429_is_retried_after_its_retry_after(wire: &Wire) {
     // Were Retry-After ignored, the retry would come after ~10 ms instead of a second.
     settings.retry_base_delay = Duration::from_millis(10);
     let started = Instant::now();
-    let completion = providers(settings).complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap();
+    let completion = providers(settings)
+        .complete(&spec(wire.provider, Value::Null), "Hi")
+        .await
+        .unwrap();
     assert_eq!(got(&completion), expected("second time lucky"));
     assert_eq!(fake.requests(), 2);
     assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
@@ -55,7 +62,10 @@ pub async fn server_errors_are_retried_until_success(wire: &Wire) {
         _ => Reply::json(200, ok("third time", 7, 3)),
     })
     .await;
-    let completion = providers(settings(&fake)).complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap();
+    let completion = providers(settings(&fake))
+        .complete(&spec(wire.provider, Value::Null), "Hi")
+        .await
+        .unwrap();
     assert_eq!(got(&completion), expected("third time"));
     assert_eq!(fake.requests(), 3);
 }
@@ -64,14 +74,26 @@ pub async fn retries_stop_at_max_retries(wire: &Wire) {
     let fake = serve(|_, _| Reply::text(503, "overloaded")).await;
     let mut settings = settings(&fake);
     settings.max_retries = 2;
-    let err = providers(settings).complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap_err();
-    assert_eq!(err, ProviderError::Status { status: 503, body: "overloaded".into() });
+    let err = providers(settings)
+        .complete(&spec(wire.provider, Value::Null), "Hi")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::Status {
+            status: 503,
+            body: "overloaded".into()
+        }
+    );
     assert_eq!(fake.requests(), 3, "the first attempt and two retries");
 }
 
 pub async fn a_long_retry_after_is_not_waited_for(wire: &Wire) {
     let fake = serve(|_, _| Reply::text(429, "come back tomorrow").header("retry-after", "86400")).await;
-    let err = providers(settings(&fake)).complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap_err();
+    let err = providers(settings(&fake))
+        .complete(&spec(wire.provider, Value::Null), "Hi")
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProviderError::Status { status: 429, .. }), "{err:?}");
     assert_eq!(fake.requests(), 1);
 }
@@ -82,7 +104,10 @@ pub async fn a_silent_server_times_out_without_retries(wire: &Wire) {
     settings.timeout = Duration::from_millis(200);
     settings.max_retries = 3;
     let started = Instant::now();
-    let err = providers(settings).complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap_err();
+    let err = providers(settings)
+        .complete(&spec(wire.provider, Value::Null), "Hi")
+        .await
+        .unwrap_err();
     assert_eq!(err, ProviderError::Timeout(Duration::from_millis(200)));
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     assert_eq!(fake.requests(), 1, "a timed-out attempt is not retried");
@@ -97,7 +122,10 @@ pub async fn malformed_answers_are_errors_not_retries(wire: &Wire) {
     .await;
     let providers = providers(settings(&fake));
     for _ in 0..2 {
-        let err = providers.complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap_err();
+        let err = providers
+            .complete(&spec(wire.provider, Value::Null), "Hi")
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::Malformed(_)), "{err:?}");
     }
     assert_eq!(fake.requests(), 2);
@@ -105,8 +133,13 @@ pub async fn malformed_answers_are_errors_not_retries(wire: &Wire) {
 
 pub async fn a_client_error_is_not_retried(wire: &Wire) {
     let fake = serve(|_, _| Reply::json(400, json!({"error": {"message": "bad model"}}))).await;
-    let err = providers(settings(&fake)).complete(&spec(wire.provider, Value::Null), "Hi").await.unwrap_err();
-    let ProviderError::Status { status: 400, body } = &err else { panic!("{err:?}") };
+    let err = providers(settings(&fake))
+        .complete(&spec(wire.provider, Value::Null), "Hi")
+        .await
+        .unwrap_err();
+    let ProviderError::Status { status: 400, body } = &err else {
+        panic!("{err:?}")
+    };
     assert!(body.contains("bad model"), "{body}");
     assert_eq!(fake.requests(), 1);
 }

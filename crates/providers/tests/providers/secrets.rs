@@ -23,8 +23,11 @@ impl Write for Logs {
 /// call can fail: a retried 500, then a final 401, then a 200 that is not JSON.
 async fn tattletale() -> crate::common::Fake {
     serve(|n, seen| {
-        let credentials =
-            format!("authorization={:?} x-api-key={:?}", seen.header("authorization"), seen.header("x-api-key"));
+        let credentials = format!(
+            "authorization={:?} x-api-key={:?}",
+            seen.header("authorization"),
+            seen.header("x-api-key")
+        );
         match n % 3 {
             0 => Reply::text(500, &format!("oops, {credentials}")),
             1 => Reply::text(401, &format!("invalid key: {credentials}")),
@@ -60,11 +63,28 @@ async fn keys_stay_out_of_errors_and_logs() {
     let mut messages = vec![settings_debug];
     for provider in ["openai:gpt-test", "anthropic:messages:claude-test"] {
         // 500 (retried) then 401; then the 200 that is not JSON.
-        let status = providers.complete(&spec(provider, Value::Null), "Hi").await.unwrap_err();
-        assert!(matches!(status, providers::ProviderError::Status { status: 401, .. }), "{status:?}");
-        let malformed = providers.complete(&spec(provider, Value::Null), "Hi").await.unwrap_err();
-        assert!(matches!(malformed, providers::ProviderError::Malformed(_)), "{malformed:?}");
-        messages.extend([status.to_string(), format!("{status:?}"), malformed.to_string(), format!("{malformed:?}")]);
+        let status = providers
+            .complete(&spec(provider, Value::Null), "Hi")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(status, providers::ProviderError::Status { status: 401, .. }),
+            "{status:?}"
+        );
+        let malformed = providers
+            .complete(&spec(provider, Value::Null), "Hi")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(malformed, providers::ProviderError::Malformed(_)),
+            "{malformed:?}"
+        );
+        messages.extend([
+            status.to_string(),
+            format!("{status:?}"),
+            malformed.to_string(),
+            format!("{malformed:?}"),
+        ]);
     }
     assert_eq!(fake.requests(), 6);
     // The server did receive the keys, and they were scrubbed from what it sent back.

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-const ANALYTICS: &str =
-    "query A($ws: ID!, $from: DateTime, $to: DateTime, $card: ID, $bucket: Bucket) {
+const ANALYTICS: &str = "query A($ws: ID!, $from: DateTime, $to: DateTime, $card: ID, $bucket: Bucket) {
   analytics(workspaceId: $ws, from: $from, to: $to) {
     passRate(cardId: $card, bucket: $bucket) { bucket total passed rate }
     costByProvider { provider results costMicroUsd costUsd }
@@ -130,14 +129,7 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
         250_000,
         DAY_1 + 10 * HOUR + 1_800,
     );
-    let r3 = row(
-        card_x,
-        "openai:gpt-4o-mini",
-        true,
-        900,
-        1_234_567,
-        DAY_1 + 14 * HOUR,
-    );
+    let r3 = row(card_x, "openai:gpt-4o-mini", true, 900, 1_234_567, DAY_1 + 14 * HOUR);
     let r4 = row(card_x, "echo", false, 400, 0, DAY_2 + 9 * HOUR);
     let r5 = row(card_y, "echo", true, 300, 500, DAY_2 + 9 * HOUR + 2_700);
     let bobs = Row {
@@ -159,10 +151,7 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(
-        raw, 7,
-        "the duplicate is really stored twice before a merge"
-    );
+    assert_eq!(raw, 7, "the duplicate is really stored twice before a merge");
 
     let all = app.data(&ada.token, ANALYTICS, json!({ "ws": ws })).await;
     // Per day: day 1 has r1, r2, r3 (2 passed); day 2 has r4, r5 (1 passed).
@@ -215,11 +204,7 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
 
     // A time window: only day 2, then only day 1.
     let day_2 = app
-        .data(
-            &ada.token,
-            ANALYTICS,
-            json!({ "ws": ws, "from": at(DAY_2) }),
-        )
+        .data(&ada.token, ANALYTICS, json!({ "ws": ws, "from": at(DAY_2) }))
         .await;
     assert_eq!(pass_rate(&day_2), vec![(at(DAY_2), 2, 1, 0.5)]);
     assert_eq!(
@@ -227,11 +212,7 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
         json!([{ "provider": "echo", "results": 2, "costMicroUsd": 500, "costUsd": "0.000500" }])
     );
     let day_1 = app
-        .data(
-            &ada.token,
-            ANALYTICS,
-            json!({ "ws": ws, "to": at(DAY_2 - 1) }),
-        )
+        .data(&ada.token, ANALYTICS, json!({ "ws": ws, "to": at(DAY_2 - 1) }))
         .await;
     assert_eq!(pass_rate(&day_1), vec![(at(DAY_1), 3, 2, 2.0 / 3.0)]);
     assert_eq!(day_1["analytics"]["latency"]["count"], 3);
@@ -245,14 +226,9 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
     assert_refused(&backwards, "BAD_REQUEST", "from after to");
 
     // Bob sees his own row only.
-    let bobs = app
-        .data(&bob.token, ANALYTICS, json!({ "ws": bob.workspace_id }))
-        .await;
+    let bobs = app.data(&bob.token, ANALYTICS, json!({ "ws": bob.workspace_id })).await;
     assert_eq!(pass_rate(&bobs), vec![(at(DAY_1), 1, 0, 0.0)]);
-    assert_eq!(
-        bobs["analytics"]["costByProvider"][0]["costUsd"],
-        "9.999999"
-    );
+    assert_eq!(bobs["analytics"]["costByProvider"][0]["costUsd"], "9.999999");
 
     // The private database goes away with the test.
     let name = db.name.clone();

@@ -31,13 +31,8 @@ async fn a_card_is_served_from_redis_until_a_newer_version_is_projected(pool: Pg
     // First read: a miss, which fills the cache.
     let first = app.data(&ada.token, CARD, variables.clone()).await;
     assert_eq!(first["promptCard"]["title"], "Cached title");
-    let doc: Option<String> = redis::cmd("GET")
-        .arg(&doc_key)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let doc: Value =
-        serde_json::from_str(&doc.expect("the first read caches the document")).unwrap();
+    let doc: Option<String> = redis::cmd("GET").arg(&doc_key).query_async(&mut redis).await.unwrap();
+    let doc: Value = serde_json::from_str(&doc.expect("the first read caches the document")).unwrap();
     assert_eq!(doc["card"]["title"], "Cached title", "{doc}");
 
     // Second read: a hit. To tell a hit from a fresh read for certain, the cached copy is
@@ -64,8 +59,7 @@ async fn a_card_is_served_from_redis_until_a_newer_version_is_projected(pool: Pg
     // An update projected to Postgres and Redis: the next read has the new title, never the
     // cached one, and caches the new document.
     let head = app.head().await;
-    app.update_card(&ada, card_id, titled("Updated title"))
-        .await;
+    app.update_card(&ada, card_id, titled("Updated title")).await;
     app.project_with_redis(head).await;
     let stale_before = cache_requests(&app, "stale").await;
     let third = app.data(&ada.token, CARD, variables.clone()).await;
@@ -75,11 +69,7 @@ async fn a_card_is_served_from_redis_until_a_newer_version_is_projected(pool: Pg
         cache_requests(&app, "stale").await >= stale_before + 1.0,
         "the old document was seen as stale"
     );
-    let doc: Option<String> = redis::cmd("GET")
-        .arg(&doc_key)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let doc: Option<String> = redis::cmd("GET").arg(&doc_key).query_async(&mut redis).await.unwrap();
     let doc: Value = serde_json::from_str(&doc.unwrap()).unwrap();
     assert_eq!(
         doc["card"]["title"], "Updated title",
@@ -127,10 +117,7 @@ async fn a_test_case_added_to_a_card_is_seen_through_a_cached_card(pool: PgPool)
     app.create_test_case(&ada, card_id, case).await;
     app.project_with_redis(head).await;
     let after = app.data(&ada.token, query, variables).await;
-    assert_eq!(
-        after["promptCard"]["testCases"],
-        json!([{ "name": "added later" }])
-    );
+    assert_eq!(after["promptCard"]["testCases"], json!([{ "name": "added later" }]));
 
     let _: () = redis::cmd("DEL")
         .arg(format!("promptcards:doc:card:{card_id}"))

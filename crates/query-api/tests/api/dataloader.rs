@@ -51,9 +51,7 @@ async fn a_page_of_cards_gets_each_cards_own_test_cases(pool: PgPool) {
     let mut want: HashMap<Uuid, Vec<Value>> = HashMap::new();
     let mut order = Vec::new();
     for card in 0..20 {
-        let (card_id, _) = app
-            .create_card(&ada, titled(&format!("Card {card:02}")))
-            .await;
+        let (card_id, _) = app.create_card(&ada, titled(&format!("Card {card:02}"))).await;
         order.push(card_id);
         let cases = want.entry(card_id).or_default();
         // Card 7 has none; the others one to three.
@@ -71,11 +69,7 @@ async fn a_page_of_cards_gets_each_cards_own_test_cases(pool: PgPool) {
 
     let statements = StatementCounter::start(&pool).await;
     let data = app
-        .data(
-            &ada.token,
-            PAGE_WITH_CASES,
-            json!({ "ws": ada.workspace_id }),
-        )
+        .data(&ada.token, PAGE_WITH_CASES, json!({ "ws": ada.workspace_id }))
         .await;
     let edges = data["promptCards"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 20);
@@ -104,9 +98,7 @@ impl StatementCounter {
             sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 .execute(pool)
                 .await?;
-            sqlx::query("SELECT pg_stat_statements_reset()")
-                .execute(pool)
-                .await?;
+            sqlx::query("SELECT pg_stat_statements_reset()").execute(pool).await?;
             Ok::<_, sqlx::Error>(())
         };
         match ready.await {

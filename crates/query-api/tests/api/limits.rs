@@ -22,34 +22,19 @@ async fn a_query_deeper_than_the_limit_is_refused(pool: PgPool) {
     app.project().await;
 
     let at_limit = app.graphql(&ada.token, &nested(10), Value::Null).await;
-    assert!(
-        at_limit.get("errors").is_none(),
-        "depth 10 is allowed: {at_limit}"
-    );
+    assert!(at_limit.get("errors").is_none(), "depth 10 is allowed: {at_limit}");
     assert!(at_limit["data"]["__type"]["fields"].is_array());
 
     let too_deep = app.graphql(&ada.token, &nested(11), Value::Null).await;
+    assert!(!error_codes(&too_deep).is_empty(), "depth 11 is refused: {too_deep}");
+    assert!(too_deep["data"].is_null(), "a refused query runs nothing: {too_deep}");
     assert!(
-        !error_codes(&too_deep).is_empty(),
-        "depth 11 is refused: {too_deep}"
-    );
-    assert!(
-        too_deep["data"].is_null(),
-        "a refused query runs nothing: {too_deep}"
-    );
-    assert!(
-        too_deep
-            .to_string()
-            .to_lowercase()
-            .contains("nested too deep"),
+        too_deep.to_string().to_lowercase().contains("nested too deep"),
         "{too_deep}"
     );
 
     let absurd = app.graphql(&ada.token, &nested(500), Value::Null).await;
-    assert!(
-        absurd["data"].is_null() && absurd["errors"].is_array(),
-        "{absurd}"
-    );
+    assert!(absurd["data"].is_null() && absurd["errors"].is_array(), "{absurd}");
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -89,15 +74,11 @@ async fn a_query_longer_than_the_limit_is_a_bad_request(pool: PgPool) {
         format!("{query}{}", "x".repeat(len - query.len()))
     };
 
-    let at_limit = app
-        .graphql(&ada.token, &padded(16 * 1024), Value::Null)
-        .await;
+    let at_limit = app.graphql(&ada.token, &padded(16 * 1024), Value::Null).await;
     assert!(at_limit.get("errors").is_none(), "{at_limit}");
     assert_eq!(at_limit["data"]["me"]["id"], ada.user_id.to_string());
 
-    let too_long = app
-        .graphql(&ada.token, &padded(16 * 1024 + 1), Value::Null)
-        .await;
+    let too_long = app.graphql(&ada.token, &padded(16 * 1024 + 1), Value::Null).await;
     assert_refused(&too_long, "BAD_REQUEST", "a query one byte over the limit");
 
     // Checked before the credential: an anonymous flood is refused just as cheaply.

@@ -14,12 +14,7 @@ const PAGE: &str = "query Page($ws: ID!, $first: Int, $after: String) {
 }";
 
 /// One page: (card ids, hasNextPage, endCursor).
-async fn page(
-    app: &TestApp,
-    tenant: &Tenant,
-    first: i32,
-    after: Option<&str>,
-) -> (Vec<Uuid>, bool, Option<String>) {
+async fn page(app: &TestApp, tenant: &Tenant, first: i32, after: Option<&str>) -> (Vec<Uuid>, bool, Option<String>) {
     let data = app
         .data(
             &tenant.token,
@@ -34,9 +29,7 @@ async fn page(
         .iter()
         .map(|e| e["node"].clone())
         .collect();
-    let end = connection["pageInfo"]["endCursor"]
-        .as_str()
-        .map(str::to_owned);
+    let end = connection["pageInfo"]["endCursor"].as_str().map(str::to_owned);
     (
         ids(&nodes),
         connection["pageInfo"]["hasNextPage"].as_bool().unwrap(),
@@ -47,11 +40,7 @@ async fn page(
 async fn cards(app: &TestApp, tenant: &Tenant, n: usize) -> Vec<Uuid> {
     let mut created = Vec::new();
     for i in 0..n {
-        created.push(
-            app.create_card(tenant, titled(&format!("Card {i:02}")))
-                .await
-                .0,
-        );
+        created.push(app.create_card(tenant, titled(&format!("Card {i:02}"))).await.0);
     }
     created
 }
@@ -84,23 +73,14 @@ async fn pages_of_ten_return_every_card_once_in_creation_order(pool: PgPool) {
 
     // The cursor of an edge is a valid `after` too, and paging from the 10th edge resumes there.
     let data = app
-        .data(
-            &ada.token,
-            PAGE,
-            json!({ "ws": ada.workspace_id, "first": 10 }),
-        )
+        .data(&ada.token, PAGE, json!({ "ws": ada.workspace_id, "first": 10 }))
         .await;
-    let tenth_cursor = data["promptCards"]["edges"][9]["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tenth_cursor = data["promptCards"]["edges"][9]["cursor"].as_str().unwrap().to_owned();
     let (ids, _, _) = page(&app, &ada, 3, Some(&tenth_cursor)).await;
     assert_eq!(ids, created[10..13]);
 
     // Without `first`, a page is 20 cards.
-    let data = app
-        .data(&ada.token, PAGE, json!({ "ws": ada.workspace_id }))
-        .await;
+    let data = app.data(&ada.token, PAGE, json!({ "ws": ada.workspace_id })).await;
     assert_eq!(data["promptCards"]["edges"].as_array().unwrap().len(), 20);
 }
 
@@ -123,10 +103,7 @@ async fn a_card_added_between_pages_comes_last_without_shifting_the_others(pool:
     assert!(!has_next, "the last page says so");
     assert_eq!((first.len(), second.len(), third.len()), (10, 10, 6));
     let walked: Vec<Uuid> = [first, second, third].concat();
-    assert_eq!(
-        walked, created,
-        "no card twice, none skipped, the new one at the end"
-    );
+    assert_eq!(walked, created, "no card twice, none skipped, the new one at the end");
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -136,27 +113,17 @@ async fn page_sizes_and_cursors_are_checked(pool: PgPool) {
     app.project().await;
     for first in [0, -1, 101] {
         let answer = app
-            .graphql(
-                &ada.token,
-                PAGE,
-                json!({ "ws": ada.workspace_id, "first": first }),
-            )
+            .graphql(&ada.token, PAGE, json!({ "ws": ada.workspace_id, "first": first }))
             .await;
         assert_refused(&answer, "BAD_REQUEST", &format!("first: {first}"));
     }
     for after in ["not a cursor", "eyJub3QiOiJvdXJzIn0"] {
         let answer = app
-            .graphql(
-                &ada.token,
-                PAGE,
-                json!({ "ws": ada.workspace_id, "after": after }),
-            )
+            .graphql(&ada.token, PAGE, json!({ "ws": ada.workspace_id, "after": after }))
             .await;
         assert_refused(&answer, "BAD_REQUEST", &format!("after: {after:?}"));
     }
-    let answer = app
-        .graphql(&ada.token, PAGE, json!({ "ws": "not-a-uuid" }))
-        .await;
+    let answer = app.graphql(&ada.token, PAGE, json!({ "ws": "not-a-uuid" })).await;
     assert_refused(&answer, "BAD_REQUEST", "a workspace id that is not a UUID");
     // An empty workspace is an empty page.
     let (ids, has_next, end) = page(&app, &ada, 10, None).await;

@@ -53,10 +53,7 @@ async fn a_request_waits_for_its_position_and_sees_the_new_data(pool: PgPool) {
         .unwrap();
     let waited = started.elapsed();
     assert!(answer.get("errors").is_none(), "{answer}");
-    assert_eq!(
-        answer["data"]["promptCard"]["title"], "Fresh off the press",
-        "{answer}"
-    );
+    assert_eq!(answer["data"]["promptCard"]["title"], "Fresh off the press", "{answer}");
     assert_eq!(answer["data"]["promptCard"]["version"], 1);
     assert!(
         waited >= PROJECTOR_DELAY,
@@ -73,10 +70,7 @@ async fn a_request_waits_for_its_position_and_sees_the_new_data(pool: PgPool) {
             variables,
         )
         .await;
-    assert_eq!(
-        again["data"]["promptCard"]["title"], "Fresh off the press",
-        "{again}"
-    );
+    assert_eq!(again["data"]["promptCard"]["title"], "Fresh off the press", "{again}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "an applied position must not wait"
@@ -162,10 +156,7 @@ async fn a_cached_document_does_not_defeat_read_your_writes(pool: PgPool) {
             variables,
         )
         .await;
-    assert_eq!(
-        answer["data"]["promptCard"]["title"], "Second draft",
-        "{answer}"
-    );
+    assert_eq!(answer["data"]["promptCard"]["title"], "Second draft", "{answer}");
     assert_eq!(answer["data"]["promptCard"]["version"], 2, "{answer}");
 
     let mut redis = redis().await;
@@ -206,34 +197,17 @@ async fn a_wait_survives_the_notification_connection_dropping(pool: PgPool) {
         .await
         .unwrap()
     };
-    let pid = eventually(
-        "the query API listens for the projector's notifications",
-        listener,
-    )
-    .await;
+    let pid = eventually("the query API listens for the projector's notifications", listener).await;
     // The projector has its own connections.
-    let projector_pool = PgPool::connect_with((*pool.connect_options()).clone())
-        .await
-        .unwrap();
+    let projector_pool = PgPool::connect_with((*pool.connect_options()).clone()).await.unwrap();
 
-    let (card_id, appended) = app
-        .create_card(&ada, titled("Applied during a reconnect"))
-        .await;
+    let (card_id, appended) = app.create_card(&ada, titled("Applied during a reconnect")).await;
     let events = app.events_through_head().await;
     let request = {
-        let (app, token, position) = (
-            app.clone(),
-            ada.token.clone(),
-            appended.position.to_string(),
-        );
+        let (app, token, position) = (app.clone(), ada.token.clone(), appended.position.to_string());
         tokio::spawn(async move {
-            app.graphql_with(
-                &token,
-                &[("X-Min-Position", &position)],
-                CARD,
-                json!({ "id": card_id }),
-            )
-            .await
+            app.graphql_with(&token, &[("X-Min-Position", &position)], CARD, json!({ "id": card_id }))
+                .await
         })
     };
     tokio::time::sleep(PROJECTOR_DELAY).await;
@@ -256,10 +230,7 @@ async fn a_wait_survives_the_notification_connection_dropping(pool: PgPool) {
         .await
         .unwrap();
     assert!(terminated);
-    PostgresSink::new(projector_pool.clone())
-        .apply(&events)
-        .await
-        .unwrap();
+    PostgresSink::new(projector_pool.clone()).apply(&events).await.unwrap();
     tokio::time::sleep(PROJECTOR_DELAY).await;
     allow_connections(&pool, &database, true).await;
     let reconnectable = Instant::now();
@@ -271,10 +242,7 @@ async fn a_wait_survives_the_notification_connection_dropping(pool: PgPool) {
         .unwrap();
     let waited = reconnectable.elapsed();
     assert!(answer.get("errors").is_none(), "{answer}");
-    assert_eq!(
-        answer["data"]["promptCard"]["title"],
-        "Applied during a reconnect"
-    );
+    assert_eq!(answer["data"]["promptCard"]["title"], "Applied during a reconnect");
     assert!(
         waited < wait / 2,
         "woken {waited:?} after the reconnect: by the deadline, not the reconnect"
@@ -292,11 +260,9 @@ async fn a_wait_survives_the_notification_connection_dropping(pool: PgPool) {
 async fn allow_connections(pool: &PgPool, database: &str, allow: bool) {
     let options = (*pool.connect_options()).clone().database("postgres");
     let mut admin = sqlx::PgConnection::connect_with(&options).await.unwrap();
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allow}"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    sqlx::query(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allow}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     admin.close().await.unwrap();
 }

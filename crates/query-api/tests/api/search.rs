@@ -11,12 +11,7 @@ const LIST: &str = "query List($ws: ID!, $search: String, $tag: String) {
   promptCards(workspaceId: $ws, search: $search, tag: $tag, first: 100) { edges { node { id title archived } } }
 }";
 
-async fn list(
-    app: &TestApp,
-    tenant: &Tenant,
-    search: Option<&str>,
-    tag: Option<&str>,
-) -> Vec<Uuid> {
+async fn list(app: &TestApp, tenant: &Tenant, search: Option<&str>, tag: Option<&str>) -> Vec<Uuid> {
     let data = app
         .data(
             &tenant.token,
@@ -78,10 +73,7 @@ async fn search_matches_title_description_and_template_and_tags_filter(pool: PgP
         )
         .await;
     let (unrelated, _) = app
-        .create_card(
-            &ada,
-            content("Greeting", "", "Hello {{ name }}", &["name"], &[]),
-        )
+        .create_card(&ada, content("Greeting", "", "Hello {{ name }}", &["name"], &[]))
         .await;
     // Matches every search and tag below, but is archived.
     let (archived, _) = app
@@ -99,11 +91,8 @@ async fn search_matches_title_description_and_template_and_tags_filter(pool: PgP
     app.card_command(&ada, archived, CardCommand::Archive).await;
     // Another workspace's matching card stays there.
     let bob = app.tenant("bob").await;
-    app.create_card(
-        &bob,
-        content("Quarterly zephyr marmalade", "", "t", &[], &["finance"]),
-    )
-    .await;
+    app.create_card(&bob, content("Quarterly zephyr marmalade", "", "t", &[], &["finance"]))
+        .await;
     app.project().await;
 
     assert_eq!(
@@ -154,10 +143,7 @@ async fn search_matches_title_description_and_template_and_tags_filter(pool: PgP
         list(&app, &ada, None, Some("finance")).await,
         vec![in_title, in_template]
     );
-    assert_eq!(
-        list(&app, &ada, None, Some("support")).await,
-        vec![in_description]
-    );
+    assert_eq!(list(&app, &ada, None, Some("support")).await, vec![in_description]);
     assert_eq!(
         list(&app, &ada, None, Some("fin")).await,
         Vec::<Uuid>::new(),

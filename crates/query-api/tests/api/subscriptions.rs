@@ -30,13 +30,10 @@ async fn serve(app: &TestApp) -> SocketAddr {
 }
 
 async fn connect(addr: SocketAddr) -> Socket {
-    let mut request = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
+    let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
     let (socket, response) = tokio_tungstenite::connect_async(request)
         .await
         .expect("the WebSocket opens");
@@ -51,10 +48,7 @@ async fn connect(addr: SocketAddr) -> Socket {
 }
 
 async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
+    socket.send(Message::Text(message.to_string().into())).await.unwrap();
 }
 
 /// The next protocol message, or `None` if the server closed the socket or `wait` ran out.
@@ -78,7 +72,11 @@ async fn next(socket: &mut Socket, wait: Duration) -> Option<Value> {
 /// Opens a connection authenticated with `token` and expects `connection_ack`.
 async fn open(addr: SocketAddr, token: &str) -> Socket {
     let mut socket = connect(addr).await;
-    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }),
+    )
+    .await;
     let ack = next(&mut socket, DELIVERY).await;
     assert_eq!(
         ack.as_ref().map(|m| m["type"].clone()),
@@ -139,9 +137,7 @@ async fn a_member_receives_the_workspaces_events_as_they_are_published(pool: PgP
     let (card_id, appended) = app.create_card(&ada, titled("Ada's card")).await;
     app.project_with_redis(head).await;
 
-    let message = next(&mut socket, DELIVERY)
-        .await
-        .expect("the event is delivered");
+    let message = next(&mut socket, DELIVERY).await.expect("the event is delivered");
     assert_eq!(message["type"], "next", "{message}");
     assert_eq!(message["id"], "1");
     let entry = &message["payload"]["data"]["workspaceEvents"];
@@ -154,9 +150,7 @@ async fn a_member_receives_the_workspaces_events_as_they_are_published(pool: PgP
 
     // A second event arrives too, in order.
     let head = app.head().await;
-    let updated = app
-        .update_card(&ada, card_id, titled("Ada's card, revised"))
-        .await;
+    let updated = app.update_card(&ada, card_id, titled("Ada's card, revised")).await;
     app.project_with_redis(head).await;
     let message = next(&mut socket, DELIVERY)
         .await
@@ -188,9 +182,7 @@ async fn a_stranger_is_refused_and_receives_nothing(pool: PgPool) {
 
     let mut socket = open(addr, &bob.token).await;
     subscribe(&mut socket, ada.workspace_id).await;
-    let refusal = next(&mut socket, DELIVERY)
-        .await
-        .expect("the refusal is sent");
+    let refusal = next(&mut socket, DELIVERY).await.expect("the refusal is sent");
     let errors = match refusal["type"].as_str() {
         Some("next") => refusal["payload"]["errors"].clone(),
         Some("error") => refusal["payload"].clone(),
@@ -221,19 +213,10 @@ async fn a_stranger_is_refused_and_receives_nothing(pool: PgPool) {
 
     // Without a credential the subscription is refused as well.
     let mut anonymous = connect(addr).await;
-    send(
-        &mut anonymous,
-        json!({ "type": "connection_init", "payload": {} }),
-    )
-    .await;
-    assert_eq!(
-        next(&mut anonymous, DELIVERY).await.unwrap()["type"],
-        "connection_ack"
-    );
+    send(&mut anonymous, json!({ "type": "connection_init", "payload": {} })).await;
+    assert_eq!(next(&mut anonymous, DELIVERY).await.unwrap()["type"], "connection_ack");
     subscribe(&mut anonymous, ada.workspace_id).await;
-    let refusal = next(&mut anonymous, DELIVERY)
-        .await
-        .expect("the refusal is sent");
+    let refusal = next(&mut anonymous, DELIVERY).await.expect("the refusal is sent");
     assert!(
         !refusal["payload"]["errors"][0]["extensions"]["code"].is_null(),
         "{refusal}"
@@ -247,17 +230,17 @@ async fn a_forged_token_closes_the_connection(pool: PgPool) {
     let ada = app.tenant("ada").await;
     app.project().await;
     let addr = serve(&app).await;
-    let forged = auth::TokenKeys::new(
-        "not-the-secret",
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    )
-    .issue(ada.user_id)
-    .unwrap()
-    .access_token;
+    let forged = auth::TokenKeys::new("not-the-secret", Duration::from_secs(60), Duration::from_secs(60))
+        .issue(ada.user_id)
+        .unwrap()
+        .access_token;
 
     let mut socket = connect(addr).await;
-    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {forged}") } })).await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {forged}") } }),
+    )
+    .await;
     let answer = tokio::time::timeout(DELIVERY, socket.next())
         .await
         .expect("the server answers");
@@ -284,13 +267,34 @@ mod run_progress {
             card_version: 1,
             template: "Hi".into(),
             variables: vec![],
-            cases: vec![RunCase { case_id, name: "greets".into(), vars: Default::default(), expected_output: None, assertions: vec![] }],
-            providers: vec![ProviderSpec { id: "echo".into(), config: Value::Null }],
+            cases: vec![RunCase {
+                case_id,
+                name: "greets".into(),
+                vars: Default::default(),
+                expected_output: None,
+                assertions: vec![],
+            }],
+            providers: vec![ProviderSpec {
+                id: "echo".into(),
+                config: Value::Null,
+            }],
             repeat: 1,
         };
-        app.execute::<TestRun>(run_id, RunCommand::Request { run_id, plan }, Some(tenant.workspace_id), Some(tenant.user_id))
-            .await;
-        (run_id, ResultKey { case_id, provider: "echo".into(), repetition: 0 })
+        app.execute::<TestRun>(
+            run_id,
+            RunCommand::Request { run_id, plan },
+            Some(tenant.workspace_id),
+            Some(tenant.user_id),
+        )
+        .await;
+        (
+            run_id,
+            ResultKey {
+                case_id,
+                provider: "echo".into(),
+                repetition: 0,
+            },
+        )
     }
 
     fn result(key: ResultKey) -> TestResult {
@@ -313,7 +317,11 @@ mod run_progress {
         let query = format!(
             "subscription {{ testRunProgress(runId: \"{run_id}\") {{ status completed total passed failed lastResult {{ output passed }} }} }}"
         );
-        send(socket, json!({ "id": "7", "type": "subscribe", "payload": { "query": query } })).await;
+        send(
+            socket,
+            json!({ "id": "7", "type": "subscribe", "payload": { "query": query } }),
+        )
+        .await;
     }
 
     #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -323,16 +331,29 @@ mod run_progress {
         app.project().await;
         let (run_id, key) = request_run(&app, &ada).await;
         let ws = Some(ada.workspace_id);
-        app.execute::<TestRun>(run_id, RunCommand::Record { results: vec![result(key)] }, ws, None).await;
+        app.execute::<TestRun>(
+            run_id,
+            RunCommand::Record {
+                results: vec![result(key)],
+            },
+            ws,
+            None,
+        )
+        .await;
         app.execute::<TestRun>(run_id, RunCommand::Complete, ws, None).await;
         let addr = serve(&app).await;
 
         let mut socket = open(addr, &ada.token).await;
         subscribe_progress(&mut socket, run_id).await;
-        let first = next(&mut socket, DELIVERY).await.expect("the current state is sent first");
+        let first = next(&mut socket, DELIVERY)
+            .await
+            .expect("the current state is sent first");
         let progress = &first["payload"]["data"]["testRunProgress"];
         assert_eq!(progress["status"], "COMPLETED", "{first}");
-        assert_eq!((progress["completed"].as_i64(), progress["total"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(
+            (progress["completed"].as_i64(), progress["total"].as_i64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(progress["passed"], 1);
         let done = next(&mut socket, DELIVERY).await.expect("the subscription completes");
         assert_eq!(done["type"], "complete", "{done}");
@@ -348,12 +369,25 @@ mod run_progress {
 
         let mut socket = open(addr, &ada.token).await;
         subscribe_progress(&mut socket, run_id).await;
-        let first = next(&mut socket, DELIVERY).await.expect("the current state is sent first");
-        assert_eq!(first["payload"]["data"]["testRunProgress"]["status"], "QUEUED", "{first}");
+        let first = next(&mut socket, DELIVERY)
+            .await
+            .expect("the current state is sent first");
+        assert_eq!(
+            first["payload"]["data"]["testRunProgress"]["status"], "QUEUED",
+            "{first}"
+        );
 
         let ws = Some(ada.workspace_id);
         let head = app.head().await;
-        app.execute::<TestRun>(run_id, RunCommand::Record { results: vec![result(key)] }, ws, None).await;
+        app.execute::<TestRun>(
+            run_id,
+            RunCommand::Record {
+                results: vec![result(key)],
+            },
+            ws,
+            None,
+        )
+        .await;
         app.project_with_redis(head).await;
         let update = next(&mut socket, DELIVERY).await.expect("the result is delivered");
         let progress = &update["payload"]["data"]["testRunProgress"];
@@ -364,8 +398,13 @@ mod run_progress {
         let head = app.head().await;
         app.execute::<TestRun>(run_id, RunCommand::Complete, ws, None).await;
         app.project_with_redis(head).await;
-        let last = next(&mut socket, DELIVERY).await.expect("the terminal state is delivered");
-        assert_eq!(last["payload"]["data"]["testRunProgress"]["status"], "COMPLETED", "{last}");
+        let last = next(&mut socket, DELIVERY)
+            .await
+            .expect("the terminal state is delivered");
+        assert_eq!(
+            last["payload"]["data"]["testRunProgress"]["status"], "COMPLETED",
+            "{last}"
+        );
         let done = next(&mut socket, DELIVERY).await.expect("the subscription completes");
         assert_eq!(done["type"], "complete", "{done}");
     }
@@ -381,6 +420,9 @@ mod run_progress {
         let mut socket = open(addr, &bob.token).await;
         subscribe_progress(&mut socket, run_id).await;
         let refused = next(&mut socket, DELIVERY).await.expect("an answer");
-        assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+        assert_eq!(
+            refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{refused}"
+        );
     }
 }

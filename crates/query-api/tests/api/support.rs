@@ -12,8 +12,7 @@ use domain::user::{User, UserCommand};
 use domain::workspace::{Workspace, WorkspaceCommand};
 use domain::{Aggregate, Role};
 use event_store::{
-    Append, Appended, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    Repository, StreamAppend,
+    Append, Appended, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Repository, StreamAppend,
 };
 use http_body_util::BodyExt;
 use projector::postgres::PostgresSink;
@@ -95,10 +94,7 @@ impl TestApp {
     }
 
     pub fn token(&self, user_id: Uuid) -> String {
-        self.keys
-            .issue(user_id)
-            .expect("a token can be signed")
-            .access_token
+        self.keys.issue(user_id).expect("a token can be signed").access_token
     }
 
     // --- Requests ----------------------------------------------------------------------------
@@ -124,11 +120,7 @@ impl TestApp {
             .await
             .expect("the body can be read")
             .to_bytes();
-        (
-            status,
-            content_type,
-            String::from_utf8_lossy(&bytes).into_owned(),
-        )
+        (status, content_type, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, String, String) {
@@ -144,13 +136,7 @@ impl TestApp {
 
     /// POST /graphql with a bearer token (none when `token` is empty) and extra headers;
     /// returns the JSON answer, which is always HTTP 200 for GraphQL.
-    pub async fn graphql_with(
-        &self,
-        token: &str,
-        headers: &[(&str, &str)],
-        query: &str,
-        variables: Value,
-    ) -> Value {
+    pub async fn graphql_with(&self, token: &str, headers: &[(&str, &str)], query: &str, variables: Value) -> Value {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri("/graphql")
@@ -163,13 +149,8 @@ impl TestApp {
         }
         let body = json!({ "query": query, "variables": variables }).to_string();
         let (status, _, text) = self.send(request.body(Body::from(body)).unwrap()).await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "POST /graphql answered {status}: {text}"
-        );
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("POST /graphql answered non-JSON ({e}): {text}"))
+        assert_eq!(status, StatusCode::OK, "POST /graphql answered {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST /graphql answered non-JSON ({e}): {text}"))
     }
 
     pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
@@ -198,20 +179,9 @@ impl TestApp {
         self.append(vec![stream], workspace_id, actor_id).await
     }
 
-    async fn decide<A: Aggregate>(
-        &self,
-        stream_id: Uuid,
-        command: A::Command,
-    ) -> (StreamAppend, A) {
-        let loaded = self
-            .repository
-            .load::<A>(stream_id)
-            .await
-            .expect("the stream loads");
-        let events = loaded
-            .state
-            .decide(command)
-            .expect("the domain accepts the command");
+    async fn decide<A: Aggregate>(&self, stream_id: Uuid, command: A::Command) -> (StreamAppend, A) {
+        let loaded = self.repository.load::<A>(stream_id).await.expect("the stream loads");
+        let events = loaded.state.decide(command).expect("the domain accepts the command");
         assert!(!events.is_empty(), "the command produced no events");
         (
             StreamAppend {
@@ -252,8 +222,7 @@ impl TestApp {
             email: email.to_owned(),
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$not-a-real-hash".to_owned(),
         };
-        self.execute::<User>(user_id, command, None, Some(user_id))
-            .await;
+        self.execute::<User>(user_id, command, None, Some(user_id)).await;
         user_id
     }
 
@@ -329,12 +298,7 @@ impl TestApp {
         (card_id, appended)
     }
 
-    pub async fn update_card(
-        &self,
-        tenant: &Tenant,
-        card_id: Uuid,
-        content: CardContent,
-    ) -> Appended {
+    pub async fn update_card(&self, tenant: &Tenant, card_id: Uuid, content: CardContent) -> Appended {
         let current = self
             .repository
             .load::<PromptCard>(card_id)
@@ -353,14 +317,8 @@ impl TestApp {
         .await
     }
 
-    pub async fn card_command(
-        &self,
-        tenant: &Tenant,
-        card_id: Uuid,
-        command: CardCommand,
-    ) -> Appended {
-        self.card_command_by(tenant, tenant.user_id, card_id, command)
-            .await
+    pub async fn card_command(&self, tenant: &Tenant, card_id: Uuid, command: CardCommand) -> Appended {
+        self.card_command_by(tenant, tenant.user_id, card_id, command).await
     }
 
     pub async fn card_command_by(
@@ -375,27 +333,12 @@ impl TestApp {
     }
 
     /// Creates a test case and attaches it to its card in one append, as the command API does.
-    pub async fn create_test_case(
-        &self,
-        tenant: &Tenant,
-        card_id: Uuid,
-        content: TestCaseContent,
-    ) -> Uuid {
-        let card = self
-            .repository
-            .load::<PromptCard>(card_id)
-            .await
-            .unwrap()
-            .state;
+    pub async fn create_test_case(&self, tenant: &Tenant, card_id: Uuid, content: TestCaseContent) -> Uuid {
+        let card = self.repository.load::<PromptCard>(card_id).await.unwrap().state;
         let facts = CardFacts {
             card_id,
             workspace_id: tenant.workspace_id,
-            variables: card
-                .current()
-                .expect("the card exists")
-                .content
-                .variables
-                .clone(),
+            variables: card.current().expect("the card exists").content.variables.clone(),
             archived: card.archived,
         };
         let case_id = Uuid::now_v7();
@@ -426,9 +369,7 @@ impl TestApp {
         let (card_stream, _) = self
             .decide::<PromptCard>(card_id, CardCommand::DetachTestCase { case_id })
             .await;
-        let (case_stream, _) = self
-            .decide::<TestCase>(case_id, TestCaseCommand::Delete)
-            .await;
+        let (case_stream, _) = self.decide::<TestCase>(case_id, TestCaseCommand::Delete).await;
         self.append(
             vec![card_stream, case_stream],
             Some(tenant.workspace_id),
@@ -448,14 +389,11 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .unwrap();
-        eventually(
-            "every event up to the head is visible to a tailing reader",
-            || async {
-                let events = self.store.read_all(Cursor::START, 10_000).await.unwrap();
-                let visible = events.iter().filter(|e| e.position <= head).count() as i64;
-                (visible == written).then_some(events)
-            },
-        )
+        eventually("every event up to the head is visible to a tailing reader", || async {
+            let events = self.store.read_all(Cursor::START, 10_000).await.unwrap();
+            let visible = events.iter().filter(|e| e.position <= head).count() as i64;
+            (visible == written).then_some(events)
+        })
         .await
     }
 
@@ -484,11 +422,7 @@ impl TestApp {
             .apply(&events)
             .await
             .expect("the Postgres sink applies");
-        redis_sink()
-            .await
-            .apply(&events)
-            .await
-            .expect("the Redis sink applies");
+        redis_sink().await.apply(&events).await.expect("the Redis sink applies");
     }
 
     pub async fn head(&self) -> i64 {
@@ -521,13 +455,7 @@ pub fn string_var(name: &str) -> Variable {
 }
 
 /// A card's content; the template's `{{ name }}` placeholders are declared as string variables.
-pub fn content(
-    title: &str,
-    description: &str,
-    template: &str,
-    vars: &[&str],
-    tags: &[&str],
-) -> CardContent {
+pub fn content(title: &str, description: &str, template: &str, vars: &[&str], tags: &[&str]) -> CardContent {
     CardContent {
         title: title.to_owned(),
         description: description.to_owned(),
@@ -550,12 +478,7 @@ pub fn error_codes(answer: &Value) -> Vec<String> {
         .map(|errors| {
             errors
                 .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<no code>")
-                        .to_owned()
-                })
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("<no code>").to_owned())
                 .collect()
         })
         .unwrap_or_default()
@@ -564,17 +487,10 @@ pub fn error_codes(answer: &Value) -> Vec<String> {
 /// Asserts the answer is a refusal with `code` and carries no data.
 #[track_caller]
 pub fn assert_refused(answer: &Value, code: &str, what: &str) {
-    assert_eq!(
-        error_codes(answer),
-        vec![code.to_owned()],
-        "{what}: {answer}"
-    );
+    assert_eq!(error_codes(answer), vec![code.to_owned()], "{what}: {answer}");
     let data = &answer["data"];
     assert!(
-        data.is_null()
-            || data
-                .as_object()
-                .is_some_and(|o| o.values().all(Value::is_null)),
+        data.is_null() || data.as_object().is_some_and(|o| o.values().all(Value::is_null)),
         "{what}: a refusal must carry no data: {answer}"
     );
 }
@@ -582,12 +498,7 @@ pub fn assert_refused(answer: &Value, code: &str, what: &str) {
 pub fn ids(values: &[Value]) -> Vec<Uuid> {
     values
         .iter()
-        .map(|v| {
-            v["id"]
-                .as_str()
-                .and_then(|s| Uuid::try_parse(s).ok())
-                .expect("an id")
-        })
+        .map(|v| v["id"].as_str().and_then(|s| Uuid::try_parse(s).ok()).expect("an id"))
         .collect()
 }
 

@@ -14,14 +14,8 @@ async fn graphiql_health_and_metrics_are_served(pool: PgPool) {
     let (status, content_type, body) = app.get("/graphql").await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/html"), "{content_type}");
-    assert!(
-        body.to_lowercase().contains("graphiql"),
-        "GraphiQL is served"
-    );
-    assert!(
-        body.contains("/graphql/ws"),
-        "GraphiQL subscribes over /graphql/ws"
-    );
+    assert!(body.to_lowercase().contains("graphiql"), "GraphiQL is served");
+    assert!(body.contains("/graphql/ws"), "GraphiQL subscribes over /graphql/ws");
 
     let (status, _, body) = app.get("/healthz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -30,10 +24,7 @@ async fn graphiql_health_and_metrics_are_served(pool: PgPool) {
     let (status, content_type, metrics) = app.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
-    assert!(
-        metrics.contains("graphql_request_duration_seconds"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("graphql_request_duration_seconds"), "{metrics}");
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]

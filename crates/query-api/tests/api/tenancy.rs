@@ -74,9 +74,7 @@ fn queries(world: &World) -> Vec<(&'static str, String)> {
         ),
         (
             "promptCard",
-            format!(
-                r#"{{ promptCard(id: "{card}") {{ id title testCases {{ name }} labelHistory {{ label }} }} }}"#
-            ),
+            format!(r#"{{ promptCard(id: "{card}") {{ id title testCases {{ name }} labelHistory {{ label }} }} }}"#),
         ),
         (
             "promptCard version",
@@ -88,15 +86,11 @@ fn queries(world: &World) -> Vec<(&'static str, String)> {
         ),
         (
             "promptCards",
-            format!(
-                r#"{{ promptCards(workspaceId: "{ws}") {{ edges {{ node {{ id title }} }} }} }}"#
-            ),
+            format!(r#"{{ promptCards(workspaceId: "{ws}") {{ edges {{ node {{ id title }} }} }} }}"#),
         ),
         (
             "auditLog",
-            format!(
-                r#"{{ auditLog(workspaceId: "{ws}") {{ edges {{ node {{ eventType data }} }} }} }}"#
-            ),
+            format!(r#"{{ auditLog(workspaceId: "{ws}") {{ edges {{ node {{ eventType data }} }} }} }}"#),
         ),
         (
             "testRuns",
@@ -124,17 +118,8 @@ fn query_of(world: &World, name: &str) -> String {
 #[track_caller]
 fn assert_nothing_of_ada(world: &World, who: &str, name: &str, answer: &Value) {
     let text = answer.to_string();
-    for leak in [
-        SECRET_TITLE,
-        "A first draft",
-        "secret case",
-        "production",
-        "ada's team",
-    ] {
-        assert!(
-            !text.contains(leak),
-            "{who} read {leak:?} through {name}: {answer}"
-        );
+    for leak in [SECRET_TITLE, "A first draft", "secret case", "production", "ada's team"] {
+        assert!(!text.contains(leak), "{who} read {leak:?} through {name}: {answer}");
     }
     assert!(
         !text.contains(&world.ada.user_id.to_string()),
@@ -156,10 +141,7 @@ async fn members_and_keys_of_the_workspace_read_it(pool: PgPool) {
     for (who, token) in [("Ada", &world.ada.token), ("Ada's API key", &world.ada_key)] {
         for (name, query) in queries(&world) {
             let answer = world.app.graphql(token, &query, Value::Null).await;
-            assert!(
-                answer.get("errors").is_none(),
-                "{who} through {name}: {answer}"
-            );
+            assert!(answer.get("errors").is_none(), "{who} through {name}: {answer}");
             let field = answer["data"].as_object().unwrap().values().next().unwrap();
             assert!(!field.is_null(), "{who} through {name}: {answer}");
         }
@@ -168,10 +150,7 @@ async fn members_and_keys_of_the_workspace_read_it(pool: PgPool) {
             .data(token, &query_of(&world, "promptCard"), Value::Null)
             .await;
         assert_eq!(data["promptCard"]["title"], SECRET_TITLE, "{who}");
-        assert_eq!(
-            data["promptCard"]["testCases"][0]["name"], "secret case",
-            "{who}"
-        );
+        assert_eq!(data["promptCard"]["testCases"][0]["name"], "secret case", "{who}");
         let data = world
             .app
             .data(token, &query_of(&world, "promptCards"), Value::Null)
@@ -181,10 +160,7 @@ async fn members_and_keys_of_the_workspace_read_it(pool: PgPool) {
             world.card_id.to_string(),
             "{who}"
         );
-        let data = world
-            .app
-            .data(token, &query_of(&world, "auditLog"), Value::Null)
-            .await;
+        let data = world.app.data(token, &query_of(&world, "auditLog"), Value::Null).await;
         assert!(
             data["auditLog"]["edges"].as_array().unwrap().len() >= 5,
             "{who}: {data}"
@@ -192,37 +168,24 @@ async fn members_and_keys_of_the_workspace_read_it(pool: PgPool) {
     }
     let me = world
         .app
-        .data(
-            &world.ada.token,
-            "{ me { id workspaces { id role } } }",
-            Value::Null,
-        )
+        .data(&world.ada.token, "{ me { id workspaces { id role } } }", Value::Null)
         .await;
     assert_eq!(me["me"]["id"], world.ada.user_id.to_string());
     assert_eq!(
         me["me"]["workspaces"],
         json!([{ "id": world.ada.workspace_id.to_string(), "role": "owner" }])
     );
-    let me = world
-        .app
-        .data(&world.ada_key, "{ me { id } }", Value::Null)
-        .await;
+    let me = world.app.data(&world.ada_key, "{ me { id } }", Value::Null).await;
     assert!(me["me"].is_null(), "an API key is no user");
     let role = world
         .app
         .data(
             &world.ada_key,
-            &format!(
-                r#"{{ workspace(id: "{}") {{ role }} }}"#,
-                world.ada.workspace_id
-            ),
+            &format!(r#"{{ workspace(id: "{}") {{ role }} }}"#, world.ada.workspace_id),
             Value::Null,
         )
         .await;
-    assert_eq!(
-        role["workspace"]["role"], "viewer",
-        "a key has its own role"
-    );
+    assert_eq!(role["workspace"]["role"], "viewer", "a key has its own role");
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -231,11 +194,7 @@ async fn another_workspace_sees_nothing_through_any_query(pool: PgPool) {
     // Ada reads first, so the card's document is in the Redis cache when the others ask.
     world
         .app
-        .data(
-            &world.ada.token,
-            &query_of(&world, "promptCard"),
-            Value::Null,
-        )
+        .data(&world.ada.token, &query_of(&world, "promptCard"), Value::Null)
         .await;
     for (who, token) in [("Bob", &world.bob.token), ("Bob's API key", &world.bob_key)] {
         for (name, query) in queries(&world) {
@@ -248,31 +207,19 @@ async fn another_workspace_sees_nothing_through_any_query(pool: PgPool) {
             .app
             .data(
                 token,
-                &format!(
-                    r#"{{ workspace(id: "{}") {{ name }} }}"#,
-                    world.bob.workspace_id
-                ),
+                &format!(r#"{{ workspace(id: "{}") {{ name }} }}"#, world.bob.workspace_id),
                 Value::Null,
             )
             .await;
         assert_eq!(own["workspace"]["name"], "bob's team", "{who}");
     }
     // Queries of a workspace say it does not exist; card queries answer null (checked above).
-    let workspace_queries = [
-        "workspace",
-        "promptCards",
-        "auditLog",
-        "testRuns",
-        "analytics",
-    ];
+    let workspace_queries = ["workspace", "promptCards", "auditLog", "testRuns", "analytics"];
     for (name, query) in queries(&world)
         .into_iter()
         .filter(|(n, _)| workspace_queries.contains(n))
     {
-        let answer = world
-            .app
-            .graphql(&world.bob.token, &query, Value::Null)
-            .await;
+        let answer = world.app.graphql(&world.bob.token, &query, Value::Null).await;
         assert_refused(&answer, "NOT_FOUND", &format!("Bob through {name}"));
     }
     let cleanup = format!("promptcards:doc:card:{}", world.card_id);
@@ -331,11 +278,7 @@ async fn no_or_a_bad_credential_is_unauthenticated(pool: PgPool) {
     .issue(world.ada.user_id)
     .unwrap()
     .refresh_token;
-    let (key_id, _) = world
-        .ada_key
-        .trim_start_matches("pc_")
-        .split_once('_')
-        .unwrap();
+    let (key_id, _) = world.ada_key.trim_start_matches("pc_").split_once('_').unwrap();
     let wrong_secret = format!("pc_{key_id}_guessed");
     let unknown_key = format!("pc_{}_secret", Uuid::new_v4().simple());
     let (signed, signature) = world.ada.token.rsplit_once('.').unwrap();
@@ -348,19 +291,10 @@ async fn no_or_a_bad_credential_is_unauthenticated(pool: PgPool) {
             "a token signed with another secret",
             Some(format!("Bearer {}", forged.access_token)),
         ),
-        (
-            "a token with a changed signature",
-            Some(format!("Bearer {tampered}")),
-        ),
+        ("a token with a changed signature", Some(format!("Bearer {tampered}"))),
         ("a refresh token", Some(format!("Bearer {ada_refresh}"))),
-        (
-            "a key with a wrong secret",
-            Some(format!("Bearer {wrong_secret}")),
-        ),
-        (
-            "a key that does not exist",
-            Some(format!("Bearer {unknown_key}")),
-        ),
+        ("a key with a wrong secret", Some(format!("Bearer {wrong_secret}"))),
+        ("a key that does not exist", Some(format!("Bearer {unknown_key}"))),
         ("garbage", Some("Bearer not.a.jwt".to_owned())),
         ("not a bearer", Some(format!("Basic {}", world.ada.token))),
     ];
@@ -368,19 +302,9 @@ async fn no_or_a_bad_credential_is_unauthenticated(pool: PgPool) {
     all.push(("me", "{ me { id email } }".to_owned()));
     for (what, authorization) in &credentials {
         for (name, query) in &all {
-            let headers: Vec<(&str, &str)> = authorization
-                .iter()
-                .map(|a| ("authorization", a.as_str()))
-                .collect();
-            let answer = world
-                .app
-                .graphql_with("", &headers, query, Value::Null)
-                .await;
-            assert_refused(
-                &answer,
-                "UNAUTHENTICATED",
-                &format!("{what} through {name}"),
-            );
+            let headers: Vec<(&str, &str)> = authorization.iter().map(|a| ("authorization", a.as_str())).collect();
+            let answer = world.app.graphql_with("", &headers, query, Value::Null).await;
+            assert_refused(&answer, "UNAUTHENTICATED", &format!("{what} through {name}"));
             assert!(!answer.to_string().contains(SECRET_TITLE));
         }
     }

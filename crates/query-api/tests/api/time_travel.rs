@@ -71,8 +71,7 @@ async fn a_card_reads_as_it_was_at_a_version_or_a_moment(pool: PgPool) {
     )
     .await;
     tokio::time::sleep(BETWEEN_WRITES).await;
-    app.update_card(&ada, card_id, titled("Version three"))
-        .await;
+    app.update_card(&ada, card_id, titled("Version three")).await;
     app.project().await;
 
     let history = app.store.read_stream(card_id, 0).await.unwrap();
@@ -93,9 +92,7 @@ async fn a_card_reads_as_it_was_at_a_version_or_a_moment(pool: PgPool) {
         "each write at its own moment: {at:?}"
     );
 
-    let read = |version: Option<i32>, as_of: Option<DateTime<Utc>>| {
-        read_card(&app, &ada, card_id, version, as_of)
-    };
+    let read = |version: Option<i32>, as_of: Option<DateTime<Utc>>| read_card(&app, &ada, card_id, version, as_of);
     let title = |card: &Value| card["title"].as_str().map(str::to_owned);
 
     // By version.
@@ -104,10 +101,7 @@ async fn a_card_reads_as_it_was_at_a_version_or_a_moment(pool: PgPool) {
         assert_eq!(title(&card).as_deref(), Some(expected));
         assert_eq!(card["version"], version);
     }
-    assert!(
-        read(Some(4), None).await.is_null(),
-        "a version not written yet"
-    );
+    assert!(read(Some(4), None).await.is_null(), "a version not written yet");
 
     // By moment: between the first label move and the first update, v1 was current and
     // production pointed at it.
@@ -124,13 +118,8 @@ async fn a_card_reads_as_it_was_at_a_version_or_a_moment(pool: PgPool) {
     assert_eq!(title(&card).as_deref(), Some("Version two"));
     assert_eq!(card["labels"], json!({ "production": 2 }));
     // Exactly at a write, the write counts; before the card existed, there is no card.
-    assert_eq!(
-        title(&read(None, Some(at[2])).await).as_deref(),
-        Some("Version two")
-    );
-    assert!(read(None, Some(at[0] - chrono::Duration::seconds(1)))
-        .await
-        .is_null());
+    assert_eq!(title(&read(None, Some(at[2])).await).as_deref(), Some("Version two"));
+    assert!(read(None, Some(at[0] - chrono::Duration::seconds(1))).await.is_null());
     assert_eq!(
         title(&read(None, Some(Utc::now())).await).as_deref(),
         Some("Version three")
@@ -138,10 +127,7 @@ async fn a_card_reads_as_it_was_at_a_version_or_a_moment(pool: PgPool) {
 
     // Both: a version that existed at the moment, and one that did not yet.
     let then = Some(midpoint(at[3], at[4]));
-    assert_eq!(
-        title(&read(Some(1), then).await).as_deref(),
-        Some("Version one")
-    );
+    assert_eq!(title(&read(Some(1), then).await).as_deref(), Some("Version one"));
     assert!(read(Some(3), then).await.is_null(), "v3 did not exist yet");
 
     // The current card (from the read model) agrees with the fold.
@@ -170,15 +156,9 @@ async fn a_card_reads_as_it_was_at_a_version_or_a_moment(pool: PgPool) {
             json!({ "id": card_id }),
         )
         .await;
-    let moves = moves["promptCard"]["labelHistory"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let moves = moves["promptCard"]["labelHistory"].as_array().unwrap().clone();
     assert_eq!(moves.len(), 2, "{moves:?}");
-    let expected = [
-        (1, Value::Null, ada.user_id, 1usize),
-        (2, json!(1), bob, 3usize),
-    ];
+    let expected = [(1, Value::Null, ada.user_id, 1usize), (2, json!(1), bob, 3usize)];
     for (moved, (version, previous, actor, event)) in moves.iter().zip(expected) {
         assert_eq!(moved["label"], "production");
         assert_eq!(moved["version"], version);

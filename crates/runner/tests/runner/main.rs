@@ -22,7 +22,10 @@ async fn an_echo_run_records_every_slot_graded_and_completes(pool: PgPool) {
     for result in &results {
         let case = case_number(result.key.case_id);
         // echo returns the rendered prompt, so the output names the case's var.
-        assert_eq!(result.output.as_deref(), Some(format!("Say hello to person{case}").as_str()));
+        assert_eq!(
+            result.output.as_deref(),
+            Some(format!("Say hello to person{case}").as_str())
+        );
         assert_eq!(result.rendered_prompt, format!("Say hello to person{case}"));
         // `contains {{ who }}` passes, `not-contains person1` fails only for case 1.
         assert_eq!(result.passed, case != 1, "case {case}: {:?}", result.assertions);
@@ -32,7 +35,10 @@ async fn an_echo_run_records_every_slot_graded_and_completes(pool: PgPool) {
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!((run.passed, run.failed), (4, 2));
     // A second execution of a finished run calls nothing and records nothing.
-    assert_eq!(runner(&store, "http://127.0.0.1:9").execute(run_id).await.unwrap(), RunOutcome::AlreadyOver);
+    assert_eq!(
+        runner(&store, "http://127.0.0.1:9").execute(run_id).await.unwrap(),
+        RunOutcome::AlreadyOver
+    );
     assert_eq!(recorded_results(&store, run_id).await.len(), 6);
 }
 
@@ -44,7 +50,10 @@ async fn a_runner_killed_mid_run_resumes_with_each_result_exactly_once(pool: PgP
 
     let first = runner(&store, &server.url);
     let task = tokio::spawn(async move { first.execute(run_id).await });
-    eventually("a few results recorded", || async { recorded_results(&store, run_id).await.len() >= 3 }).await;
+    eventually("a few results recorded", || async {
+        recorded_results(&store, run_id).await.len() >= 3
+    })
+    .await;
     task.abort();
     let _ = task.await;
     let before = recorded_results(&store, run_id).await.len();
@@ -68,21 +77,38 @@ async fn cancel_stops_further_provider_calls(pool: PgPool) {
 
     let running = runner(&store, &server.url);
     let task = tokio::spawn(async move { running.execute(run_id).await });
-    eventually("some results recorded", || async { !recorded_results(&store, run_id).await.is_empty() }).await;
+    eventually("some results recorded", || async {
+        !recorded_results(&store, run_id).await.is_empty()
+    })
+    .await;
     cancel(&store, run_id).await;
     let outcome = task.await.unwrap().unwrap();
     assert!(matches!(outcome, RunOutcome::Cancelled { .. }), "{outcome:?}");
 
     let events = store.read_stream(run_id, 0).await.unwrap();
-    let cancelled_at = events.iter().find(|e| e.event_type == "TestRunCancelled").unwrap().version;
+    let cancelled_at = events
+        .iter()
+        .find(|e| e.event_type == "TestRunCancelled")
+        .unwrap()
+        .version;
     assert!(
-        events.iter().all(|e| e.event_type != "TestResultRecorded" || e.version < cancelled_at),
+        events
+            .iter()
+            .all(|e| e.event_type != "TestResultRecorded" || e.version < cancelled_at),
         "no result is recorded after the cancel"
     );
     let calls_after_cancel = server.requests();
     tokio::time::sleep(Duration::from_millis(300)).await; // any stray call would show up here
-    assert_eq!(server.requests(), calls_after_cancel, "no provider call after the run ended");
-    assert!(server.requests() < 30, "cancel stopped the remaining calls ({} made)", server.requests());
+    assert_eq!(
+        server.requests(),
+        calls_after_cancel,
+        "no provider call after the run ended"
+    );
+    assert!(
+        server.requests() < 30,
+        "cancel stopped the remaining calls ({} made)",
+        server.requests()
+    );
     assert_eq!(load_run(&store, run_id).await.status, RunStatus::Cancelled);
 }
 
@@ -113,23 +139,42 @@ async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
     // Other tests' open transactions can hold the safe reader back for a moment: step until
     // the request itself is published.
     let position = store.read_stream(run_id, 0).await.unwrap()[0].position;
-    let mut relay = relay::Relay::new(store.clone(), kafka::producer(&brokers()).unwrap(), &topic, 100).await.unwrap();
+    let mut relay = relay::Relay::new(store.clone(), kafka::producer(&brokers()).unwrap(), &topic, 100)
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while relay.cursor().position < position {
-        assert!(tokio::time::Instant::now() < deadline, "the relay never published the request");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never published the request"
+        );
         if relay.step().await.unwrap() == relay::Outcome::Idle {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    let consumer = runner::RunRequests::new(&brokers(), &format!("{topic}-runner"), None, &topic, runner(&store, "http://127.0.0.1:9"), 2).unwrap();
+    let consumer = runner::RunRequests::new(
+        &brokers(),
+        &format!("{topic}-runner"),
+        None,
+        &topic,
+        runner(&store, "http://127.0.0.1:9"),
+        2,
+    )
+    .unwrap();
     let task = tokio::spawn(consumer.run());
-    eventually("the run completes", || async { load_run(&store, run_id).await.status == RunStatus::Completed }).await;
+    eventually("the run completes", || async {
+        load_run(&store, run_id).await.status == RunStatus::Completed
+    })
+    .await;
     task.abort();
     let events = store.read_stream(run_id, 0).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.event_type == "TestResultRecorded").count(), 2);
+    assert_eq!(
+        events.iter().filter(|e| e.event_type == "TestResultRecorded").count(),
+        2
+    );
     // Case 1 fails its `not-contains person1`; case 2 passes.
-    assert!(events
-        .iter()
-        .any(|e| e.decode::<RunEvent>().is_ok_and(|ev| matches!(ev, RunEvent::TestRunCompleted { passed: 1, failed: 1 }))));
+    assert!(events.iter().any(|e| e
+        .decode::<RunEvent>()
+        .is_ok_and(|ev| matches!(ev, RunEvent::TestRunCompleted { passed: 1, failed: 1 }))));
 }

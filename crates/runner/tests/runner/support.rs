@@ -41,7 +41,13 @@ pub async fn request_run(store: &EventStore, cases: u128, providers: &[&str], re
         card_id: Uuid::new_v4(),
         card_version: 1,
         template: "Say hello to {{ who }}".into(),
-        variables: vec![Variable { name: "who".into(), kind: VarType::String, description: None, default: None, required: true }],
+        variables: vec![Variable {
+            name: "who".into(),
+            kind: VarType::String,
+            description: None,
+            default: None,
+            required: true,
+        }],
         cases: (1..=cases)
             .map(|n| RunCase {
                 case_id: Uuid::from_u128(n),
@@ -51,11 +57,22 @@ pub async fn request_run(store: &EventStore, cases: u128, providers: &[&str], re
                 assertions: vec![assertion("contains", "{{ who }}"), assertion("not-contains", "person1")],
             })
             .collect(),
-        providers: providers.iter().map(|id| ProviderSpec { id: (*id).into(), config: Value::Null }).collect(),
+        providers: providers
+            .iter()
+            .map(|id| ProviderSpec {
+                id: (*id).into(),
+                config: Value::Null,
+            })
+            .collect(),
         repeat,
     };
     let run_id = Uuid::now_v7();
-    let events = TestRun::default().decide(RunCommand::Request { run_id, plan: plan.clone() }).unwrap();
+    let events = TestRun::default()
+        .decide(RunCommand::Request {
+            run_id,
+            plan: plan.clone(),
+        })
+        .unwrap();
     append(store, run_id, ExpectedVersion::NoStream, plan.workspace_id, &events).await;
     run_id
 }
@@ -69,7 +86,11 @@ async fn append(store: &EventStore, run_id: Uuid, expected: ExpectedVersion, wor
                 expected,
                 events: events.iter().map(NewEvent::from_domain).collect(),
             }],
-            metadata: Metadata { workspace_id: Some(workspace_id), correlation_id: Uuid::new_v4(), ..Default::default() },
+            metadata: Metadata {
+                workspace_id: Some(workspace_id),
+                correlation_id: Uuid::new_v4(),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await
@@ -92,7 +113,11 @@ pub async fn cancel(store: &EventStore, run_id: Uuid) {
                     expected: ExpectedVersion::Exact(version),
                     events: decided.iter().map(NewEvent::from_domain).collect(),
                 }],
-                metadata: Metadata { workspace_id: Some(workspace_id), correlation_id: Uuid::new_v4(), ..Default::default() },
+                metadata: Metadata {
+                    workspace_id: Some(workspace_id),
+                    correlation_id: Uuid::new_v4(),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .await;
@@ -134,9 +159,15 @@ where
 
 pub async fn create_topic(topic: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
     let results = admin
-        .create_topics(&[NewTopic::new(topic, 3, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
         .await
         .unwrap();
     for result in results {

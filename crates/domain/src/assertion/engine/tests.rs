@@ -42,11 +42,7 @@ fn verdict_of(a: &Assertion, output: &str) -> Verdict {
 #[track_caller]
 fn check_both(kind: &str, value: Value, output: &str, expected: bool) {
     let plain = verdict_of(&assertion(kind, value.clone()), output);
-    assert_eq!(
-        plain.passed, expected,
-        "{kind} {value} on {output:?}: {}",
-        plain.reason
-    );
+    assert_eq!(plain.passed, expected, "{kind} {value} on {output:?}: {}", plain.reason);
     assert_eq!(plain.score, if expected { 1.0 } else { 0.0 });
     let negated = verdict_of(&assertion(&format!("not-{kind}"), value.clone()), output);
     assert_eq!(
@@ -70,12 +66,7 @@ fn equals_compares_text_exactly_and_objects_as_json() {
     check_both("equals", json!(42), "42", true);
     check_both("equals", json!(1.0), "1", true);
     check_both("equals", json!(true), "true", true);
-    check_both(
-        "equals",
-        json!({"a": 1, "b": [1, 2]}),
-        r#"{"b":[1,2],"a":1}"#,
-        true,
-    );
+    check_both("equals", json!({"a": 1, "b": [1, 2]}), r#"{"b":[1,2],"a":1}"#, true);
     check_both("equals", json!({"a": 1}), r#"{"a":"1"}"#, false);
     check_both("equals", json!(["x"]), r#"["x"]"#, true);
     check_both("equals", json!({"a": 1}), "not json", false);
@@ -100,10 +91,7 @@ fn contains_matches_substrings_case_sensitively() {
     check_both("contains", json!(1.5), "1.5 kg", true);
     check_both("contains", json!("日本"), "こんにちは日本", true);
     check_both("contains", json!("line two"), "line one\nline two\n", true);
-    assert_eq!(
-        reason("contains", json!("x"), "y"),
-        r#"Expected output to contain "x""#
-    );
+    assert_eq!(reason("contains", json!("x"), "y"), r#"Expected output to contain "x""#);
     assert_eq!(
         reason("not-contains", json!("y"), "y"),
         r#"Expected output to not contain "y""#
@@ -238,10 +226,7 @@ fn is_json_parses_the_whole_output() {
     check_both("is-json", Value::Null, r#"Here: {"a": 1}"#, false);
     check_both("is-json", Value::Null, "{a: 1}", false);
     check_both("is-json", Value::Null, r#"{"a": 1,}"#, false);
-    assert_eq!(
-        reason("is-json", Value::Null, "x"),
-        "Expected output to be valid JSON"
-    );
+    assert_eq!(reason("is-json", Value::Null, "x"), "Expected output to be valid JSON");
     // promptfoo keeps the same wording for the negation.
     assert_eq!(
         reason("not-is-json", Value::Null, "1"),
@@ -251,8 +236,7 @@ fn is_json_parses_the_whole_output() {
 
 #[test]
 fn is_json_validates_a_schema() {
-    let schema =
-        json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
+    let schema = json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
     check_both("is-json", schema.clone(), r#"{"name": "Ada"}"#, true);
     check_both("is-json", schema.clone(), r#"{"name": 1}"#, false);
     check_both("is-json", schema.clone(), "[]", false);
@@ -277,12 +261,7 @@ fn is_json_validates_a_schema() {
 
 #[test]
 fn contains_json_finds_json_in_prose() {
-    check_both(
-        "contains-json",
-        Value::Null,
-        r#"Sure! {"a": 1} Hope that helps."#,
-        true,
-    );
+    check_both("contains-json", Value::Null, r#"Sure! {"a": 1} Hope that helps."#, true);
     check_both(
         "contains-json",
         Value::Null,
@@ -338,10 +317,7 @@ fn levenshtein_defaults_to_threshold_five_and_counts_utf16_units() {
         "Levenshtein distance 3 is greater than threshold 2"
     );
     let exact = with_threshold("levenshtein", json!("😀"), 1.0);
-    assert!(
-        !verdict_of(&exact, "").passed,
-        "an emoji is two UTF-16 units"
-    );
+    assert!(!verdict_of(&exact, "").passed, "an emoji is two UTF-16 units");
     let negated = with_threshold("not-levenshtein", json!("abc"), 0.0);
     assert_eq!(
         verdict_of(&negated, "abc").reason,
@@ -398,8 +374,7 @@ fn word_count_counts_whitespace_separated_words() {
 fn latency_and_cost_compare_with_the_threshold() {
     let vars = empty_vars();
     let observation = observe("x", vars);
-    let latency =
-        |kind: &str, t: f64| evaluate(&with_threshold(kind, Value::Null, t), &observation);
+    let latency = |kind: &str, t: f64| evaluate(&with_threshold(kind, Value::Null, t), &observation);
     assert!(latency("latency", 120.0).passed);
     assert!(!latency("latency", 119.0).passed);
     assert_eq!(
@@ -465,10 +440,7 @@ fn values_are_rendered_with_the_vars_as_nunjucks_would() {
         passes(assertion("starts-with", json!("Hello {{ missing }}Ada"))),
         "undefined prints as nothing"
     );
-    assert!(passes(assertion(
-        "contains",
-        json!("{{ missing.deep }}Ada")
-    )));
+    assert!(passes(assertion("contains", json!("{{ missing.deep }}Ada"))));
     assert!(
         passes(assertion(
             "equals",
@@ -483,9 +455,7 @@ fn values_are_rendered_with_the_vars_as_nunjucks_would() {
     let broken = evaluate(&assertion("contains", json!("{{ name ")), &observation);
     assert!(!broken.passed);
     assert!(
-        broken
-            .reason
-            .starts_with("Could not render the assertion value"),
+        broken.reason.starts_with("Could not render the assertion value"),
         "{}",
         broken.reason
     );
@@ -505,10 +475,7 @@ fn weight_zero_assertions_always_pass_and_do_not_count() {
     assert!(verdict.passed);
     assert_eq!(verdict.score, 0.0);
     assert_eq!(verdict.reason, r#"Expected output to contain "absent""#);
-    let grade = grade(
-        &[ignored.clone(), assertion("contains", json!("hell"))],
-        &observation,
-    );
+    let grade = grade(&[ignored.clone(), assertion("contains", json!("hell"))], &observation);
     assert!(grade.passed);
     assert_eq!(grade.score, 1.0);
     let only_ignored = super::grade(&[ignored], &observation);
@@ -519,10 +486,7 @@ fn weight_zero_assertions_always_pass_and_do_not_count() {
 fn grade_is_the_weighted_mean_and_passes_only_when_all_pass() {
     let vars = empty_vars();
     let observation = observe("The answer is 42", vars);
-    let weighted = |a: Assertion, w: f64| Assertion {
-        weight: Some(w),
-        ..a
-    };
+    let weighted = |a: Assertion, w: f64| Assertion { weight: Some(w), ..a };
     let grade = grade(
         &[
             weighted(assertion("contains", json!("42")), 3.0),
@@ -538,10 +502,7 @@ fn grade_is_the_weighted_mean_and_passes_only_when_all_pass() {
     assert!(!grade.verdicts[1].passed);
 
     let none = super::grade(&[], &observation);
-    assert_eq!(
-        (none.passed, none.score, none.verdicts.len()),
-        (true, 1.0, 0)
-    );
+    assert_eq!((none.passed, none.score, none.verdicts.len()), (true, 1.0, 0));
 }
 
 #[test]
@@ -549,10 +510,7 @@ fn an_assertion_that_cannot_run_errors_the_whole_test() {
     let vars = empty_vars();
     let observation = observe("text", vars);
     let grade = grade(
-        &[
-            assertion("contains", json!("text")),
-            assertion("regex", json!("")),
-        ],
+        &[assertion("contains", json!("text")), assertion("regex", json!(""))],
         &observation,
     );
     assert_eq!((grade.passed, grade.score), (false, 0.0));
