@@ -143,6 +143,15 @@ impl Sink for ClickHouseSink {
         "clickhouse"
     }
 
+    /// Every insert makes a part that ClickHouse must merge later; an insert per few events
+    /// kept its merges writing to the disk the event store's commits wait on. Analytics may lag
+    /// by a second. Measured at 200 commands/s (bench --only freshness, two runs each): read
+    /// models fresh after p50/p99 82/195 and 87/285 ms without lingering, 41/151 and 39/116 ms
+    /// with one second.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
         let mut insert = self.client.insert::<EventRow>("events").await?;
         for event in events {

@@ -18,6 +18,11 @@ use std::net::SocketAddr;
 /// Somewhere events are projected to. `apply` must be idempotent for redelivered events.
 pub trait Sink: Clone + Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// How long a batch may wait for more events after its first one arrived. Zero (the
+    /// default) applies whatever has arrived at once.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     fn apply(&self, events: &[RecordedEvent]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 

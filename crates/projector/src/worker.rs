@@ -61,10 +61,19 @@ impl<S: Sink> Worker<S> {
             Ok(message) => message?.detach(),
         };
         let mut messages = vec![first];
+        let linger_until = Instant::now() + self.sink.linger();
         while messages.len() < self.batch_size {
-            match self.consumer.recv().now_or_never() {
-                Some(message) => messages.push(message?.detach()),
-                None => break,
+            if let Some(message) = self.consumer.recv().now_or_never() {
+                messages.push(message?.detach());
+                continue;
+            }
+            let lingering = linger_until.saturating_duration_since(Instant::now());
+            if lingering.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(lingering, self.consumer.recv()).await {
+                Ok(message) => messages.push(message?.detach()),
+                Err(_) => break,
             }
         }
         let events = decode(&messages);
