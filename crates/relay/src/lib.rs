@@ -78,12 +78,7 @@ impl Relay {
         batch_size: i64,
     ) -> Result<Self, sqlx::Error> {
         let name = format!("kafka:{topic}");
-        let cursor = sqlx::query_as::<_, (i64, i64)>("SELECT tx_id, position FROM relay_checkpoints WHERE name = $1")
-            .bind(&name)
-            .fetch_optional(store.pool())
-            .await?
-            .map(|(tx_id, position)| Cursor { tx_id, position })
-            .unwrap_or(Cursor::START);
+        let cursor = read_checkpoint(&store, &name).await?;
         Ok(Self {
             store,
             producer,
@@ -248,14 +243,21 @@ impl Relay {
     }
 
     async fn reload_checkpoint(&mut self) -> Result<(), sqlx::Error> {
-        self.cursor = sqlx::query_as::<_, (i64, i64)>("SELECT tx_id, position FROM relay_checkpoints WHERE name = $1")
-            .bind(&self.name)
-            .fetch_optional(self.store.pool())
-            .await?
-            .map(|(tx_id, position)| Cursor { tx_id, position })
-            .unwrap_or(Cursor::START);
+        self.cursor = read_checkpoint(&self.store, &self.name).await?;
         Ok(())
     }
+}
+
+/// The cursor checkpointed under `name`, or the start of the store.
+async fn read_checkpoint(store: &EventStore, name: &str) -> Result<Cursor, sqlx::Error> {
+    Ok(
+        sqlx::query_as::<_, (i64, i64)>("SELECT tx_id, position FROM relay_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(store.pool())
+            .await?
+            .map(|(tx_id, position)| Cursor { tx_id, position })
+            .unwrap_or(Cursor::START),
+    )
 }
 
 /// The headers of an event's message: its type and id, and the trace context stored with it,
