@@ -699,7 +699,7 @@ mod seed {
             }));
             streams.push(stream(
                 *case_id,
-                "test_case",
+                domain::names::stream_types::TEST_CASE,
                 ExpectedVersion::NoStream,
                 vec![NewEvent::from_domain(&TestCaseEvent::TestCaseCreated {
                     case_id: *case_id,
@@ -712,7 +712,12 @@ mod seed {
         let card_version = card_events.len() as i64;
         streams.insert(
             0,
-            stream(card_id, "prompt_card", ExpectedVersion::NoStream, card_events),
+            stream(
+                card_id,
+                domain::names::stream_types::PROMPT_CARD,
+                ExpectedVersion::NoStream,
+                card_events,
+            ),
         );
         let mut written = append(store, workspace_id, streams).await?;
 
@@ -734,7 +739,7 @@ mod seed {
             workspace_id,
             vec![stream(
                 card_id,
-                "prompt_card",
+                domain::names::stream_types::PROMPT_CARD,
                 ExpectedVersion::Exact(card_version),
                 edits,
             )],
@@ -775,7 +780,12 @@ mod seed {
         written += append(
             store,
             workspace_id,
-            vec![stream(run_id, "test_run", ExpectedVersion::NoStream, run_start)],
+            vec![stream(
+                run_id,
+                domain::names::stream_types::TEST_RUN,
+                ExpectedVersion::NoStream,
+                run_start,
+            )],
         )
         .await?;
         let mut run_version = 2;
@@ -823,7 +833,12 @@ mod seed {
             written += append(
                 store,
                 workspace_id,
-                vec![stream(run_id, "test_run", ExpectedVersion::Exact(run_version), events)],
+                vec![stream(
+                    run_id,
+                    domain::names::stream_types::TEST_RUN,
+                    ExpectedVersion::Exact(run_version),
+                    events,
+                )],
             )
             .await?;
             run_version += n;

@@ -62,7 +62,7 @@ pub struct Settings {
     #[arg(long, global = true, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
     /// The events topic.
-    #[arg(long, global = true, env = "KAFKA_TOPIC", default_value = "promptcards.events")]
+    #[arg(long, global = true, env = "KAFKA_TOPIC", default_value = domain::names::DEFAULT_TOPIC)]
     pub kafka_topic: String,
     /// Redis, holding the per-stream version keys.
     #[arg(

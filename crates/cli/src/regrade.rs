@@ -102,7 +102,7 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
     let mut regraded = Vec::new();
     let mut skipped = 0usize;
     for event in &events {
-        if event.event_type != "TestResultRecorded" {
+        if event.event_type != RunEvent::TEST_RESULT_RECORDED {
             continue;
         }
         let RunEvent::TestResultRecorded { result, .. } = event.decode::<RunEvent>()? else {

@@ -205,7 +205,7 @@ impl PromptCard {
 }
 
 impl Aggregate for PromptCard {
-    const STREAM_TYPE: &'static str = "prompt_card";
+    const STREAM_TYPE: &'static str = crate::names::stream_types::PROMPT_CARD;
     type Command = CardCommand;
     type Event = CardEvent;
 

@@ -262,13 +262,18 @@ impl Event for RunEvent {
         match self {
             RunEvent::TestRunRequested { .. } => "TestRunRequested",
             RunEvent::TestRunStarted { .. } => "TestRunStarted",
-            RunEvent::TestResultRecorded { .. } => "TestResultRecorded",
+            RunEvent::TestResultRecorded { .. } => Self::TEST_RESULT_RECORDED,
             RunEvent::TestRunCompleted { .. } => "TestRunCompleted",
             RunEvent::TestRunFailed { .. } => "TestRunFailed",
             RunEvent::TestRunCancelled { .. } => "TestRunCancelled",
             RunEvent::TestRunRegraded { .. } => "TestRunRegraded",
         }
     }
+}
+
+impl RunEvent {
+    /// The stored name of `TestResultRecorded`, for readers that skip other events undecoded.
+    pub const TEST_RESULT_RECORDED: &'static str = "TestResultRecorded";
 }
 
 impl TestRun {
@@ -287,7 +292,7 @@ impl TestRun {
 }
 
 impl Aggregate for TestRun {
-    const STREAM_TYPE: &'static str = "test_run";
+    const STREAM_TYPE: &'static str = crate::names::stream_types::TEST_RUN;
     type Command = RunCommand;
     type Event = RunEvent;
 

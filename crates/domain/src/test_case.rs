@@ -110,7 +110,7 @@ impl TestCase {
 }
 
 impl Aggregate for TestCase {
-    const STREAM_TYPE: &'static str = "test_case";
+    const STREAM_TYPE: &'static str = crate::names::stream_types::TEST_CASE;
     type Command = TestCaseCommand;
     type Event = TestCaseEvent;
 

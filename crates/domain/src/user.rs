@@ -41,7 +41,7 @@ impl Event for UserEvent {
 }
 
 impl Aggregate for User {
-    const STREAM_TYPE: &'static str = "user";
+    const STREAM_TYPE: &'static str = crate::names::stream_types::USER;
     type Command = UserCommand;
     type Event = UserEvent;
 

@@ -127,7 +127,7 @@ fn may_manage(actor_role: Role, target_role: Role) -> Result<(), DomainError> {
 }
 
 impl Aggregate for Workspace {
-    const STREAM_TYPE: &'static str = "workspace";
+    const STREAM_TYPE: &'static str = crate::names::stream_types::WORKSPACE;
     type Command = WorkspaceCommand;
     type Event = WorkspaceEvent;
 

@@ -20,8 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The Postgres NOTIFY channel signalled by every append.
-pub const EVENTS_CHANNEL: &str = "promptcards_events";
+pub use domain::names::EVENTS_CHANNEL;
 
 /// Every schema migration of the project's Postgres database, read models included.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

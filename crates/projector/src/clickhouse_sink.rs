@@ -106,7 +106,7 @@ struct ResultRow {
 }
 
 fn result_row(event: &RecordedEvent) -> anyhow::Result<Option<ResultRow>> {
-    if event.event_type != "TestResultRecorded" {
+    if event.event_type != RunEvent::TEST_RESULT_RECORDED {
         return Ok(None);
     }
     let RunEvent::TestResultRecorded {
@@ -177,7 +177,7 @@ impl Sink for ClickHouseSink {
 
         let results: Vec<ResultRow> = events
             .iter()
-            .filter(|e| e.stream_type == "test_run")
+            .filter(|e| e.stream_type == domain::names::stream_types::TEST_RUN)
             .map(result_row)
             .collect::<anyhow::Result<Vec<_>>>()?
             .into_iter()

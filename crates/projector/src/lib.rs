@@ -52,7 +52,7 @@ impl Settings {
             database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            topic: env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC),
             topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
             group_prefix: env_or("PROJECTOR_GROUP_PREFIX", "promptcards-projector"),
             instance_id: kafka::instance_id_from_env(),

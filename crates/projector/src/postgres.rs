@@ -8,6 +8,7 @@
 
 use crate::Sink;
 use domain::card::{CardContent, CardEvent};
+use domain::names::{stream_types, READ_MODELS_CHANNEL};
 use domain::run::RunEvent;
 use domain::run::TestResult;
 use domain::test_case::TestCaseEvent;
@@ -138,18 +139,15 @@ impl Sink for PostgresSink {
     }
 }
 
-/// The NOTIFY channel signalled when a batch of events is applied to the read models.
-pub const READ_MODELS_CHANNEL: &str = "promptcards_read_models";
-
 /// Applies one event to the read models. Events of stream types this projection does not
 /// know are recorded as applied and otherwise ignored.
 async fn apply_event(tx: &mut PgConnection, event: &RecordedEvent) -> anyhow::Result<()> {
     match event.stream_type.as_str() {
-        "user" => apply_user(tx, event, event.decode()?).await,
-        "workspace" => apply_workspace(tx, event, event.decode()?).await,
-        "prompt_card" => apply_card(tx, event, event.decode()?).await,
-        "test_case" => apply_test_case(tx, event, event.decode()?).await,
-        "test_run" => apply_run(tx, event, event.decode()?).await,
+        stream_types::USER => apply_user(tx, event, event.decode()?).await,
+        stream_types::WORKSPACE => apply_workspace(tx, event, event.decode()?).await,
+        stream_types::PROMPT_CARD => apply_card(tx, event, event.decode()?).await,
+        stream_types::TEST_CASE => apply_test_case(tx, event, event.decode()?).await,
+        stream_types::TEST_RUN => apply_run(tx, event, event.decode()?).await,
         _ => Ok(()),
     }
 }
@@ -467,7 +465,7 @@ async fn apply_test_case(tx: &mut PgConnection, event: &RecordedEvent, case: Tes
 
 /// The result an event records, if it is a `TestResultRecorded`.
 fn decode_result(event: &RecordedEvent) -> anyhow::Result<Option<TestResult>> {
-    if event.stream_type != "test_run" || event.event_type != "TestResultRecorded" {
+    if event.stream_type != stream_types::TEST_RUN || event.event_type != RunEvent::TEST_RESULT_RECORDED {
         return Ok(None);
     }
     match event.decode::<RunEvent>()? {

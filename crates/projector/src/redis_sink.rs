@@ -2,6 +2,7 @@
 //! served) and pub/sub notifications per workspace for GraphQL subscriptions.
 
 use crate::Sink;
+use domain::names::{run_channel, version_key, workspace_channel};
 use event_store::RecordedEvent;
 use redis::aio::ConnectionManager;
 use serde_json::json;
@@ -11,21 +12,6 @@ const RAISE_VERSION: &str = r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1";
-
-/// The key holding a stream's latest applied version.
-pub fn version_key(stream_id: uuid::Uuid) -> String {
-    format!("promptcards:version:{stream_id}")
-}
-
-/// The channel carrying one test run's events as `AuditEntry` JSON.
-pub fn run_channel(run_id: uuid::Uuid) -> String {
-    format!("promptcards:run:{run_id}:events")
-}
-
-/// The channel carrying a workspace's events as `AuditEntry` JSON.
-pub fn workspace_channel(workspace_id: uuid::Uuid) -> String {
-    format!("promptcards:workspace:{workspace_id}:events")
-}
 
 /// A self-healing Redis connection for every process that talks to Redis. Without timeouts a
 /// request sent on a connection Redis dropped (a Redis restart) waits as long as TCP does:
@@ -100,7 +86,7 @@ impl Sink for RedisSink {
             if let Some(workspace_id) = event.workspace_id {
                 pipe.publish(workspace_channel(workspace_id), &entry).ignore();
             }
-            if event.stream_type == "test_run" {
+            if event.stream_type == domain::names::stream_types::TEST_RUN {
                 pipe.publish(run_channel(event.stream_id), &entry).ignore();
             }
         }

@@ -4,7 +4,7 @@
 //! than what Redis knows. Any Redis failure is a miss, never an error.
 
 use crate::schema::CardNode;
-use projector::redis_sink::version_key;
+use domain::names::version_key;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};

@@ -1,7 +1,7 @@
 //! Read-your-writes: waits until the read models have applied a given global position, woken by
 //! the projector's NOTIFY after each batch rather than by polling on a timer.
 
-use projector::postgres::READ_MODELS_CHANNEL;
+use domain::names::READ_MODELS_CHANNEL;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -266,7 +266,7 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
         .ok_or_else(|| internal("Redis is not configured"))?;
     let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
     pubsub
-        .subscribe(projector::redis_sink::run_channel(run_id))
+        .subscribe(domain::names::run_channel(run_id))
         .await
         .map_err(internal)?;
     let loaded = state.repo.load::<TestRun>(run_id).await.map_err(internal)?;

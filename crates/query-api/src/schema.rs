@@ -561,7 +561,9 @@ async fn card_in_history(
     let events = state.store.read_stream(card_id, 0).await.map_err(internal)?;
     let events: Vec<_> = events
         .into_iter()
-        .filter(|e| e.stream_type == "prompt_card" && as_of.is_none_or(|t| e.recorded_at <= t))
+        .filter(|e| {
+            e.stream_type == domain::names::stream_types::PROMPT_CARD && as_of.is_none_or(|t| e.recorded_at <= t)
+        })
         .collect();
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
         return Ok(None);
@@ -640,7 +642,7 @@ impl SubscriptionRoot {
             .ok_or_else(|| internal("Redis is not configured"))?;
         let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
         pubsub
-            .subscribe(projector::redis_sink::workspace_channel(workspace_id))
+            .subscribe(domain::names::workspace_channel(workspace_id))
             .await
             .map_err(internal)?;
         let guard = SubscriberGuard::count();

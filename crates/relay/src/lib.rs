@@ -28,7 +28,7 @@ impl Settings {
             addr: env_or("RELAY_ADDR", "127.0.0.1:8084").parse()?,
             database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_or("KAFKA_TOPIC", "promptcards.events"),
+            topic: env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC),
             topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
             batch_size: env_or("RELAY_BATCH_SIZE", "1000").parse()?,
         })

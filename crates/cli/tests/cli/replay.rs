@@ -269,7 +269,7 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
         .unwrap();
     for (stream_id, version) in store_versions(&pool).await {
         let key: Option<i64> = redis::cmd("GET")
-            .arg(projector::redis_sink::version_key(stream_id))
+            .arg(domain::names::version_key(stream_id))
             .query_async(&mut redis)
             .await
             .unwrap();

@@ -17,7 +17,7 @@ async fn versions_in_redis(
 ) -> BTreeMap<Uuid, i64> {
     let mut versions = BTreeMap::new();
     for &stream_id in streams {
-        let version: Option<i64> = connection.get(redis_sink::version_key(stream_id)).await.unwrap();
+        let version: Option<i64> = connection.get(domain::names::version_key(stream_id)).await.unwrap();
         versions.insert(stream_id, version.unwrap_or(0));
     }
     versions
@@ -82,7 +82,7 @@ async fn versions_only_rise_and_a_workspace_channel_carries_its_events(pool: PgP
     let client = redis::Client::open(redis_url().as_str()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub
-        .subscribe(redis_sink::workspace_channel(ours.workspace_id))
+        .subscribe(domain::names::workspace_channel(ours.workspace_id))
         .await
         .unwrap();
 
@@ -131,6 +131,6 @@ async fn versions_only_rise_and_a_workspace_channel_carries_its_events(pool: PgP
         "a redelivered event lowered a version"
     );
 
-    let keys: Vec<String> = streams.iter().map(|&s| redis_sink::version_key(s)).collect();
+    let keys: Vec<String> = streams.iter().map(|&s| domain::names::version_key(s)).collect();
     let _: () = connection.del(keys).await.unwrap();
 }

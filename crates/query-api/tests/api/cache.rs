@@ -90,7 +90,7 @@ async fn a_card_is_served_from_redis_until_a_newer_version_is_projected(pool: Pg
 
     let _: () = redis::cmd("DEL")
         .arg(&doc_key)
-        .arg(projector::redis_sink::version_key(card_id))
+        .arg(domain::names::version_key(card_id))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -121,7 +121,7 @@ async fn a_test_case_added_to_a_card_is_seen_through_a_cached_card(pool: PgPool)
 
     let _: () = redis::cmd("DEL")
         .arg(format!("promptcards:doc:card:{card_id}"))
-        .arg(projector::redis_sink::version_key(card_id))
+        .arg(domain::names::version_key(card_id))
         .query_async(&mut redis().await)
         .await
         .unwrap();

@@ -162,7 +162,7 @@ async fn a_cached_document_does_not_defeat_read_your_writes(pool: PgPool) {
     let mut redis = redis().await;
     let _: () = redis::cmd("DEL")
         .arg(format!("promptcards:doc:card:{card_id}"))
-        .arg(projector::redis_sink::version_key(card_id))
+        .arg(domain::names::version_key(card_id))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -100,7 +100,7 @@ async fn subscribe(socket: &mut Socket, workspace_id: Uuid) {
 /// Subscribers of a workspace's channel, as Redis counts them (the server answers nothing
 /// when a subscription is set up, so this is how a test knows it is).
 async fn subscribers(workspace_id: Uuid) -> i64 {
-    let channel = projector::redis_sink::workspace_channel(workspace_id);
+    let channel = domain::names::workspace_channel(workspace_id);
     let (_, count): (String, i64) = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(&channel)

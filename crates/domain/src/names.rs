@@ -1,0 +1,38 @@
+//! Names that a writer and its readers must spell the same way: stream types, the Kafka topic,
+//! Postgres NOTIFY channels and Redis keys and channels. Each is written here once; the crates
+//! on either side import it. (Event type names are each event enum's exhaustive `event_type()`.)
+
+use uuid::Uuid;
+
+/// The `stream_type` of each aggregate's streams, as stored in the `events` table.
+pub mod stream_types {
+    pub const USER: &str = "user";
+    pub const WORKSPACE: &str = "workspace";
+    pub const PROMPT_CARD: &str = "prompt_card";
+    pub const TEST_CASE: &str = "test_case";
+    pub const TEST_RUN: &str = "test_run";
+}
+
+/// The Kafka topic the relay publishes every event to, unless `KAFKA_TOPIC` says otherwise.
+pub const DEFAULT_TOPIC: &str = "promptcards.events";
+
+/// Postgres NOTIFY channel: the event store signals each committed append on it.
+pub const EVENTS_CHANNEL: &str = "promptcards_events";
+
+/// Postgres NOTIFY channel: the projector signals each batch applied to the read models.
+pub const READ_MODELS_CHANNEL: &str = "promptcards_read_models";
+
+/// Redis key holding the version of a stream the read-model cache reflects.
+pub fn version_key(stream_id: Uuid) -> String {
+    format!("promptcards:version:{stream_id}")
+}
+
+/// Redis pub/sub channel carrying one run's events (live run progress).
+pub fn run_channel(run_id: Uuid) -> String {
+    format!("promptcards:run:{run_id}:events")
+}
+
+/// Redis pub/sub channel carrying one workspace's events (its audit log, live).
+pub fn workspace_channel(workspace_id: Uuid) -> String {
+    format!("promptcards:workspace:{workspace_id}:events")
+}
