@@ -28,7 +28,7 @@ use domain::names::READ_MODELS_CHANNEL;
 use event_store::{Cursor, EventFilter, EventStore};
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
-use projector::clickhouse_sink::{self, ClickHouseSink};
+use projector::clickhouse_sink::ClickHouseSink;
 use projector::postgres::{PostgresSink, READ_SCHEMA};
 use projector::redis_sink::RedisSink;
 use projector::Sink;
@@ -359,7 +359,7 @@ impl Run<'_> {
             bail!("ClickHouse database {database:?} needs quoting; this tool handles plain lower-case names");
         }
         let rebuild = format!("{database}_rebuild");
-        let admin = clickhouse_sink::client(url, "default");
+        let admin = service::clickhouse::client(url, "default");
         ClickHouseSink::migrate(url, database)
             .await
             .with_context(|| format!("cannot reach ClickHouse at {url}"))?;
@@ -379,7 +379,7 @@ impl Run<'_> {
                 .await?;
             ClickHouseSink::migrate(url, &rebuild).await?;
         }
-        let sink = ClickHouseSink::new(clickhouse_sink::client(url, &rebuild));
+        let sink = ClickHouseSink::new(service::clickhouse::client(url, &rebuild));
         let mut cursor = self.start().await?;
         if let Fed::Interrupted = self.feed(&sink, &mut cursor, true).await? {
             return Ok(Replayed::Interrupted(cursor));
@@ -394,7 +394,7 @@ impl Run<'_> {
             .await?;
         // Whatever the live projector wrote to the old tables after the shadow caught up is
         // written again here, to the swapped-in tables; duplicates collapse by key.
-        let live = ClickHouseSink::new(clickhouse_sink::client(url, database));
+        let live = ClickHouseSink::new(service::clickhouse::client(url, database));
         let swapped_at = cursor.position;
         let _ = self.feed(&live, &mut cursor, false).await?;
         admin

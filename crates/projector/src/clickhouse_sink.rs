@@ -2,7 +2,7 @@
 //! keyed by (stream, version) in a ReplacingMergeTree, so a retried batch collapses.
 
 use crate::Sink;
-use clickhouse::{Client, Compression, Row};
+use clickhouse::{Client, Row};
 use domain::run::RunEvent;
 use event_store::RecordedEvent;
 use serde::Serialize;
@@ -41,16 +41,6 @@ struct EventRow {
     data: String,
 }
 
-/// A client for the old and the new servers alike: HTTP without compression, no schema
-/// validation (18.16 lacks RowBinaryWithNamesAndTypes).
-pub fn client(url: &str, database: &str) -> Client {
-    Client::default()
-        .with_url(url)
-        .with_database(database)
-        .with_compression(Compression::None)
-        .with_validation(false)
-}
-
 impl ClickHouseSink {
     pub fn new(client: Client) -> Self {
         Self { client }
@@ -58,10 +48,8 @@ impl ClickHouseSink {
 
     /// Creates the database and tables if missing.
     pub async fn migrate(url: &str, database: &str) -> clickhouse::error::Result<()> {
-        let admin = Client::default()
-            .with_url(url)
-            .with_compression(Compression::None)
-            .with_validation(false);
+        // Statements name their database, so the admin client works from `default`.
+        let admin = service::clickhouse::client(url, "default");
         for (name, sql) in MIGRATIONS {
             let without_comments: String = sql
                 .lines()

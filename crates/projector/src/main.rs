@@ -1,5 +1,5 @@
 use event_store::EventStore;
-use projector::clickhouse_sink::{self, ClickHouseSink};
+use projector::clickhouse_sink::ClickHouseSink;
 use projector::postgres::PostgresSink;
 use projector::redis_sink::RedisSink;
 use projector::{Settings, Sink, Worker};
@@ -50,7 +50,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         ClickHouseSink::migrate(&settings.clickhouse_url, &settings.clickhouse_database)
     })
     .await;
-    let clickhouse = ClickHouseSink::new(clickhouse_sink::client(
+    let clickhouse = ClickHouseSink::new(service::clickhouse::client(
         &settings.clickhouse_url,
         &settings.clickhouse_database,
     ));
@@ -86,7 +86,7 @@ async fn ready(store: &EventStore, settings: &Settings) -> Result<serde_json::Va
         .ok()
         .flatten()
         .is_some();
-    let clickhouse = clickhouse_sink::client(&settings.clickhouse_url, "default")
+    let clickhouse = service::clickhouse::client(&settings.clickhouse_url, "default")
         .query("SELECT 1")
         .fetch_one::<u8>();
     let clickhouse = tokio::time::timeout(Duration::from_secs(2), clickhouse)

@@ -59,7 +59,7 @@ impl AppState {
             pool,
             cache: cache::DocCache::connect(settings.redis_url.expose()),
             redis_client,
-            clickhouse: projector::clickhouse_sink::client(&settings.clickhouse_url, &settings.clickhouse_database),
+            clickhouse: service::clickhouse::client(&settings.clickhouse_url, &settings.clickhouse_database),
             tokens: Arc::new(TokenKeys::new(
                 settings.jwt_secret.expose(),
                 Duration::from_secs(900),

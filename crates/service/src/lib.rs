@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
+pub mod clickhouse;
 pub mod telemetry;
 
 pub use telemetry::{

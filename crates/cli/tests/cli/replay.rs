@@ -237,7 +237,7 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
     // Again: the swap replaces tables that exist, and nothing doubles.
     promptcards_with(&pool, &["replay", "clickhouse"], &env).await.success();
 
-    let client = projector::clickhouse_sink::client(&clickhouse_url(), &database);
+    let client = service::clickhouse::client(&clickhouse_url(), &database);
     let stored: u64 = client
         .query("SELECT count() FROM events FINAL")
         .fetch_one()
@@ -248,13 +248,13 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
         .fetch_one()
         .await
         .unwrap();
-    let databases: u64 = projector::clickhouse_sink::client(&clickhouse_url(), "default")
+    let databases: u64 = service::clickhouse::client(&clickhouse_url(), "default")
         .query("SELECT count() FROM system.databases WHERE name = ?")
         .bind(format!("{database}_rebuild"))
         .fetch_one()
         .await
         .unwrap();
-    projector::clickhouse_sink::client(&clickhouse_url(), "default")
+    service::clickhouse::client(&clickhouse_url(), "default")
         .query(&format!("DROP DATABASE IF EXISTS {database}"))
         .execute()
         .await

@@ -836,7 +836,7 @@ impl ClickHouseDb {
     }
 
     pub fn client(&self) -> clickhouse::Client {
-        projector::clickhouse_sink::client(&clickhouse_url(), &self.name)
+        service::clickhouse::client(&clickhouse_url(), &self.name)
     }
 }
 

@@ -233,7 +233,7 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
     // The private database goes away with the test.
     let name = db.name.clone();
     drop(db);
-    let left: u64 = projector::clickhouse_sink::client(CLICKHOUSE_URL, "default")
+    let left: u64 = service::clickhouse::client(CLICKHOUSE_URL, "default")
         .query("SELECT count() FROM system.databases WHERE name = ?")
         .bind(name)
         .fetch_one()

@@ -537,7 +537,7 @@ impl ClickHouseDb {
     }
 
     pub fn client(&self) -> clickhouse::Client {
-        projector::clickhouse_sink::client(CLICKHOUSE_URL, &self.name)
+        service::clickhouse::client(CLICKHOUSE_URL, &self.name)
     }
 
     pub fn settings(&self) -> Settings {
