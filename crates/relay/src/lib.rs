@@ -6,18 +6,19 @@ use event_store::{Cursor, EventStore, RecordedEvent, EVENTS_CHANNEL};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use service::settings::{self, Kafka};
 use service::{env_or, Secret};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+pub mod instruments;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
     pub database_url: Secret,
-    pub kafka_brokers: String,
-    pub topic: String,
-    /// Partitions of the topic when this process is the one to create it.
-    pub topic_partitions: i32,
+    pub kafka: Kafka,
     /// Events read and published per step.
     pub batch_size: i64,
 }
@@ -26,10 +27,8 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("RELAY_ADDR", "127.0.0.1:8084").parse()?,
-            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
-            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC),
-            topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
+            database_url: settings::database_url(),
+            kafka: Kafka::from_env()?,
             batch_size: env_or("RELAY_BATCH_SIZE", "1000").parse()?,
         })
     }
@@ -206,7 +205,7 @@ impl Relay {
     /// notifies, and polling briefly in between because an event can become safe to read
     /// without a new notification (when an older transaction ends). Other failures are
     /// retried with backoff from the checkpoint.
-    pub async fn run(mut self) -> Result<(), RelayError> {
+    pub async fn run(mut self) -> Result<Infallible, RelayError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(self.store.pool()).await?;
         listener.listen(EVENTS_CHANNEL).await?;
         let mut backoff = Duration::from_millis(100);

@@ -1,5 +1,6 @@
-//! What every Promptcards process shares: JSON logs and OpenTelemetry traces, environment
-//! settings, the Prometheus recorder, the `/healthz` `/readyz` `/metrics` endpoints and graceful
+//! What every Promptcards process shares: how it starts ([`Process`]), JSON logs and
+//! OpenTelemetry traces, the settings several processes read and their defaults, readiness
+//! probes, the Prometheus recorder, the `/healthz` `/readyz` `/metrics` endpoints and graceful
 //! shutdown.
 
 use axum::http::StatusCode;
@@ -8,44 +9,23 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
-use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use tokio::sync::watch;
 
 pub mod clickhouse;
+mod process;
+pub mod readiness;
+pub mod settings;
 pub mod telemetry;
 
+pub use process::{Process, Started};
+pub use settings::{env_or, Secret};
 pub use telemetry::{
     add_link_from_traceparent, current_traceparent, init_telemetry, set_parent_from_traceparent, shutdown_telemetry,
     trace_id_of,
 };
-
-/// A setting from the environment, or its development default.
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// A value that must never reach a log line.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -108,8 +88,7 @@ pub fn ops_router(readiness: ReadinessCheck) -> Router {
 }
 
 /// Serves the ops endpoints of a worker process until shutdown.
-pub async fn serve_ops(addr: SocketAddr, readiness: ReadinessCheck) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+pub async fn serve_ops(listener: tokio::net::TcpListener, readiness: ReadinessCheck) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "Health and metrics endpoints listening.");
     axum::serve(listener, ops_router(readiness))
         .with_graceful_shutdown(shutdown_signal())
@@ -117,24 +96,42 @@ pub async fn serve_ops(addr: SocketAddr, readiness: ReadinessCheck) -> anyhow::R
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves once SIGTERM or Ctrl-C has arrived, however late it is called: a signal that
+/// came while the process was still starting is seen by what waits for it afterwards.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let mut stopped = listen_for_shutdown().subscribe();
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+}
+
+/// Starts listening for SIGTERM and Ctrl-C, once per process; call it inside the runtime as
+/// early as possible. From then on those signals no longer kill the process: they set the latch
+/// every [`shutdown_signal`] waits on.
+pub fn listen_for_shutdown() -> &'static watch::Sender<bool> {
+    static STOPPED: OnceLock<watch::Sender<bool>> = OnceLock::new();
+    STOPPED.get_or_init(|| {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Registered here, not in the task, so a signal from this moment on is caught.
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        let (stopped, _) = watch::channel(false);
+        let latch = stopped.clone();
+        tokio::spawn(async move {
+            let (mut terminate, mut interrupt) = match (terminate, interrupt) {
+                (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::error!(error = %error, "Cannot listen for SIGTERM and Ctrl-C; the process stops only when killed.");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("Shutdown signal received.");
+            tracing::info!("Shutdown signal received.");
+            latch.send_replace(true);
+        });
+        stopped
+    })
 }
 
 /// Retries `attempt` with backoff (200 ms doubling to 10 s) until it succeeds: for steps that
