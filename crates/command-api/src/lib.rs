@@ -5,6 +5,7 @@ pub mod command;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod instruments;
 pub mod routes;
 pub mod settings;
 

@@ -1,7 +1,8 @@
-//! Typed settings from the environment, with development defaults.
+//! Typed settings from the environment, with development defaults; those the processes share
+//! are in `service::settings`.
 
-use service::env_or;
 pub use service::Secret;
+use service::{env_or, settings};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,9 +25,9 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("COMMAND_API_ADDR", "127.0.0.1:8080").parse()?,
-            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
+            database_url: settings::database_url(),
             database_max_connections: env_or("DATABASE_MAX_CONNECTIONS", "20").parse()?,
-            jwt_secret: Secret::new(env_or("JWT_SECRET", "dev-only-secret-change-me")),
+            jwt_secret: settings::jwt_secret(),
             access_token_ttl: Duration::from_secs(env_or("ACCESS_TOKEN_TTL_SECONDS", "900").parse()?),
             refresh_token_ttl: Duration::from_secs(env_or("REFRESH_TOKEN_TTL_SECONDS", "2592000").parse()?),
             body_limit: env_or("BODY_LIMIT_BYTES", "1048576").parse()?,

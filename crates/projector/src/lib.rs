@@ -4,6 +4,7 @@
 //! skipped by stream version (Postgres) or collapse by key (Redis, ClickHouse).
 
 pub mod clickhouse_sink;
+pub mod instruments;
 pub mod postgres;
 pub mod redis_sink;
 mod worker;
@@ -11,6 +12,7 @@ mod worker;
 pub use worker::{Outcome, Worker};
 
 use event_store::RecordedEvent;
+use service::settings::{self, Kafka};
 use service::{env_or, Secret};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,10 +33,7 @@ pub struct Settings {
     pub addr: SocketAddr,
     pub database_url: Secret,
     pub redis_url: Secret,
-    pub kafka_brokers: String,
-    pub topic: String,
-    /// Partitions of the topic when this process is the one to create it.
-    pub topic_partitions: i32,
+    pub kafka: Kafka,
     /// Consumer groups are named `<prefix>.<sink>`.
     pub group_prefix: String,
     /// Static group membership, so a restarted projector resumes at once (see `kafka::consumer_config`).
@@ -49,15 +48,13 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("PROJECTOR_ADDR", "127.0.0.1:8082").parse()?,
-            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
-            redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
-            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC),
-            topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
+            database_url: settings::database_url(),
+            redis_url: settings::redis_url(),
+            kafka: Kafka::from_env()?,
             group_prefix: env_or("PROJECTOR_GROUP_PREFIX", "promptcards-projector"),
             instance_id: kafka::instance_id_from_env(),
-            clickhouse_url: env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-            clickhouse_database: env_or("CLICKHOUSE_DATABASE", "promptcards"),
+            clickhouse_url: settings::clickhouse_url(),
+            clickhouse_database: settings::clickhouse_database(),
             batch_size: env_or("PROJECTOR_BATCH_SIZE", "500").parse()?,
         })
     }

@@ -1,6 +1,7 @@
-//! Typed settings from the environment, with development defaults.
+//! Typed settings from the environment, with development defaults; those the processes share
+//! are in `service::settings`.
 
-use service::{env_or, Secret};
+use service::{env_or, settings, Secret};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,11 +25,11 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("QUERY_API_ADDR", "127.0.0.1:8081").parse()?,
-            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
-            redis_url: Secret::new(env_or("REDIS_URL", "redis://127.0.0.1:6379")),
-            clickhouse_url: env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-            clickhouse_database: env_or("CLICKHOUSE_DATABASE", "promptcards"),
-            jwt_secret: Secret::new(env_or("JWT_SECRET", "dev-only-secret-change-me")),
+            database_url: settings::database_url(),
+            redis_url: settings::redis_url(),
+            clickhouse_url: settings::clickhouse_url(),
+            clickhouse_database: settings::clickhouse_database(),
+            jwt_secret: settings::jwt_secret(),
             min_position_wait: Duration::from_millis(env_or("MIN_POSITION_WAIT_MS", "3000").parse()?),
             max_depth: env_or("GRAPHQL_MAX_DEPTH", "10").parse()?,
             max_complexity: env_or("GRAPHQL_MAX_COMPLEXITY", "1000").parse()?,

@@ -5,6 +5,7 @@
 //! killed mid-run resumes without redoing or losing a result; a cancel stops further calls.
 
 mod consumer;
+pub mod instruments;
 
 pub use consumer::RunRequests;
 
@@ -14,6 +15,7 @@ use domain::template::render;
 use domain::{Aggregate, DomainError};
 use event_store::{Append, AppendError, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend};
 use providers::Providers;
+use service::settings::{self, Kafka};
 use service::{env_or, Secret};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +28,7 @@ use uuid::Uuid;
 pub struct Settings {
     pub addr: SocketAddr,
     pub database_url: Secret,
-    pub kafka_brokers: String,
-    pub topic: String,
-    /// Partitions of the topic when this process is the one to create it.
-    pub topic_partitions: i32,
+    pub kafka: Kafka,
     pub group_id: String,
     /// Static group membership, so a restarted runner resumes at once (see `kafka::consumer_config`).
     pub instance_id: Option<String>,
@@ -43,10 +42,8 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             addr: env_or("RUNNER_ADDR", "127.0.0.1:8083").parse()?,
-            database_url: Secret::new(env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards")),
-            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC),
-            topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
+            database_url: settings::database_url(),
+            kafka: Kafka::from_env()?,
             group_id: env_or("RUNNER_GROUP", "promptcards-runner"),
             instance_id: kafka::instance_id_from_env(),
             max_concurrent_runs: env_or("RUNNER_MAX_RUNS", "4").parse()?,

@@ -79,7 +79,7 @@ async fn head(pool: &PgPool) -> i64 {
 }
 
 /// Aborts the task when the test ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<Result<(), relay::RelayError>>);
+struct AbortOnDrop(tokio::task::JoinHandle<Result<std::convert::Infallible, relay::RelayError>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
