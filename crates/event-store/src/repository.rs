@@ -1,6 +1,8 @@
 //! Loading aggregates: a fold over the stream, sped up by a cache of recent states.
 
-use crate::{Append, AppendError, Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend};
+use crate::{
+    Append, AppendError, Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
+};
 use domain::{Aggregate, DomainError};
 use std::any::Any;
 use std::sync::Arc;
@@ -27,7 +29,9 @@ impl<A: Aggregate> Loaded<A> {
     /// instead of being overwritten; the state after them comes back too.
     pub fn decide(&self, stream_id: Uuid, command: A::Command) -> Result<Decided<A>, DomainError> {
         let events = self.state.decide(command)?;
-        let state = events.iter().fold(self.state.clone(), |state, event| state.evolve(event));
+        let state = events
+            .iter()
+            .fold(self.state.clone(), |state, event| state.evolve(event));
         Ok(Decided {
             state,
             append: StreamAppend {
@@ -49,6 +53,18 @@ impl<A: Aggregate> Loaded<A> {
 pub struct Decided<A> {
     pub state: A,
     pub append: StreamAppend,
+}
+
+impl<A: Aggregate> Decided<A> {
+    /// Decides a further command on the state reached; its events join the same append, e.g.
+    /// the test cases attached to a card created by the same import.
+    pub fn then(&mut self, command: A::Command) -> Result<(), DomainError> {
+        let events = self.state.decide(command)?;
+        let state = std::mem::take(&mut self.state);
+        self.state = events.iter().fold(state, |state, event| state.evolve(event));
+        self.append.events.extend(events.iter().map(NewEvent::from_domain));
+        Ok(())
+    }
 }
 
 /// A single-stream command carried out: the state after it and, unless it changed nothing,
