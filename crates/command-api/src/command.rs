@@ -1,34 +1,97 @@
-//! The path every command takes after parsing: check access, replay an idempotent retry, or
-//! append what the domain decided and answer with the global position.
+//! The one path every command takes: authorise, replay an idempotent retry, load, decide, append
+//! at the versions loaded, answer. The order is a security rule: nothing is read or decided for
+//! a caller before they are authorised, and a retry gets its first answer before anything is
+//! decided again. It is written here and nowhere else; a handler only parses its request and
+//! says what to load, what to decide and what to answer.
 
+use crate::auth::Principal;
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::card::PromptCard;
+use domain::run::TestRun;
+use domain::test_case::TestCase;
 use domain::workspace::Workspace;
-use domain::{Aggregate, Permission, Role};
-use event_store::{
-    Append, AppendError, ExpectedVersion, Idempotency, Loaded, Metadata, NewEvent, Reservation, StreamAppend,
-};
+use domain::{Aggregate, DomainError, Permission, Role};
+use event_store::{Append, AppendError, Idempotency, Loaded, Metadata, Reservation, StreamAppend};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::future::Future;
 use std::time::Instant;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A command's answer: status, JSON body (with `position` once appended) and an optional ETag.
+/// Who may send a command.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    /// Members of the workspace (or its API keys) whose role allows the permission. Strangers
+    /// get 404, so ids of other tenants' workspaces reveal nothing; members lacking the
+    /// permission get 403.
+    Workspace(Uuid, Permission),
+    /// Signed-in users only, since API keys act only inside their own workspace; the text
+    /// names the action for the 403.
+    User(&'static str),
+    /// Anyone, signed in or not: sign-up.
+    Anyone,
+}
+
+impl Access {
+    fn workspace_id(&self) -> Option<Uuid> {
+        match self {
+            Access::Workspace(id, _) => Some(*id),
+            Access::User(_) | Access::Anyone => None,
+        }
+    }
+}
+
+/// A command's answer: its typed body plus the global position of its append. Clients wait for
+/// that position in the query API to read their own writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Positioned<T> {
+    #[serde(flatten)]
+    pub answer: T,
+    pub position: i64,
+}
+
+/// A command's reply: status, body and, when the body names a `version`, that version as ETag.
 #[derive(Debug)]
-pub struct Reply {
+pub struct Reply<T> {
     pub status: StatusCode,
-    pub body: Value,
-    pub etag: Option<u32>,
+    pub body: Positioned<T>,
     /// True when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,
 }
 
-impl IntoResponse for Reply {
+impl<T> Reply<T> {
+    /// The same reply with another body, for parts of an answer that are never stored with the
+    /// idempotency key (fresh tokens, a secret shown once).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        Reply {
+            status: self.status,
+            body: Positioned {
+                answer: f(self.body.answer),
+                position: self.body.position,
+            },
+            replayed: self.replayed,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Reply<T> {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        if let Some(version) = self.etag {
+        let body = match serde_json::to_value(&self.body) {
+            Ok(body) => body,
+            Err(error) => return ApiError::Internal(error.into()).into_response(),
+        };
+        let etag = body
+            .get("version")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok());
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(version) = etag {
             if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
                 response.headers_mut().insert(header::ETAG, value);
             }
@@ -37,70 +100,248 @@ impl IntoResponse for Reply {
     }
 }
 
-/// Events decided for one aggregate, appended at the version they were decided on.
-pub fn stream_of<A: Aggregate>(stream_id: Uuid, loaded: &Loaded<A>, events: &[A::Event]) -> StreamAppend {
-    StreamAppend {
-        stream_id,
-        stream_type: A::STREAM_TYPE.to_owned(),
-        expected: if loaded.version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(loaded.version)
-        },
-        events: events.iter().map(NewEvent::from_domain).collect(),
+/// The load step's handle: what authorisation established, and reads for that caller.
+pub struct Loader {
+    state: AppState,
+    access: Access,
+    /// For `Access::Workspace`: the workspace as loaded to authorise, and the caller's role.
+    workspace: Option<(Loaded<Workspace>, Role)>,
+    principal: Option<Principal>,
+}
+
+/// Aggregates that belong to one workspace, and so load only inside it.
+pub trait InWorkspace: Aggregate {
+    const NOT_FOUND: &'static str;
+    fn workspace_id(&self) -> Option<Uuid>;
+}
+
+impl InWorkspace for PromptCard {
+    const NOT_FOUND: &'static str = "prompt card not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        self.workspace_id
+    }
+}
+
+impl InWorkspace for TestCase {
+    const NOT_FOUND: &'static str = "test case not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        self.workspace_id
+    }
+}
+
+impl InWorkspace for TestRun {
+    const NOT_FOUND: &'static str = "test run not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        self.plan.as_ref().map(|plan| plan.workspace_id)
+    }
+}
+
+impl Loader {
+    /// The authorised workspace and the caller's role there.
+    pub fn workspace(&self) -> Result<(Loaded<Workspace>, Role), ApiError> {
+        self.workspace
+            .clone()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the command was not authorised in a workspace")))
+    }
+
+    /// The signed-in user sending the command.
+    pub fn user_id(&self) -> Result<Uuid, ApiError> {
+        match self.principal {
+            Some(Principal::User(id)) => Ok(id),
+            _ => Err(ApiError::Internal(anyhow::anyhow!(
+                "the command was not authorised for a user"
+            ))),
+        }
+    }
+
+    /// An aggregate of the authorised workspace, or 404 whatever the reason it is not one.
+    pub async fn in_workspace<A: InWorkspace>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
+        let loaded = self.state.repo.load::<A>(id).await?;
+        match self.access.workspace_id() {
+            Some(workspace_id) if loaded.state.workspace_id() == Some(workspace_id) => Ok(loaded),
+            _ => Err(ApiError::NotFound(A::NOT_FOUND.into())),
+        }
+    }
+
+    /// The stream a reservation points at, e.g. the user who signed up with an email.
+    pub async fn reservation(&self, scope: &str, value: &str) -> Result<Option<Uuid>, ApiError> {
+        Ok(self.state.repo.store().reservation(scope, value).await?)
+    }
+}
+
+/// What a command decided: the streams to append, each at the version it was decided on, and
+/// the uniqueness claims to make in the same transaction.
+#[derive(Debug, Default)]
+pub struct Changes {
+    streams: Vec<StreamAppend>,
+    reservations: Vec<Reservation>,
+    /// The workspace the events are recorded in, when it is not the authorised one (a
+    /// workspace being created).
+    workspace_id: Option<Uuid>,
+}
+
+impl Changes {
+    /// Decides `command` on a loaded aggregate and returns the state after it. Streams are
+    /// appended in the order they were decided.
+    pub fn decide<A: Aggregate>(
+        &mut self,
+        stream_id: Uuid,
+        loaded: &Loaded<A>,
+        command: A::Command,
+    ) -> Result<A, DomainError> {
+        let decided = loaded.decide(stream_id, command)?;
+        self.streams.push(decided.append);
+        Ok(decided.state)
+    }
+
+    /// Appends a stream decided elsewhere, e.g. several commands on one new stream.
+    pub fn push(&mut self, stream: StreamAppend) {
+        self.streams.push(stream);
+    }
+
+    /// Claims `value` in `scope` for `stream_id`; a taken value fails the whole append.
+    pub fn reserve(&mut self, scope: &str, value: String, stream_id: Uuid) {
+        self.reservations.push(Reservation {
+            scope: scope.into(),
+            value,
+            stream_id,
+        });
+    }
+
+    /// Records the events in `workspace_id`.
+    pub fn in_workspace(mut self, workspace_id: Uuid) -> Self {
+        self.workspace_id = Some(workspace_id);
+        self
     }
 }
 
 impl AppState {
-    /// Loads a workspace and checks the caller may act there. Strangers get 404, so ids of
-    /// other tenants' workspaces reveal nothing; members lacking the permission get 403.
-    pub async fn workspace_access(
+    /// Runs a command: authorise, replay, `load`, `decide`, append, answer `status` with the
+    /// decided answer and the append's position.
+    pub async fn execute<S, T, F>(
         &self,
         ctx: &CommandContext,
-        workspace_id: Uuid,
-        permission: Permission,
-    ) -> Result<(Loaded<Workspace>, Role), ApiError> {
-        let principal = ctx.principal()?;
-        let workspace = self.repo.load::<Workspace>(workspace_id).await?;
-        let role = principal
-            .role_in(workspace_id, &workspace.state)
-            .ok_or_else(|| ApiError::NotFound("workspace not found".into()))?;
-        if !role.allows(permission) {
-            return Err(ApiError::Forbidden(format!(
-                "a {role} may not do this in the workspace"
-            )));
+        access: Access,
+        status: StatusCode,
+        load: impl FnOnce(Loader) -> F,
+        decide: impl FnOnce(S) -> Result<(Changes, T), ApiError>,
+    ) -> Result<Reply<T>, ApiError>
+    where
+        F: Future<Output = Result<S, ApiError>>,
+        T: Serialize + DeserializeOwned,
+    {
+        self.try_execute(ctx, access, status, load, decide)
+            .await?
+            .map_err(ApiError::from)
+    }
+
+    /// [`AppState::execute`], with the store's refusal of the append (a lost race, a taken
+    /// reservation) given back for the handler to explain.
+    pub async fn try_execute<S, T, F>(
+        &self,
+        ctx: &CommandContext,
+        access: Access,
+        status: StatusCode,
+        load: impl FnOnce(Loader) -> F,
+        decide: impl FnOnce(S) -> Result<(Changes, T), ApiError>,
+    ) -> Result<Result<Reply<T>, AppendError>, ApiError>
+    where
+        F: Future<Output = Result<S, ApiError>>,
+        T: Serialize + DeserializeOwned,
+    {
+        let loader = self.authorise(ctx, access).await?;
+        if let Some(reply) = self.replay(ctx, status).await? {
+            return Ok(Ok(reply));
         }
-        Ok((workspace, role))
+        let loaded = load(loader).await?;
+        let (changes, answer) = decide(loaded)?;
+        self.append(ctx, access, changes, status, answer).await
+    }
+
+    async fn authorise(&self, ctx: &CommandContext, access: Access) -> Result<Loader, ApiError> {
+        let mut loader = Loader {
+            state: self.clone(),
+            access,
+            workspace: None,
+            principal: None,
+        };
+        match access {
+            Access::Anyone => {}
+            Access::User(action) => {
+                let principal = ctx.principal()?;
+                let Principal::User(_) = principal else {
+                    return Err(ApiError::Forbidden(format!("API keys cannot {action}")));
+                };
+                loader.principal = Some(principal);
+            }
+            Access::Workspace(workspace_id, permission) => {
+                let principal = ctx.principal()?;
+                let workspace = self.repo.load::<Workspace>(workspace_id).await?;
+                let role = principal
+                    .role_in(workspace_id, &workspace.state)
+                    .ok_or_else(|| ApiError::NotFound("workspace not found".into()))?;
+                if !role.allows(permission) {
+                    return Err(ApiError::Forbidden(format!(
+                        "a {role} may not do this in the workspace"
+                    )));
+                }
+                loader.principal = Some(principal);
+                loader.workspace = Some((workspace, role));
+            }
+        }
+        Ok(loader)
     }
 
     /// The first answer to a request sent earlier with the same Idempotency-Key, if any.
-    pub async fn replay(&self, ctx: &CommandContext, status: StatusCode) -> Result<Option<Reply>, ApiError> {
+    async fn replay<T: DeserializeOwned>(
+        &self,
+        ctx: &CommandContext,
+        status: StatusCode,
+    ) -> Result<Option<Reply<T>>, ApiError> {
         let Some(idempotency) = self.idempotency(ctx, Value::Null) else {
             return Ok(None);
         };
-        let stored = self.repo.store().idempotent_result(&idempotency).await?;
-        Ok(stored.map(|appended| reply_with_position(status, appended.response, appended.position, true)))
+        let Some(stored) = self.repo.store().idempotent_result(&idempotency).await? else {
+            return Ok(None);
+        };
+        let answer = stored
+            .response
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an idempotency key without a stored answer")))?;
+        Ok(Some(Reply {
+            status,
+            body: Positioned {
+                answer: serde_json::from_value(answer).map_err(|e| ApiError::Internal(e.into()))?,
+                position: stored.position,
+            },
+            replayed: true,
+        }))
     }
 
-    /// Appends atomically what was decided and answers `body` plus `position`. A command that
-    /// changed nothing appends nothing and answers with the stream's current position.
-    pub async fn commit(
+    /// Appends atomically what was decided, storing the answer with the idempotency key. A
+    /// command that changed nothing appends nothing and answers with the stream's position.
+    async fn append<T: Serialize + DeserializeOwned>(
         &self,
         ctx: &CommandContext,
-        workspace_id: Option<Uuid>,
-        streams: Vec<StreamAppend>,
-        reservations: Vec<Reservation>,
+        access: Access,
+        changes: Changes,
         status: StatusCode,
-        body: Value,
-    ) -> Result<Reply, ApiError> {
-        if streams.iter().all(|s| s.events.is_empty()) {
+        answer: T,
+    ) -> Result<Result<Reply<T>, AppendError>, ApiError> {
+        let reply = |answer, position, replayed| {
+            Ok(Ok(Reply {
+                status,
+                body: Positioned { answer, position },
+                replayed,
+            }))
+        };
+        if changes.streams.iter().all(|s| s.events.is_empty()) {
             let mut position = 0;
-            for stream in &streams {
+            for stream in &changes.streams {
                 if let Some(info) = self.repo.store().stream_info(stream.stream_id).await? {
                     position = position.max(info.last_position);
                 }
             }
-            return Ok(reply_with_position(status, Some(body), position, false));
+            return reply(answer, position, false);
         }
         // The events carry the context of the span appending them, so the relay and the
         // projectors continue this trace. Without span export there is no such context, and the
@@ -109,32 +350,43 @@ impl AppState {
             Some((traceparent, tracestate)) => (Some(traceparent), tracestate),
             None => (ctx.traceparent.clone(), ctx.tracestate.clone()),
         };
+        let stored = serde_json::to_value(&answer).map_err(|e| ApiError::Internal(e.into()))?;
         let append = Append {
-            streams,
+            streams: changes.streams,
             metadata: Metadata {
                 actor_id: ctx.actor_id(),
-                workspace_id,
+                workspace_id: changes.workspace_id.or(access.workspace_id()),
                 correlation_id: ctx.correlation_id,
                 causation_id: None,
                 traceparent,
                 tracestate,
             },
-            reservations,
-            idempotency: self.idempotency(ctx, body.clone()),
+            reservations: changes.reservations,
+            idempotency: self.idempotency(ctx, stored),
         };
         let started = Instant::now();
         let result = self.repo.store().append(append).await;
         metrics::histogram!("command_append_seconds").record(started.elapsed().as_secs_f64());
-        if let Err(AppendError::WrongExpectedVersion { .. }) = result {
-            metrics::counter!("command_append_conflicts_total").increment(1);
-        }
-        let appended = result?;
-        Ok(reply_with_position(
-            status,
-            appended.response.or(Some(body)),
-            appended.position,
-            appended.replayed,
-        ))
+        let appended = match result {
+            Ok(appended) => appended,
+            Err(error) => {
+                if let AppendError::WrongExpectedVersion { .. } = error {
+                    metrics::counter!("command_append_conflicts_total").increment(1);
+                }
+                return match error {
+                    AppendError::Database(e) => Err(ApiError::Internal(e.into())),
+                    refused => Ok(Err(refused)),
+                };
+            }
+        };
+        // A concurrent request with the same key appended first: answer as it was answered.
+        let answer = match appended.response {
+            Some(first) if appended.replayed => {
+                serde_json::from_value(first).map_err(|e| ApiError::Internal(e.into()))?
+            }
+            _ => answer,
+        };
+        reply(answer, appended.position, appended.replayed)
     }
 
     fn idempotency(&self, ctx: &CommandContext, response: Value) -> Option<Idempotency> {
@@ -147,19 +399,8 @@ impl AppState {
     }
 }
 
-fn reply_with_position(status: StatusCode, body: Option<Value>, position: i64, replayed: bool) -> Reply {
-    let mut body = body.unwrap_or_else(|| Value::Object(Default::default()));
-    if let Value::Object(map) = &mut body {
-        map.insert("position".into(), Value::from(position));
-    }
-    let etag = body
-        .get("version")
-        .and_then(Value::as_u64)
-        .and_then(|v| u32::try_from(v).ok());
-    Reply {
-        status,
-        body,
-        etag,
-        replayed,
-    }
+/// A stored answer that is only an id, e.g. of a created workspace or test case.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Created {
+    pub id: Uuid,
 }

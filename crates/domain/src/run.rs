@@ -2,10 +2,14 @@
 //! template, variables, cases and assertions, so later edits never change a past run. Each
 //! (case, provider, repetition) is recorded at most once, which is what lets a restarted
 //! runner resume without redoing or losing a result.
+//!
+//! Over 600 lines because the run's rules and their given/when/then tests belong together.
 
 use crate::assertion::{check_assertions, Assertion, Verdict};
+use crate::card::PromptCard;
 use crate::error::Problems;
 use crate::template::Variable;
+use crate::test_case::TestCase;
 use crate::{Aggregate, DomainError, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -202,11 +206,92 @@ impl TestRun {
     }
 }
 
+/// A run of a card's test cases as the card stands. The rules that need the card (an archived
+/// card cannot run; a case must belong to the card) apply when it is decided.
+#[derive(Debug, Clone)]
+pub struct CardRunRequest {
+    /// The card as loaded.
+    pub card: PromptCard,
+    /// Defaults to the card's current version.
+    pub card_version: Option<u32>,
+    /// The cases to run, from [`cases_to_run`].
+    pub case_ids: Vec<Uuid>,
+    /// Those cases as loaded; the order of `case_ids` is the run's order.
+    pub cases: Vec<TestCase>,
+    pub providers: Vec<ProviderSpec>,
+    pub repeat: u32,
+}
+
+/// The cases a request runs: the ones it names, or every case of the card.
+pub fn cases_to_run(card: &PromptCard, named: Option<Vec<Uuid>>) -> Vec<Uuid> {
+    named.unwrap_or_else(|| card.test_cases.clone())
+}
+
+impl CardRunRequest {
+    /// Snapshots the plan from the card and its cases.
+    fn plan(self) -> Result<RunPlan, DomainError> {
+        let card = &self.card;
+        let (Some(card_id), Some(workspace_id)) = (card.id, card.workspace_id) else {
+            return Err(DomainError::NotFound("prompt card not found".into()));
+        };
+        if card.archived {
+            return Err(DomainError::Conflict("the prompt card is archived".into()));
+        }
+        let card_version = self.card_version.unwrap_or(card.version());
+        let content = card
+            .at_version(card_version)
+            .ok_or_else(|| {
+                DomainError::Invalid(vec![crate::FieldError::new(
+                    "card_version",
+                    format!("must be an existing version, 1 to {}", card.version()),
+                )])
+            })?
+            .content
+            .clone();
+        let mut problems = Problems::default();
+        let mut cases = Vec::new();
+        for (i, case_id) in self.case_ids.iter().enumerate() {
+            if !card.test_cases.contains(case_id) {
+                problems.add(format!("test_case_ids[{i}]"), "is not a test case of this card");
+                continue;
+            }
+            let loaded = self.cases.iter().find(|case| case.id == Some(*case_id));
+            let Some(case) = loaded.and_then(|case| case.content.clone()) else {
+                continue;
+            };
+            cases.push(RunCase {
+                case_id: *case_id,
+                name: case.name,
+                vars: case.vars,
+                expected_output: case.expected_output,
+                assertions: case.assertions,
+            });
+        }
+        problems.into_result()?;
+        Ok(RunPlan {
+            workspace_id,
+            card_id,
+            card_version,
+            template: content.template,
+            variables: content.variables,
+            cases,
+            providers: self.providers,
+            repeat: self.repeat,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RunCommand {
+    /// Requests a run of a plan already snapshotted (tests and tools seed runs this way).
     Request {
         run_id: Uuid,
         plan: RunPlan,
+    },
+    /// Requests a run of a card's cases, snapshotting the plan from the card.
+    RequestForCard {
+        run_id: Uuid,
+        request: CardRunRequest,
     },
     Start,
     /// Records results; ones already recorded are skipped, so a resumed runner is harmless.
@@ -298,6 +383,10 @@ impl Aggregate for TestRun {
 
     fn decide(&self, command: RunCommand) -> Result<Vec<RunEvent>, DomainError> {
         match command {
+            RunCommand::RequestForCard { run_id, request } => self.decide(RunCommand::Request {
+                run_id,
+                plan: request.plan()?,
+            }),
             RunCommand::Request { run_id, plan } => {
                 if self.id.is_some() {
                     return Err(DomainError::Conflict("the run already exists".into()));
@@ -639,5 +728,108 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, DomainError::Invalid(_)));
+    }
+
+    /// A card with one test case, and that case.
+    fn card_with_a_case() -> (PromptCard, TestCase) {
+        use crate::card::{CardContent, CardEvent};
+        use crate::test_case::{TestCaseContent, TestCaseEvent};
+        let (card_id, workspace_id, case_id) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let card = PromptCard::fold(&[
+            CardEvent::PromptCardCreated {
+                card_id,
+                workspace_id,
+                content: CardContent {
+                    title: "Greeter".into(),
+                    description: String::new(),
+                    template: "Hi".into(),
+                    variables: vec![],
+                    tags: vec![],
+                },
+            },
+            CardEvent::TestCaseAttached { case_id },
+        ]);
+        let case = TestCase::fold(&[TestCaseEvent::TestCaseCreated {
+            case_id,
+            card_id,
+            workspace_id,
+            content: TestCaseContent {
+                name: "greets".into(),
+                vars: Map::new(),
+                expected_output: None,
+                assertions: vec![],
+            },
+        }]);
+        (card, case)
+    }
+
+    fn request_for(card: PromptCard, case_ids: Vec<Uuid>, cases: Vec<TestCase>) -> RunCommand {
+        RunCommand::RequestForCard {
+            run_id: Uuid::new_v4(),
+            request: CardRunRequest {
+                card,
+                card_version: None,
+                case_ids,
+                cases,
+                providers: vec![ProviderSpec {
+                    id: "echo".into(),
+                    config: Value::Null,
+                }],
+                repeat: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_request_for_a_card_snapshots_its_current_version_and_cases() {
+        let (card, case) = card_with_a_case();
+        let case_ids = cases_to_run(&card, None);
+        let events = given_when::<TestRun>(&[], request_for(card.clone(), case_ids, vec![case.clone()])).unwrap();
+        let plan = TestRun::fold(&events).plan.unwrap();
+        assert_eq!((plan.card_id, plan.card_version), (card.id.unwrap(), 1));
+        assert_eq!(plan.cases.len(), 1);
+        assert_eq!(Some(plan.cases[0].case_id), case.id);
+    }
+
+    #[test]
+    fn an_archived_card_cannot_run() {
+        let (card, case) = card_with_a_case();
+        let archived = card.evolve(&crate::card::CardEvent::PromptCardArchived {});
+        let case_ids = cases_to_run(&archived, None);
+        let err = given_when::<TestRun>(&[], request_for(archived, case_ids, vec![case])).unwrap_err();
+        assert_eq!(err, DomainError::Conflict("the prompt card is archived".into()));
+    }
+
+    #[test]
+    fn a_case_of_another_card_cannot_run() {
+        let (card, case) = card_with_a_case();
+        let (_, stranger) = card_with_a_case();
+        let case_ids = cases_to_run(&card, Some(vec![case.id.unwrap(), stranger.id.unwrap()]));
+        let err = given_when::<TestRun>(&[], request_for(card, case_ids, vec![case, stranger])).unwrap_err();
+        let DomainError::Invalid(fields) = err else {
+            panic!("expected invalid")
+        };
+        assert_eq!(
+            fields,
+            vec![crate::FieldError::new(
+                "test_case_ids[1]",
+                "is not a test case of this card"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_version_the_card_never_had_cannot_run() {
+        let (card, case) = card_with_a_case();
+        let case_ids = cases_to_run(&card, None);
+        let RunCommand::RequestForCard { run_id, mut request } = request_for(card, case_ids, vec![case]) else {
+            unreachable!()
+        };
+        request.card_version = Some(2);
+        let err = given_when::<TestRun>(&[], RunCommand::RequestForCard { run_id, request }).unwrap_err();
+        let DomainError::Invalid(fields) = err else {
+            panic!("expected invalid")
+        };
+        assert_eq!(fields[0].field, "card_version");
     }
 }

@@ -1,6 +1,7 @@
 //! Test cases of a prompt card: values for its variables, an expected output and assertions.
 
 use crate::assertion::{check_assertions, Assertion};
+use crate::card::PromptCard;
 use crate::error::Problems;
 use crate::template::{check_values, Variable};
 use crate::{Aggregate, DomainError, Event};
@@ -24,6 +25,21 @@ pub struct CardFacts {
     pub workspace_id: Uuid,
     pub variables: Vec<Variable>,
     pub archived: bool,
+}
+
+impl CardFacts {
+    /// The facts of a card as loaded; a card that does not exist has none.
+    pub fn of(card: &PromptCard) -> Result<Self, DomainError> {
+        let (Some(card_id), Some(workspace_id), Some(current)) = (card.id, card.workspace_id, card.current()) else {
+            return Err(DomainError::NotFound("prompt card not found".into()));
+        };
+        Ok(CardFacts {
+            card_id,
+            workspace_id,
+            variables: current.content.variables.clone(),
+            archived: card.archived,
+        })
+    }
 }
 
 impl TestCaseContent {
@@ -70,7 +86,10 @@ pub enum TestCaseCommand {
         card: CardFacts,
         content: TestCaseContent,
     },
-    Delete,
+    /// Deletes the case, which must belong to `card_id`.
+    Delete {
+        card_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,8 +120,10 @@ impl Event for TestCaseEvent {
 }
 
 impl TestCase {
-    fn ensure_live(&self) -> Result<(), DomainError> {
-        if self.id.is_none() || self.deleted {
+    /// A case is addressed through its card: one of another card reads as not found, like a
+    /// deleted one.
+    fn ensure_of_card(&self, card_id: Uuid) -> Result<(), DomainError> {
+        if self.id.is_none() || self.deleted || self.card_id != Some(card_id) {
             return Err(DomainError::NotFound("test case not found".into()));
         }
         Ok(())
@@ -129,16 +150,13 @@ impl Aggregate for TestCase {
                 }])
             }
             TestCaseCommand::Update { card, content } => {
-                self.ensure_live()?;
-                if self.card_id != Some(card.card_id) {
-                    return Err(DomainError::NotFound("test case not found".into()));
-                }
+                self.ensure_of_card(card.card_id)?;
                 Ok(vec![TestCaseEvent::TestCaseUpdated {
                     content: content.validated(&card)?,
                 }])
             }
-            TestCaseCommand::Delete => {
-                self.ensure_live()?;
+            TestCaseCommand::Delete { card_id } => {
+                self.ensure_of_card(card_id)?;
                 Ok(vec![TestCaseEvent::TestCaseDeleted {}])
             }
         }
@@ -264,7 +282,52 @@ mod tests {
             },
             TestCaseEvent::TestCaseDeleted {},
         ];
-        let err = given_when::<TestCase>(&given, TestCaseCommand::Delete).unwrap_err();
+        let err = given_when::<TestCase>(&given, TestCaseCommand::Delete { card_id: card.card_id }).unwrap_err();
         assert!(matches!(err, DomainError::NotFound(_)));
+    }
+
+    fn created(card: &CardFacts) -> TestCaseEvent {
+        TestCaseEvent::TestCaseCreated {
+            case_id: Uuid::new_v4(),
+            card_id: card.card_id,
+            workspace_id: card.workspace_id,
+            content: content(json!({"topic": "tea"})),
+        }
+    }
+
+    #[test]
+    fn a_case_of_another_card_cannot_be_updated() {
+        let (card, other) = (card(), card());
+        let err = given_when::<TestCase>(
+            &[created(&card)],
+            TestCaseCommand::Update {
+                card: other,
+                content: content(json!({"topic": "tea"})),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, DomainError::NotFound("test case not found".into()));
+    }
+
+    #[test]
+    fn a_case_of_another_card_cannot_be_deleted() {
+        let card = card();
+        let err = given_when::<TestCase>(
+            &[created(&card)],
+            TestCaseCommand::Delete {
+                card_id: Uuid::new_v4(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, DomainError::NotFound("test case not found".into()));
+        let events =
+            given_when::<TestCase>(&[created(&card)], TestCaseCommand::Delete { card_id: card.card_id }).unwrap();
+        assert_eq!(events, vec![TestCaseEvent::TestCaseDeleted {}]);
+    }
+
+    #[test]
+    fn facts_of_a_card_that_does_not_exist_read_as_not_found() {
+        let err = CardFacts::of(&PromptCard::default()).unwrap_err();
+        assert_eq!(err, DomainError::NotFound("prompt card not found".into()));
     }
 }

@@ -9,7 +9,7 @@ pub mod chain;
 mod repository;
 mod sql;
 
-pub use repository::{fold_recorded, LoadError, Loaded, Repository};
+pub use repository::{fold_recorded, Decided, ExecuteError, Executed, LoadError, Loaded, Repository};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,9 @@
 //! Loading aggregates: a fold over the stream, sped up by a cache of recent states.
 
-use crate::{EventStore, RecordedEvent};
-use domain::Aggregate;
+use crate::{
+    Append, AppendError, Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
+};
+use domain::{Aggregate, DomainError};
 use std::any::Any;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -11,6 +13,80 @@ use uuid::Uuid;
 pub struct Loaded<A> {
     pub state: A,
     pub version: i64,
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// A stream that does not exist yet, for commands that create one.
+    pub fn empty() -> Self {
+        Self {
+            state: A::default(),
+            version: 0,
+        }
+    }
+
+    /// Decides `command` on this state. The events come back as an append that expects the
+    /// version they were decided on, so a writer that got there first makes the append fail
+    /// instead of being overwritten; the state after them comes back too.
+    pub fn decide(&self, stream_id: Uuid, command: A::Command) -> Result<Decided<A>, DomainError> {
+        let events = self.state.decide(command)?;
+        let state = events
+            .iter()
+            .fold(self.state.clone(), |state, event| state.evolve(event));
+        Ok(Decided {
+            state,
+            append: StreamAppend {
+                stream_id,
+                stream_type: A::STREAM_TYPE.to_owned(),
+                expected: if self.version == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(self.version)
+                },
+                events: events.iter().map(NewEvent::from_domain).collect(),
+            },
+        })
+    }
+}
+
+/// What a command decided on one stream: the append to make and the state it leads to.
+#[derive(Debug, Clone)]
+pub struct Decided<A> {
+    pub state: A,
+    pub append: StreamAppend,
+}
+
+impl<A: Aggregate> Decided<A> {
+    /// Decides a further command on the state reached; its events join the same append, e.g.
+    /// the test cases attached to a card created by the same import.
+    pub fn then(&mut self, command: A::Command) -> Result<(), DomainError> {
+        let events = self.state.decide(command)?;
+        let state = std::mem::take(&mut self.state);
+        self.state = events.iter().fold(state, |state, event| state.evolve(event));
+        self.append.events.extend(events.iter().map(NewEvent::from_domain));
+        Ok(())
+    }
+}
+
+/// A single-stream command carried out: the state after it and, unless it changed nothing,
+/// the append's outcome.
+#[derive(Debug, Clone)]
+pub struct Executed<A> {
+    pub state: A,
+    pub events: usize,
+    pub appended: Option<Appended>,
+}
+
+/// Why [`Repository::execute`] did not append.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// The store refused the append; `WrongExpectedVersion` means another writer came first.
+    #[error(transparent)]
+    Append(#[from] AppendError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +155,40 @@ impl Repository {
             );
         }
         Ok(Loaded { state, version })
+    }
+}
+
+impl Repository {
+    /// Loads a stream, decides `command` on it and appends the events at the version loaded:
+    /// the domain half of a command. The HTTP command path does the same steps with
+    /// [`Loaded::decide`] for commands that write several streams or carry an idempotency key.
+    #[tracing::instrument(skip_all, fields(stream_id = %stream_id, stream_type = A::STREAM_TYPE), err)]
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream_id: Uuid,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Executed<A>, ExecuteError> {
+        let decided = self.load::<A>(stream_id).await?.decide(stream_id, command)?;
+        let events = decided.append.events.len();
+        let appended = if events == 0 {
+            None
+        } else {
+            Some(
+                self.store
+                    .append(Append {
+                        streams: vec![decided.append],
+                        metadata,
+                        ..Default::default()
+                    })
+                    .await?,
+            )
+        };
+        Ok(Executed {
+            state: decided.state,
+            events,
+            appended,
+        })
     }
 }
 

@@ -12,8 +12,8 @@ pub use consumer::RunRequests;
 use domain::assertion::{grade, Observation};
 use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
-use domain::{Aggregate, DomainError};
-use event_store::{Append, AppendError, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend};
+use domain::DomainError;
+use event_store::{AppendError, ExecuteError, Metadata, Repository};
 use providers::Providers;
 use service::settings::{self, Kafka};
 use service::{env_or, Secret};
@@ -183,36 +183,17 @@ async fn decide_and_append(
     workspace_id: Uuid,
     command: RunCommand,
 ) -> Result<usize, AppendOutcome> {
+    let metadata = Metadata {
+        workspace_id: Some(workspace_id),
+        correlation_id: run_id,
+        ..Default::default()
+    };
     loop {
-        let loaded = repo
-            .load::<TestRun>(run_id)
-            .await
-            .map_err(|e| AppendOutcome::Failed(e.into()))?;
-        let events = loaded.state.decide(command.clone()).map_err(AppendOutcome::Refused)?;
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let appended = repo
-            .store()
-            .append(Append {
-                streams: vec![StreamAppend {
-                    stream_id: run_id,
-                    stream_type: TestRun::STREAM_TYPE.into(),
-                    expected: ExpectedVersion::Exact(loaded.version),
-                    events: events.iter().map(NewEvent::from_domain).collect(),
-                }],
-                metadata: Metadata {
-                    workspace_id: Some(workspace_id),
-                    correlation_id: run_id,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .await;
-        match appended {
-            Ok(_) => return Ok(events.len()),
+        match repo.execute::<TestRun>(run_id, command.clone(), metadata.clone()).await {
+            Ok(executed) => return Ok(executed.events),
+            Err(ExecuteError::Refused(refusal)) => return Err(AppendOutcome::Refused(refusal)),
             // Someone else (a cancel, another runner) appended first: decide again.
-            Err(AppendError::WrongExpectedVersion { .. }) => continue,
+            Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => continue,
             Err(other) => return Err(AppendOutcome::Failed(other.into())),
         }
     }

@@ -1,7 +1,7 @@
 //! Sign-up, login and token refresh.
 
 use crate::auth::{hash_password, verify_password, Tokens};
-use crate::command::{stream_of, Reply};
+use crate::command::{Access, Changes, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -10,10 +10,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use domain::user::{check_password, normalize_email, User, UserCommand};
 use domain::workspace::{Workspace, WorkspaceCommand};
-use domain::Aggregate;
-use event_store::{Loaded, Reservation};
+use event_store::Loaded;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -27,13 +25,20 @@ pub struct SignupRequest {
     pub workspace_name: String,
 }
 
+/// A signed-up user and their first workspace, as stored with the idempotency key: tokens are
+/// issued fresh on every answer, so none is ever stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Registered {
+    pub user_id: Uuid,
+    pub workspace_id: Uuid,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignupResponse {
     pub user_id: Uuid,
     pub workspace_id: Uuid,
     #[serde(flatten)]
     pub tokens: Tokens,
-    pub position: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,30 +56,57 @@ pub struct RefreshRequest {
 
 /// Creates a user and their first workspace, which they own.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
-    responses((status = 201, body = SignupResponse), (status = 409, description = "email taken"),
+    responses((status = 201, body = Positioned<SignupResponse>), (status = 409, description = "email taken"),
               (status = 422, description = "invalid input")))]
 pub async fn signup(
     State(state): State<AppState>,
     ctx: CommandContext,
     Json(request): Json<SignupRequest>,
-) -> Result<Reply, ApiError> {
-    let mut reply = match state.replay(&ctx, StatusCode::CREATED).await? {
-        Some(reply) => reply,
-        None => register(&state, &ctx, request).await?,
-    };
+) -> Result<Reply<SignupResponse>, ApiError> {
+    let (user_id, workspace_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let result = state
+        .try_execute(
+            &ctx,
+            Access::Anyone,
+            StatusCode::CREATED,
+            async |_| check(request).await,
+            |(email, password_hash, name)| {
+                let mut changes = Changes::default().in_workspace(workspace_id);
+                let register = UserCommand::Register {
+                    user_id,
+                    email: email.clone(),
+                    password_hash,
+                };
+                changes.decide(user_id, &Loaded::<User>::empty(), register)?;
+                let create = WorkspaceCommand::Create {
+                    workspace_id,
+                    name,
+                    owner_id: user_id,
+                };
+                changes.decide(workspace_id, &Loaded::<Workspace>::empty(), create)?;
+                changes.reserve(USER_EMAIL_SCOPE, email, user_id);
+                Ok((changes, Registered { user_id, workspace_id }))
+            },
+        )
+        .await?;
+    let reply = match result.map_err(ApiError::from) {
+        Err(ApiError::Conflict { .. }) => Err(ApiError::Conflict {
+            message: "an account with this email already exists".into(),
+            current_version: None,
+        }),
+        other => other,
+    }?;
     // Tokens are issued fresh on every answer, so none is ever stored with the idempotency key.
-    let user_id = reply.body["user_id"]
-        .as_str()
-        .and_then(|id| Uuid::try_parse(id).ok())
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("signup reply without user_id")))?;
-    let tokens = state.tokens.issue(user_id)?;
-    reply.body["access_token"] = json!(tokens.access_token);
-    reply.body["refresh_token"] = json!(tokens.refresh_token);
-    reply.body["expires_in"] = json!(tokens.expires_in);
-    Ok(reply)
+    let tokens = state.tokens.issue(reply.body.answer.user_id)?;
+    Ok(reply.map(|registered| SignupResponse {
+        user_id: registered.user_id,
+        workspace_id: registered.workspace_id,
+        tokens,
+    }))
 }
 
-async fn register(state: &AppState, ctx: &CommandContext, request: SignupRequest) -> Result<Reply, ApiError> {
+/// Checks every field at once, then hashes the password: the slow step, so only for valid input.
+async fn check(request: SignupRequest) -> Result<(String, String, String), ApiError> {
     let email = normalize_email(&request.email);
     let password = check_password(&request.password);
     let name = domain::workspace::check_workspace_name(&request.workspace_name);
@@ -88,52 +120,8 @@ async fn register(state: &AppState, ctx: &CommandContext, request: SignupRequest
         return Err(ApiError::Invalid(problems));
     }
     let email = email?;
-    let (user_id, workspace_id) = (Uuid::now_v7(), Uuid::now_v7());
     let password_hash = hash_password(request.password).await?;
-
-    let empty_user = Loaded {
-        state: User::default(),
-        version: 0,
-    };
-    let user_events = empty_user.state.decide(UserCommand::Register {
-        user_id,
-        email: email.clone(),
-        password_hash,
-    })?;
-    let empty_workspace = Loaded {
-        state: Workspace::default(),
-        version: 0,
-    };
-    let workspace_events = empty_workspace.state.decide(WorkspaceCommand::Create {
-        workspace_id,
-        name: request.workspace_name,
-        owner_id: user_id,
-    })?;
-
-    let result = state
-        .commit(
-            ctx,
-            Some(workspace_id),
-            vec![
-                stream_of(user_id, &empty_user, &user_events),
-                stream_of(workspace_id, &empty_workspace, &workspace_events),
-            ],
-            vec![Reservation {
-                scope: USER_EMAIL_SCOPE.into(),
-                value: email,
-                stream_id: user_id,
-            }],
-            StatusCode::CREATED,
-            json!({ "user_id": user_id, "workspace_id": workspace_id }),
-        )
-        .await;
-    match result {
-        Err(ApiError::Conflict { .. }) => Err(ApiError::Conflict {
-            message: "an account with this email already exists".into(),
-            current_version: None,
-        }),
-        other => other,
-    }
+    Ok((email, password_hash, request.workspace_name))
 }
 
 /// Exchanges email and password for tokens.

@@ -1,6 +1,6 @@
 //! Prompt cards: create, update (a new version), labels and archive.
 
-use crate::command::{stream_of, Reply};
+use crate::command::{Access, Changes, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
@@ -9,10 +9,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use domain::card::{CardCommand, CardContent, PromptCard};
 use domain::template::{VarType, Variable};
-use domain::{Aggregate, Permission};
+use domain::Permission;
 use event_store::Loaded;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -103,53 +104,55 @@ pub struct MoveLabel {
     pub version: u32,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// A card and its version after the command.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CardReply {
     pub id: Uuid,
     pub version: u32,
-    pub position: i64,
 }
 
-/// A card of the workspace, or 404 whatever the reason it is not one.
-pub(crate) async fn load_card(
-    state: &AppState,
-    workspace_id: Uuid,
-    card_id: Uuid,
-) -> Result<Loaded<PromptCard>, ApiError> {
-    let card = state.repo.load::<PromptCard>(card_id).await?;
-    if card.state.workspace_id != Some(workspace_id) {
-        return Err(ApiError::NotFound("prompt card not found".into()));
-    }
-    Ok(card)
+/// A label and the version it now points at.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabelReply {
+    pub id: Uuid,
+    pub label: String,
+    pub version: u32,
 }
 
-/// Runs a card command and appends its events. A concurrent writer that got there first turns
-/// into the same 409 a stale `expected_version` gets, naming the version to edit now.
-async fn execute(
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ArchiveReply {
+    pub id: Uuid,
+    pub archived: bool,
+}
+
+/// Runs a command on an existing card; the command is parsed once the caller is authorised.
+/// A concurrent writer that got there first turns into the
+/// same 409 a stale `expected_version` gets, naming the version to edit now.
+async fn execute<T: Serialize + DeserializeOwned>(
     state: &AppState,
     ctx: &CommandContext,
     workspace_id: Uuid,
     card_id: Uuid,
-    command: CardCommand,
-    status: StatusCode,
-    body: impl FnOnce(&PromptCard) -> Value,
-) -> Result<Reply, ApiError> {
-    let card = load_card(state, workspace_id, card_id).await?;
-    let events = card.state.decide(command)?;
-    let after = events.iter().fold(card.state.clone(), |s, e| s.evolve(e));
+    command: Result<CardCommand, ApiError>,
+    answer: impl FnOnce(&PromptCard) -> T,
+) -> Result<Reply<T>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
     let result = state
-        .commit(
+        .try_execute(
             ctx,
-            Some(workspace_id),
-            vec![stream_of(card_id, &card, &events)],
-            vec![],
-            status,
-            body(&after),
+            access,
+            StatusCode::OK,
+            async |l| Ok((command?, l.in_workspace::<PromptCard>(card_id).await?)),
+            |(command, card)| {
+                let mut changes = Changes::default();
+                let after = changes.decide(card_id, &card, command)?;
+                Ok((changes, answer(&after)))
+            },
         )
-        .await;
-    match result {
-        Err(ApiError::Conflict { .. }) if !events.is_empty() => {
-            let current = load_card(state, workspace_id, card_id).await?.state.version();
+        .await?;
+    match result.map_err(ApiError::from) {
+        Err(ApiError::Conflict { .. }) => {
+            let current = state.repo.load::<PromptCard>(card_id).await?.state.version();
             Err(ApiError::Conflict {
                 message: format!("the card was changed concurrently and is now at version {current}"),
                 current_version: Some(current),
@@ -162,37 +165,37 @@ async fn execute(
 /// Creates a card at version 1.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/prompt-cards", tag = "prompt-cards",
     request_body = CreateCard, params(("ws" = Uuid, Path)),
-    responses((status = 201, body = CardReply), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 201, body = Positioned<CardReply>), (status = 403), (status = 404), (status = 422)))]
 pub async fn create_card(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
     ctx: CommandContext,
     Json(request): Json<CreateCard>,
-) -> Result<Reply, ApiError> {
-    state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::CREATED).await? {
-        return Ok(reply);
-    }
+) -> Result<Reply<CardReply>, ApiError> {
     let card_id = Uuid::now_v7();
-    let empty = Loaded {
-        state: PromptCard::default(),
-        version: 0,
-    };
-    let events = empty.state.decide(CardCommand::Create {
+    let command = CardCommand::Create {
         card_id,
         workspace_id,
         content: request.into_content(),
-    })?;
+    };
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
     state
-        .commit(
+        .execute(
             &ctx,
-            Some(workspace_id),
-            vec![stream_of(card_id, &empty, &events)],
-            vec![],
+            access,
             StatusCode::CREATED,
-            json!({ "id": card_id, "version": 1 }),
+            async |_| Ok(Loaded::<PromptCard>::empty()),
+            |card| {
+                let mut changes = Changes::default();
+                changes.decide(card_id, &card, command)?;
+                Ok((
+                    changes,
+                    CardReply {
+                        id: card_id,
+                        version: 1,
+                    },
+                ))
+            },
         )
         .await
 }
@@ -228,21 +231,15 @@ fn expected_version(headers: &HeaderMap, body: Option<u32>) -> Result<u32, ApiEr
 /// Writes a new version of the card.
 #[utoipa::path(put, path = "/v1/workspaces/{ws}/prompt-cards/{card}", tag = "prompt-cards",
     request_body = UpdateCard, params(("ws" = Uuid, Path), ("card" = Uuid, Path)),
-    responses((status = 200, body = CardReply), (status = 404), (status = 409, description = "stale version; body has current_version"), (status = 422)))]
+    responses((status = 200, body = Positioned<CardReply>), (status = 404), (status = 409, description = "stale version; body has current_version"), (status = 422)))]
 pub async fn update_card(
     State(state): State<AppState>,
     Path((workspace_id, card_id)): Path<(Uuid, Uuid)>,
     headers: HeaderMap,
     ctx: CommandContext,
     Json(request): Json<UpdateCard>,
-) -> Result<Reply, ApiError> {
-    state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    let expected_version = expected_version(&headers, request.expected_version)?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
+) -> Result<Reply<CardReply>, ApiError> {
+    let expected_version = expected_version(&headers, request.expected_version);
     let content = CreateCard {
         title: request.title,
         description: request.description,
@@ -251,76 +248,53 @@ pub async fn update_card(
         tags: request.tags,
     }
     .into_content();
-    execute(
-        &state,
-        &ctx,
-        workspace_id,
-        card_id,
-        CardCommand::Update {
-            expected_version,
-            content,
-        },
-        StatusCode::OK,
-        |card| json!({ "id": card_id, "version": card.version() }),
-    )
+    let command = expected_version.map(|expected_version| CardCommand::Update {
+        expected_version,
+        content,
+    });
+    execute(&state, &ctx, workspace_id, card_id, command, |card| CardReply {
+        id: card_id,
+        version: card.version(),
+    })
     .await
 }
 
 /// Points a label (such as `production`) at a version of the card.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/prompt-cards/{card}/labels", tag = "prompt-cards",
     request_body = MoveLabel, params(("ws" = Uuid, Path), ("card" = Uuid, Path)),
-    responses((status = 200, description = "the label now points at the version"), (status = 404), (status = 422)))]
+    responses((status = 200, body = Positioned<LabelReply>, description = "the label now points at the version"), (status = 404), (status = 422)))]
 pub async fn move_label(
     State(state): State<AppState>,
     Path((workspace_id, card_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
     Json(request): Json<MoveLabel>,
-) -> Result<Reply, ApiError> {
-    state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    let (label, version) = (request.label.clone(), request.version);
-    execute(
-        &state,
-        &ctx,
-        workspace_id,
-        card_id,
-        CardCommand::MoveLabel {
-            label: request.label,
-            version,
-        },
-        StatusCode::OK,
-        |_| json!({ "id": card_id, "label": label, "version": version }),
-    )
-    .await
+) -> Result<Reply<LabelReply>, ApiError> {
+    let answer = LabelReply {
+        id: card_id,
+        label: request.label.clone(),
+        version: request.version,
+    };
+    let command = CardCommand::MoveLabel {
+        label: request.label,
+        version: request.version,
+    };
+    execute(&state, &ctx, workspace_id, card_id, Ok(command), |_| answer).await
 }
 
 /// Archives the card: hidden from queries, history kept.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/prompt-cards/{card}/archive", tag = "prompt-cards",
     params(("ws" = Uuid, Path), ("card" = Uuid, Path)),
-    responses((status = 200, description = "archived"), (status = 404), (status = 409)))]
+    responses((status = 200, body = Positioned<ArchiveReply>, description = "archived"), (status = 404), (status = 409)))]
 pub async fn archive_card(
     State(state): State<AppState>,
     Path((workspace_id, card_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
-) -> Result<Reply, ApiError> {
-    state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    execute(
-        &state,
-        &ctx,
-        workspace_id,
-        card_id,
-        CardCommand::Archive,
-        StatusCode::OK,
-        |_| json!({ "id": card_id, "archived": true }),
-    )
+) -> Result<Reply<ArchiveReply>, ApiError> {
+    execute(&state, &ctx, workspace_id, card_id, Ok(CardCommand::Archive), |_| {
+        ArchiveReply {
+            id: card_id,
+            archived: true,
+        }
+    })
     .await
 }

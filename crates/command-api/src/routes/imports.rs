@@ -1,6 +1,6 @@
 //! Imports from other tools' formats.
 
-use crate::command::{stream_of, Reply};
+use crate::command::{Access, Changes, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Path, Yaml};
@@ -8,11 +8,33 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::card::{CardCommand, PromptCard};
+use domain::run::ProviderSpec;
 use domain::test_case::{CardFacts, TestCase, TestCaseCommand};
-use domain::{promptfoo, Aggregate, DomainError, FieldError, Permission};
+use domain::{promptfoo, DomainError, FieldError, Permission};
 use event_store::Loaded;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// What an import created, in the config's order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportReply {
+    pub cards: Vec<ImportedCardReply>,
+    /// The config's providers, ready for a run request.
+    #[schema(value_type = Vec<Object>)]
+    pub providers: Vec<ProviderSpec>,
+    /// Top-level keys skipped because they only steer promptfoo's CLI.
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportedCardReply {
+    pub id: Uuid,
+    pub title: Option<String>,
+    pub version: u32,
+    pub test_case_ids: Vec<Uuid>,
+}
 
 /// Creates one card per prompt of a promptfoo config, each with the config's tests as test
 /// cases in the config's order (`defaultTest` merged as promptfoo merges it), in one atomic
@@ -21,21 +43,29 @@ use uuid::Uuid;
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/imports/promptfoo", tag = "imports",
     request_body(content = String, content_type = "application/yaml", description = "a promptfoo config"),
     params(("ws" = Uuid, Path)),
-    responses((status = 201, description = "{cards: [{id, title, version, test_case_ids}], providers, ignored, position}"),
+    responses((status = 201, body = Positioned<ImportReply>),
         (status = 400), (status = 403), (status = 404), (status = 415), (status = 422)))]
 pub async fn import_promptfoo(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
     ctx: CommandContext,
     Yaml(config): Yaml,
-) -> Result<Reply, ApiError> {
+) -> Result<Reply<ImportReply>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
     state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::CREATED).await? {
-        return Ok(reply);
-    }
-    let import = promptfoo::translate(&config)?;
+        .execute(
+            &ctx,
+            access,
+            StatusCode::CREATED,
+            async |_| Ok(()),
+            |()| decide_import(workspace_id, &config),
+        )
+        .await
+}
+
+/// Decides every card and case of the config on new streams, reporting every invalid item.
+fn decide_import(workspace_id: Uuid, config: &Value) -> Result<(Changes, ImportReply), ApiError> {
+    let import = promptfoo::translate(config)?;
     let mut problems: Vec<FieldError> = Vec::new();
     let mut note = |error: DomainError| -> Result<(), ApiError> {
         match error {
@@ -50,79 +80,65 @@ pub async fn import_promptfoo(
             other => Err(other.into()),
         }
     };
-    let mut streams = Vec::new();
+    let mut changes = Changes::default();
     let mut cards = Vec::new();
     for card in &import.cards {
         let card_id = Uuid::now_v7();
-        let empty_card = Loaded {
-            state: PromptCard::default(),
-            version: 0,
-        };
-        let created = empty_card.state.decide(CardCommand::Create {
+        let command = CardCommand::Create {
             card_id,
             workspace_id,
             content: card.content.clone(),
-        });
-        let mut card_events = match created {
-            Ok(events) => events,
+        };
+        // The card's creation and the attachment of each case are one append to its stream.
+        let mut created = match Loaded::<PromptCard>::empty().decide(card_id, command) {
+            Ok(created) => created,
             Err(error) => {
                 note(card.locate(error))?;
                 continue;
             }
         };
-        let mut card_state = PromptCard::fold(&card_events);
         let mut case_streams = Vec::new();
         let mut case_ids = Vec::new();
         for case in &card.cases {
             let case_id = Uuid::now_v7();
-            let empty_case = Loaded {
-                state: TestCase::default(),
-                version: 0,
-            };
             let facts = CardFacts {
                 card_id,
                 workspace_id,
                 variables: card.content.variables.clone(),
                 archived: false,
             };
-            let created = empty_case.state.decide(TestCaseCommand::Create {
+            let command = TestCaseCommand::Create {
                 case_id,
                 card: facts,
                 content: case.content.clone(),
-            });
-            match created {
-                Ok(events) => case_streams.push(stream_of(case_id, &empty_case, &events)),
+            };
+            match Loaded::<TestCase>::empty().decide(case_id, command) {
+                Ok(decided) => case_streams.push(decided.append),
                 Err(error) => {
                     note(case.locate(error))?;
                     continue;
                 }
             }
-            let attached = card_state.decide(CardCommand::AttachTestCase { case_id })?;
-            card_state = attached.iter().fold(card_state, |s, e| s.evolve(e));
-            card_events.extend(attached);
+            created.then(CardCommand::AttachTestCase { case_id })?;
             case_ids.push(case_id);
         }
         // The card first, then its cases: the order the per-card route appends them in.
-        streams.push(stream_of(card_id, &empty_card, &card_events));
-        streams.extend(case_streams);
-        cards.push(json!({
-            "id": card_id,
-            "title": card_state.current().map(|v| v.content.title.clone()),
-            "version": 1,
-            "test_case_ids": case_ids,
-        }));
+        cards.push(ImportedCardReply {
+            id: card_id,
+            title: created.state.current().map(|v| v.content.title.clone()),
+            version: 1,
+            test_case_ids: case_ids,
+        });
+        changes.push(created.append);
+        case_streams.into_iter().for_each(|stream| changes.push(stream));
     }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            streams,
-            vec![],
-            StatusCode::CREATED,
-            json!({ "cards": cards, "providers": import.providers, "ignored": import.ignored }),
-        )
-        .await
+    let answer = ImportReply {
+        cards,
+        providers: import.providers,
+        ignored: import.ignored,
+    };
+    Ok((changes, answer))
 }

@@ -1,19 +1,19 @@
 //! Test runs: request one (the runner picks it up from the events topic) and cancel it.
 
-use crate::command::{stream_of, Reply};
+use crate::command::{Access, Changes, Loader, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::routes::cards::load_card;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::run::{ProviderSpec, RunCase, RunCommand, RunPlan, TestRun};
+use domain::card::PromptCard;
+use domain::run::{cases_to_run, CardRunRequest, ProviderSpec, RunCommand, RunStatus, TestRun};
 use domain::test_case::TestCase;
-use domain::{Aggregate, DomainError, FieldError, Permission};
+use domain::Permission;
 use event_store::Loaded;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -62,122 +62,78 @@ pub struct RequestRun {
     pub repeat: Option<u32>,
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunQueued {
+    pub run_id: Uuid,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunCancelled {
+    pub run_id: Uuid,
+    #[schema(value_type = String, example = "CANCELLED")]
+    pub status: RunStatus,
+}
+
 /// Requests a run of a card version's test cases against providers. The plan (template,
 /// variables, cases, assertions) is snapshotted: later edits never change it.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/runs", tag = "runs", request_body = RequestRun,
     params(("ws" = Uuid, Path)),
-    responses((status = 202, description = "queued: {run_id, position}"), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 202, body = Positioned<RunQueued>, description = "queued"), (status = 404), (status = 409), (status = 422)))]
 pub async fn request_run(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
     ctx: CommandContext,
     Json(request): Json<RequestRun>,
-) -> Result<Reply, ApiError> {
-    state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::ACCEPTED).await? {
-        return Ok(reply);
-    }
-    let card = load_card(&state, workspace_id, request.card_id).await?.state;
-    if card.archived {
-        return Err(DomainError::Conflict("the prompt card is archived".into()).into());
-    }
-    let card_version = request.card_version.unwrap_or(card.version());
-    let content = card
-        .at_version(card_version)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "card_version",
-                format!("must be an existing version, 1 to {}", card.version()),
-            )
-        })?
-        .content
-        .clone();
-
-    let case_ids = request.test_case_ids.unwrap_or_else(|| card.test_cases.clone());
-    let mut problems = Vec::new();
-    let mut cases = Vec::new();
-    for (i, case_id) in case_ids.iter().enumerate() {
-        if !card.test_cases.contains(case_id) {
-            problems.push(FieldError::new(
-                format!("test_case_ids[{i}]"),
-                "is not a test case of this card",
-            ));
-            continue;
-        }
-        let case = state.repo.load::<TestCase>(*case_id).await?.state;
-        let Some(content) = case.content else { continue };
-        cases.push(RunCase {
-            case_id: *case_id,
-            name: content.name,
-            vars: content.vars,
-            expected_output: content.expected_output,
-            assertions: content.assertions,
-        });
-    }
-    if !problems.is_empty() {
-        return Err(ApiError::Invalid(problems));
-    }
-
+) -> Result<Reply<RunQueued>, ApiError> {
     let run_id = Uuid::now_v7();
-    let empty = Loaded {
-        state: TestRun::default(),
-        version: 0,
-    };
-    let events = empty.state.decide(RunCommand::Request {
-        run_id,
-        plan: RunPlan {
-            workspace_id,
-            card_id: request.card_id,
-            card_version,
-            template: content.template,
-            variables: content.variables,
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
+    let load = async |l: Loader| {
+        let card = l.in_workspace::<PromptCard>(request.card_id).await?.state;
+        let case_ids = cases_to_run(&card, request.test_case_ids);
+        // Ids that are not the card's are refused by `decide`; there is nothing to read for them.
+        let mut cases = Vec::with_capacity(case_ids.len());
+        for case_id in case_ids.iter().filter(|id| card.test_cases.contains(id)) {
+            cases.push(l.in_workspace::<TestCase>(*case_id).await?.state);
+        }
+        Ok(CardRunRequest {
+            card,
+            card_version: request.card_version,
+            case_ids,
             cases,
             providers: request.providers.into_iter().map(ProviderSpec::from).collect(),
             repeat: request.repeat.unwrap_or(1),
-        },
-    })?;
+        })
+    };
     state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(run_id, &empty, &events)],
-            vec![],
-            StatusCode::ACCEPTED,
-            json!({ "run_id": run_id }),
-        )
+        .execute(&ctx, access, StatusCode::ACCEPTED, load, |request| {
+            let mut changes = Changes::default();
+            let command = RunCommand::RequestForCard { run_id, request };
+            changes.decide(run_id, &Loaded::<TestRun>::empty(), command)?;
+            Ok((changes, RunQueued { run_id }))
+        })
         .await
 }
 
 /// Cancels a run: the runner makes no further provider calls for it.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/runs/{run}/cancel", tag = "runs",
     params(("ws" = Uuid, Path), ("run" = Uuid, Path)),
-    responses((status = 200, description = "cancelled"), (status = 404), (status = 409)))]
+    responses((status = 200, body = Positioned<RunCancelled>, description = "cancelled"), (status = 404), (status = 409)))]
 pub async fn cancel_run(
     State(state): State<AppState>,
     Path((workspace_id, run_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
-) -> Result<Reply, ApiError> {
+) -> Result<Reply<RunCancelled>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
+    let load = async |l: Loader| l.in_workspace::<TestRun>(run_id).await;
     state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    let run = state.repo.load::<TestRun>(run_id).await?;
-    if run.state.plan.as_ref().map(|p| p.workspace_id) != Some(workspace_id) {
-        return Err(ApiError::NotFound("test run not found".into()));
-    }
-    let events = run.state.decide(RunCommand::Cancel)?;
-    state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(run_id, &run, &events)],
-            vec![],
-            StatusCode::OK,
-            json!({ "run_id": run_id, "status": "CANCELLED" }),
-        )
+        .execute(&ctx, access, StatusCode::OK, load, |run| {
+            let mut changes = Changes::default();
+            changes.decide(run_id, &run, RunCommand::Cancel)?;
+            let answer = RunCancelled {
+                run_id,
+                status: RunStatus::Cancelled,
+            };
+            Ok((changes, answer))
+        })
         .await
 }

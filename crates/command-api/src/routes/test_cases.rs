@@ -1,20 +1,19 @@
 //! Test cases of a prompt card.
 
-use crate::command::{stream_of, Reply};
+use crate::command::{Access, Changes, Created, Loader, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::routes::cards::load_card;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::assertion::Assertion;
 use domain::card::{CardCommand, PromptCard};
 use domain::test_case::{CardFacts, TestCase, TestCaseCommand, TestCaseContent};
-use domain::{Aggregate, Permission};
+use domain::Permission;
 use event_store::Loaded;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -63,135 +62,95 @@ impl TestCaseRequest {
     }
 }
 
-fn facts(card: &PromptCard) -> Result<CardFacts, ApiError> {
-    let (Some(card_id), Some(workspace_id), Some(current)) = (card.id, card.workspace_id, card.current()) else {
-        return Err(ApiError::NotFound("prompt card not found".into()));
-    };
-    Ok(CardFacts {
-        card_id,
-        workspace_id,
-        variables: current.content.variables.clone(),
-        archived: card.archived,
-    })
-}
-
-/// A test case of the card, or 404.
-async fn load_case(state: &AppState, card_id: Uuid, case_id: Uuid) -> Result<Loaded<TestCase>, ApiError> {
-    let case = state.repo.load::<TestCase>(case_id).await?;
-    if case.state.card_id != Some(card_id) || case.state.deleted {
-        return Err(ApiError::NotFound("test case not found".into()));
-    }
-    Ok(case)
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeletedReply {
+    pub id: Uuid,
+    pub deleted: bool,
 }
 
 /// Adds a test case; its vars are checked against the card's current variables.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/prompt-cards/{card}/test-cases", tag = "test-cases",
     request_body = TestCaseRequest, params(("ws" = Uuid, Path), ("card" = Uuid, Path)),
-    responses((status = 201, body = crate::routes::workspaces::Created), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 201, body = Positioned<Created>), (status = 404), (status = 409), (status = 422)))]
 pub async fn create_test_case(
     State(state): State<AppState>,
     Path((workspace_id, card_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
     Json(request): Json<TestCaseRequest>,
-) -> Result<Reply, ApiError> {
-    state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::CREATED).await? {
-        return Ok(reply);
-    }
-    let card = load_card(&state, workspace_id, card_id).await?;
+) -> Result<Reply<Created>, ApiError> {
     let case_id = Uuid::now_v7();
-    let empty = Loaded {
-        state: TestCase::default(),
-        version: 0,
-    };
-    let events = empty.state.decide(TestCaseCommand::Create {
-        case_id,
-        card: facts(&card.state)?,
-        content: request.into_content(),
-    })?;
-    // The card records the case in the same append, at the version it was checked against.
-    let card_events = card.state.decide(CardCommand::AttachTestCase { case_id })?;
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
+    let load = async |l: Loader| l.in_workspace::<PromptCard>(card_id).await;
     state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![
-                stream_of(card_id, &card, &card_events),
-                stream_of(case_id, &empty, &events),
-            ],
-            vec![],
-            StatusCode::CREATED,
-            json!({ "id": case_id }),
-        )
+        .execute(&ctx, access, StatusCode::CREATED, load, |card| {
+            let mut changes = Changes::default();
+            // The card records the case in the same append, at the version it was checked
+            // against; the card's stream comes first, as in an import.
+            changes.decide(card_id, &card, CardCommand::AttachTestCase { case_id })?;
+            let command = TestCaseCommand::Create {
+                case_id,
+                card: CardFacts::of(&card.state)?,
+                content: request.into_content(),
+            };
+            changes.decide(case_id, &Loaded::<TestCase>::empty(), command)?;
+            Ok((changes, Created { id: case_id }))
+        })
         .await
 }
 
 /// Replaces a test case's content.
 #[utoipa::path(put, path = "/v1/workspaces/{ws}/prompt-cards/{card}/test-cases/{case}", tag = "test-cases",
     request_body = TestCaseRequest, params(("ws" = Uuid, Path), ("card" = Uuid, Path), ("case" = Uuid, Path)),
-    responses((status = 200, body = crate::routes::workspaces::Created), (status = 404), (status = 422)))]
+    responses((status = 200, body = Positioned<Created>), (status = 404), (status = 422)))]
 pub async fn update_test_case(
     State(state): State<AppState>,
     Path((workspace_id, card_id, case_id)): Path<(Uuid, Uuid, Uuid)>,
     ctx: CommandContext,
     Json(request): Json<TestCaseRequest>,
-) -> Result<Reply, ApiError> {
+) -> Result<Reply<Created>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
+    let load = async |l: Loader| {
+        let card = l.in_workspace::<PromptCard>(card_id).await?;
+        Ok((card, l.in_workspace::<TestCase>(case_id).await?))
+    };
     state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    let card = load_card(&state, workspace_id, card_id).await?;
-    let case = load_case(&state, card_id, case_id).await?;
-    let events = case.state.decide(TestCaseCommand::Update {
-        card: facts(&card.state)?,
-        content: request.into_content(),
-    })?;
-    state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(case_id, &case, &events)],
-            vec![],
-            StatusCode::OK,
-            json!({ "id": case_id }),
-        )
+        .execute(&ctx, access, StatusCode::OK, load, |(card, case)| {
+            let mut changes = Changes::default();
+            let command = TestCaseCommand::Update {
+                card: CardFacts::of(&card.state)?,
+                content: request.into_content(),
+            };
+            changes.decide(case_id, &case, command)?;
+            Ok((changes, Created { id: case_id }))
+        })
         .await
 }
 
 /// Deletes a test case (its history stays in the event store).
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/prompt-cards/{card}/test-cases/{case}", tag = "test-cases",
     params(("ws" = Uuid, Path), ("card" = Uuid, Path), ("case" = Uuid, Path)),
-    responses((status = 200, description = "deleted"), (status = 404)))]
+    responses((status = 200, body = Positioned<DeletedReply>, description = "deleted"), (status = 404)))]
 pub async fn delete_test_case(
     State(state): State<AppState>,
     Path((workspace_id, card_id, case_id)): Path<(Uuid, Uuid, Uuid)>,
     ctx: CommandContext,
-) -> Result<Reply, ApiError> {
+) -> Result<Reply<DeletedReply>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::WriteCards);
+    let load = async |l: Loader| {
+        let card = l.in_workspace::<PromptCard>(card_id).await?;
+        Ok((card, l.in_workspace::<TestCase>(case_id).await?))
+    };
     state
-        .workspace_access(&ctx, workspace_id, Permission::WriteCards)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    let card = load_card(&state, workspace_id, card_id).await?;
-    let case = load_case(&state, card_id, case_id).await?;
-    let events = case.state.decide(TestCaseCommand::Delete)?;
-    let card_events = card.state.decide(CardCommand::DetachTestCase { case_id })?;
-    state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![
-                stream_of(card_id, &card, &card_events),
-                stream_of(case_id, &case, &events),
-            ],
-            vec![],
-            StatusCode::OK,
-            json!({ "id": case_id, "deleted": true }),
-        )
+        .execute(&ctx, access, StatusCode::OK, load, |(card, case)| {
+            let mut changes = Changes::default();
+            let deleted = case.decide(case_id, TestCaseCommand::Delete { card_id })?;
+            changes.decide(card_id, &card, CardCommand::DetachTestCase { case_id })?;
+            changes.push(deleted.append);
+            let answer = DeletedReply {
+                id: case_id,
+                deleted: true,
+            };
+            Ok((changes, answer))
+        })
         .await
 }

@@ -1,7 +1,7 @@
 //! Workspaces, their members and API keys.
 
-use crate::auth::{generate_api_key, Principal};
-use crate::command::{stream_of, Reply};
+use crate::auth::generate_api_key;
+use crate::command::{Access, Changes, Created, Loader, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
@@ -11,10 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use domain::user::normalize_email;
 use domain::workspace::{Workspace, WorkspaceCommand};
-use domain::{Aggregate, Permission, Role};
-use event_store::{Loaded, Reservation};
+use domain::{Permission, Role};
+use event_store::Loaded;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -22,12 +21,6 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     pub name: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Created {
-    pub id: Uuid,
-    pub position: i64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
@@ -63,11 +56,16 @@ pub struct ChangeRole {
     pub role: RoleDto,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MemberReply {
     pub user_id: Uuid,
     pub role: RoleDto,
-    pub position: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberRemoved {
+    pub user_id: Uuid,
+    pub removed: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -77,88 +75,89 @@ pub struct CreateApiKey {
     pub role: RoleDto,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// An API key as stored with the idempotency key: without its secret.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApiKeyStored {
+    pub id: Uuid,
+    pub name: String,
+    pub role: RoleDto,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyCreated {
     pub id: Uuid,
     /// The full key. It is shown once and cannot be retrieved later.
     pub key: String,
     pub name: String,
     pub role: RoleDto,
-    pub position: i64,
 }
 
 /// Creates a workspace owned by the calling user.
 #[utoipa::path(post, path = "/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
-    responses((status = 201, body = Created), (status = 401), (status = 422)))]
+    responses((status = 201, body = Positioned<Created>), (status = 401), (status = 422)))]
 pub async fn create_workspace(
     State(state): State<AppState>,
     ctx: CommandContext,
     Json(request): Json<CreateWorkspace>,
-) -> Result<Reply, ApiError> {
-    let Principal::User(owner_id) = ctx.principal()? else {
-        return Err(ApiError::Forbidden("API keys cannot create workspaces".into()));
-    };
-    if let Some(reply) = state.replay(&ctx, StatusCode::CREATED).await? {
-        return Ok(reply);
-    }
+) -> Result<Reply<Created>, ApiError> {
     let workspace_id = Uuid::now_v7();
-    let empty = Loaded {
-        state: Workspace::default(),
-        version: 0,
-    };
-    let events = empty.state.decide(WorkspaceCommand::Create {
-        workspace_id,
-        name: request.name,
-        owner_id,
-    })?;
+    let access = Access::User("create workspaces");
+    let load = async |l: Loader| l.user_id();
     state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(workspace_id, &empty, &events)],
-            vec![],
-            StatusCode::CREATED,
-            json!({ "id": workspace_id }),
-        )
+        .execute(&ctx, access, StatusCode::CREATED, load, |owner_id| {
+            let mut changes = Changes::default().in_workspace(workspace_id);
+            let command = WorkspaceCommand::Create {
+                workspace_id,
+                name: request.name,
+                owner_id,
+            };
+            changes.decide(workspace_id, &Loaded::<Workspace>::empty(), command)?;
+            Ok((changes, Created { id: workspace_id }))
+        })
         .await
 }
 
 /// Adds an existing user, by email, to the workspace.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/members", tag = "workspaces", request_body = AddMember,
     params(("ws" = Uuid, Path)),
-    responses((status = 201, body = MemberReply), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 201, body = Positioned<MemberReply>), (status = 403), (status = 404), (status = 409)))]
 pub async fn add_member(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
     ctx: CommandContext,
     Json(request): Json<AddMember>,
-) -> Result<Reply, ApiError> {
-    let (workspace, actor_role) = state
-        .workspace_access(&ctx, workspace_id, Permission::ManageMembers)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::CREATED).await? {
-        return Ok(reply);
-    }
-    let email = normalize_email(&request.email)?;
-    let user_id = state
-        .repo
-        .store()
-        .reservation(USER_EMAIL_SCOPE, &email)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no user has signed up with this email".into()))?;
-    let events = workspace.state.decide(WorkspaceCommand::AddMember {
-        actor_role,
-        user_id,
-        role: request.role.into(),
-    })?;
+) -> Result<Reply<MemberReply>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::ManageMembers);
+    let load = async |l: Loader| {
+        let email = normalize_email(&request.email)?;
+        let user_id = l
+            .reservation(USER_EMAIL_SCOPE, &email)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no user has signed up with this email".into()))?;
+        Ok((l.workspace()?, user_id))
+    };
     state
-        .commit(
+        .execute(
             &ctx,
-            Some(workspace_id),
-            vec![stream_of(workspace_id, &workspace, &events)],
-            vec![],
+            access,
             StatusCode::CREATED,
-            json!({ "user_id": user_id, "role": request.role }),
+            load,
+            |((workspace, actor_role), user_id)| {
+                let mut changes = Changes::default();
+                let command = WorkspaceCommand::AddMember {
+                    actor_role,
+                    user_id,
+                    role: request.role.into(),
+                };
+                changes.decide(workspace_id, &workspace, command)?;
+                Ok((
+                    changes,
+                    MemberReply {
+                        user_id,
+                        role: request.role,
+                    },
+                ))
+            },
         )
         .await
 }
@@ -166,112 +165,101 @@ pub async fn add_member(
 /// Changes a member's role.
 #[utoipa::path(patch, path = "/v1/workspaces/{ws}/members/{user_id}", tag = "workspaces",
     request_body = ChangeRole, params(("ws" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 200, body = MemberReply), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = Positioned<MemberReply>), (status = 403), (status = 404), (status = 409)))]
 pub async fn change_member_role(
     State(state): State<AppState>,
     Path((workspace_id, user_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
     Json(request): Json<ChangeRole>,
-) -> Result<Reply, ApiError> {
-    let (workspace, actor_role) = state
-        .workspace_access(&ctx, workspace_id, Permission::ManageMembers)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    let events = workspace.state.decide(WorkspaceCommand::ChangeMemberRole {
-        actor_role,
-        user_id,
-        role: request.role.into(),
-    })?;
+) -> Result<Reply<MemberReply>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::ManageMembers);
+    let load = async |l: Loader| l.workspace();
     state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(workspace_id, &workspace, &events)],
-            vec![],
-            StatusCode::OK,
-            json!({ "user_id": user_id, "role": request.role }),
-        )
+        .execute(&ctx, access, StatusCode::OK, load, |(workspace, actor_role)| {
+            let mut changes = Changes::default();
+            let command = WorkspaceCommand::ChangeMemberRole {
+                actor_role,
+                user_id,
+                role: request.role.into(),
+            };
+            changes.decide(workspace_id, &workspace, command)?;
+            Ok((
+                changes,
+                MemberReply {
+                    user_id,
+                    role: request.role,
+                },
+            ))
+        })
         .await
 }
 
 /// Removes a member from the workspace.
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/members/{user_id}", tag = "workspaces",
     params(("ws" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 200, description = "removed; body carries position"), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = Positioned<MemberRemoved>, description = "removed"), (status = 403), (status = 404), (status = 409)))]
 pub async fn remove_member(
     State(state): State<AppState>,
     Path((workspace_id, user_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
-) -> Result<Reply, ApiError> {
-    let (workspace, actor_role) = state
-        .workspace_access(&ctx, workspace_id, Permission::ManageMembers)
-        .await?;
-    if let Some(reply) = state.replay(&ctx, StatusCode::OK).await? {
-        return Ok(reply);
-    }
-    let events = workspace
-        .state
-        .decide(WorkspaceCommand::RemoveMember { actor_role, user_id })?;
+) -> Result<Reply<MemberRemoved>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::ManageMembers);
+    let load = async |l: Loader| l.workspace();
     state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(workspace_id, &workspace, &events)],
-            vec![],
-            StatusCode::OK,
-            json!({ "user_id": user_id, "removed": true }),
-        )
+        .execute(&ctx, access, StatusCode::OK, load, |(workspace, actor_role)| {
+            let mut changes = Changes::default();
+            let command = WorkspaceCommand::RemoveMember { actor_role, user_id };
+            changes.decide(workspace_id, &workspace, command)?;
+            let answer = MemberRemoved { user_id, removed: true };
+            Ok((changes, answer))
+        })
         .await
 }
 
 /// Creates an API key for the workspace. The key is in this response only.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/api-keys", tag = "workspaces", request_body = CreateApiKey,
     params(("ws" = Uuid, Path)),
-    responses((status = 201, body = ApiKeyCreated), (status = 403), (status = 404)))]
+    responses((status = 201, body = Positioned<ApiKeyCreated>), (status = 403), (status = 404)))]
 pub async fn create_api_key(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
     ctx: CommandContext,
     Json(request): Json<CreateApiKey>,
-) -> Result<Reply, ApiError> {
-    let (workspace, actor_role) = state
-        .workspace_access(&ctx, workspace_id, Permission::ManageMembers)
+) -> Result<Reply<ApiKeyCreated>, ApiError> {
+    let key = generate_api_key();
+    let access = Access::Workspace(workspace_id, Permission::ManageMembers);
+    let load = async |l: Loader| l.workspace();
+    let reply = state
+        .execute(&ctx, access, StatusCode::CREATED, load, |(workspace, actor_role)| {
+            let mut changes = Changes::default();
+            let command = WorkspaceCommand::CreateApiKey {
+                actor_role,
+                key_id: key.key_id,
+                name: request.name.clone(),
+                role: request.role.into(),
+                secret_hash: key.secret_hash,
+            };
+            changes.decide(workspace_id, &workspace, command)?;
+            changes.reserve(API_KEY_SCOPE, key.key_id.to_string(), workspace_id);
+            let answer = ApiKeyStored {
+                id: key.key_id,
+                name: request.name.trim().to_owned(),
+                role: request.role,
+            };
+            Ok((changes, answer))
+        })
         .await?;
     // A retried request must not show a key again: the secret was never stored.
-    let already_created = || ApiError::Conflict {
-        message: "this API key was already created; its secret was shown once and cannot be shown again".into(),
-        current_version: None,
-    };
-    if state.replay(&ctx, StatusCode::CREATED).await?.is_some() {
-        return Err(already_created());
-    }
-    let key = generate_api_key();
-    let events = workspace.state.decide(WorkspaceCommand::CreateApiKey {
-        actor_role,
-        key_id: key.key_id,
-        name: request.name.clone(),
-        role: request.role.into(),
-        secret_hash: key.secret_hash,
-    })?;
-    let mut reply = state
-        .commit(
-            &ctx,
-            Some(workspace_id),
-            vec![stream_of(workspace_id, &workspace, &events)],
-            vec![Reservation {
-                scope: API_KEY_SCOPE.into(),
-                value: key.key_id.to_string(),
-                stream_id: workspace_id,
-            }],
-            StatusCode::CREATED,
-            json!({ "id": key.key_id, "name": request.name.trim(), "role": request.role }),
-        )
-        .await?;
     if reply.replayed {
-        return Err(already_created());
+        return Err(ApiError::Conflict {
+            message: "this API key was already created; its secret was shown once and cannot be shown again".into(),
+            current_version: None,
+        });
     }
-    reply.body["key"] = json!(key.key);
-    Ok(reply)
+    Ok(reply.map(|stored| ApiKeyCreated {
+        id: stored.id,
+        key: key.key,
+        name: stored.name,
+        role: stored.role,
+    }))
 }

@@ -369,7 +369,9 @@ impl TestApp {
         let (card_stream, _) = self
             .decide::<PromptCard>(card_id, CardCommand::DetachTestCase { case_id })
             .await;
-        let (case_stream, _) = self.decide::<TestCase>(case_id, TestCaseCommand::Delete).await;
+        let (case_stream, _) = self
+            .decide::<TestCase>(case_id, TestCaseCommand::Delete { card_id })
+            .await;
         self.append(
             vec![card_stream, case_stream],
             Some(tenant.workspace_id),
