@@ -10,7 +10,10 @@
 --                        tracestate},
 --             reservations: [{scope, value, stream_id}],
 --             idempotency: null | {scope, key, request_hash, response}}]
--- lock_keys: the advisory-lock keys of every stream written, sorted (see lock_streams in sql.rs).
+-- lock_keys: the advisory-lock keys of every stream written, sorted (see lock_keys in sql.rs).
+-- No NOTIFY here: a notifying transaction holds Postgres's database-wide notify lock through
+-- its commit's WAL flush, so concurrent batches could not share flushes (group_commit.rs
+-- notifies after the commit instead).
 -- Returns one outcome per command, in order: {streams, position, response?, replayed} or
 -- {error: "wrong_expected_version" | "reserved" | "idempotency_key_reused" | "duplicate_event"
 --         | "database", ...details}.
@@ -159,14 +162,13 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION promptcards_append_batch(commands jsonb, lock_keys bigint[], channel text) RETURNS jsonb
+CREATE FUNCTION promptcards_append_batch(commands jsonb, lock_keys bigint[]) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     lock_key bigint;
     command jsonb;
     outcome jsonb;
     outcomes jsonb := '[]';
-    written boolean := false;
 BEGIN
     -- Every stream's lock before the first write: tailing readers order by transaction id, and
     -- a transaction gets its id at its first write (see lock_streams in sql.rs).
@@ -189,13 +191,8 @@ BEGIN
             WHEN OTHERS THEN
                 outcome := jsonb_build_object('error', 'database', 'message', SQLERRM);
         END;
-        written := written OR NOT (outcome ? 'error' OR (outcome->>'replayed')::boolean);
         outcomes := outcomes || jsonb_build_array(outcome);
     END LOOP;
-    IF written THEN
-        -- Wakes tailing readers (the Kafka relay) once per batch, when it commits.
-        PERFORM pg_notify(channel, '');
-    END IF;
     RETURN outcomes;
 END
 $$;

@@ -92,7 +92,14 @@ impl Session {
     }
 }
 
+/// `--only append.store`: the in-process append figures alone, which need only Postgres, to
+/// run beside the peer harness.
+pub const STORE_ONLY: &str = "append.store";
+
 pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()> {
+    if config.only.as_deref() == Some(STORE_ONLY) {
+        return store_append(config, report).await;
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(30))

@@ -22,10 +22,9 @@ pub(crate) async fn append_batch(
 ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
     let commands = Value::Array(appends.iter().map(command_json).collect());
     let sqlx::types::Json(outcomes): sqlx::types::Json<Vec<Value>> =
-        sqlx::query_scalar("SELECT promptcards_append_batch($1, $2, $3)")
+        sqlx::query_scalar("SELECT promptcards_append_batch($1, $2)")
             .bind(sqlx::types::Json(commands))
             .bind(lock_keys(appends))
-            .bind(crate::EVENTS_CHANNEL)
             .fetch_one(pool)
             .await?;
     if outcomes.len() != appends.len() {
@@ -153,6 +152,15 @@ fn outcome(value: Value, append: &Append) -> Result<Appended, AppendError> {
         Some("duplicate_event") => Err(AppendError::DuplicateEvent(uuid("event_id").unwrap_or_default())),
         Some(_) => Err(AppendError::Database(sqlx::Error::Protocol(text("message")))),
     }
+}
+
+/// Wakes tailing readers (the Kafka relay), which also poll, so a lost wake-up only delays them.
+pub(crate) async fn notify_appended(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::EVENTS_CHANNEL)
+        .execute(pool)
+        .await
+        .map(drop)
 }
 
 pub(crate) async fn idempotent_result(
