@@ -2,8 +2,8 @@
 //! together, as one batch in one transaction and one round trip (`sql::append_batch`).
 //!
 //! Nothing waits to fill a batch: a committer takes whatever is queued when it becomes free, so
-//! an idle store commits each append at once, and a busy one commits many per transaction. Two
-//! committers run, so one batch is being collected while the other commits.
+//! an idle store commits each append at once, and a busy one commits many per transaction. Four
+//! committers run, so batches are collected while others commit.
 //!
 //! Tailing readers are woken after the commit by a notifier task, not by a NOTIFY inside the
 //! batch: Postgres holds its database-wide notify lock from a notifying transaction's commit
