@@ -92,7 +92,14 @@ impl Session {
     }
 }
 
+/// `--only append.store`: the in-process append figures alone, which need only Postgres, to
+/// run beside the peer harness.
+pub const STORE_ONLY: &str = "append.store";
+
 pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()> {
+    if config.only.as_deref() == Some(STORE_ONLY) {
+        return store_append(config, report).await;
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(30))
@@ -131,6 +138,7 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
     if config.runs("append") {
         append(config, &session, report).await?;
         pg_ceiling(config, report).await?;
+        store_append(config, report).await?;
     }
     if config.runs("freshness") {
         freshness(config, &session, report).await?;
@@ -196,6 +204,129 @@ async fn append(config: &Config, session: &Session, report: &mut Report) -> anyh
     report.figure("append.p50_ms", percentile_ms(&mut latencies, 50.0), "ms");
     report.figure("append.p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
     Ok(())
+}
+
+/// The peer harness's workload (../shared/peers/cqrs-es-bench) in process, without HTTP: each
+/// client creates a card and edits it 19 times, then the next card; every command is load +
+/// decide + append through the event store, as the command API does it. Also counts, from
+/// Postgres's own statistics, the transactions (each one statement and one round trip here)
+/// and the rows written per command.
+async fn store_append(config: &Config, report: &mut Report) -> anyhow::Result<()> {
+    use domain::card::{CardCommand, PromptCard};
+    use domain::Aggregate;
+    use event_store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend};
+
+    // A database of its own, so Postgres's statistics count this workload alone.
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.database_url)
+        .await?;
+    sqlx::query("DROP DATABASE IF EXISTS promptcards_bench_store")
+        .execute(&admin)
+        .await?;
+    sqlx::query("CREATE DATABASE promptcards_bench_store")
+        .execute(&admin)
+        .await?;
+    let url = PgConnectOptions::from_str(&config.database_url)?.database("promptcards_bench_store");
+    let store = EventStore::new(
+        PgPoolOptions::new()
+            .max_connections(config.concurrency as u32 + 4)
+            .connect_with(url)
+            .await?,
+    );
+    store.migrate().await?;
+    let repository = Repository::new(store.clone(), 10_000);
+    let workspace_id = uuid::Uuid::now_v7();
+    let before = database_activity(store.pool()).await?;
+    let deadline = Instant::now() + config.duration;
+    let mut workers = Vec::new();
+    for _ in 0..config.concurrency {
+        let repository = repository.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let card_id = uuid::Uuid::now_v7();
+                for edit in 0..20u32 {
+                    let started = Instant::now();
+                    let loaded = repository.load::<PromptCard>(card_id).await?;
+                    let content = seed::content("Store bench card", edit);
+                    let command = if edit == 0 {
+                        CardCommand::Create {
+                            card_id,
+                            workspace_id,
+                            content,
+                        }
+                    } else {
+                        CardCommand::Update {
+                            expected_version: loaded.state.version(),
+                            content,
+                        }
+                    };
+                    let events = loaded.state.decide(command)?;
+                    let expected = match loaded.version {
+                        0 => ExpectedVersion::NoStream,
+                        version => ExpectedVersion::Exact(version),
+                    };
+                    repository
+                        .store()
+                        .append(Append {
+                            streams: vec![StreamAppend {
+                                stream_id: card_id,
+                                stream_type: PromptCard::STREAM_TYPE.into(),
+                                expected,
+                                events: events.iter().map(NewEvent::from_domain).collect(),
+                            }],
+                            metadata: Metadata {
+                                actor_id: Some(workspace_id),
+                                workspace_id: Some(workspace_id),
+                                correlation_id: uuid::Uuid::now_v7(),
+                                ..Default::default()
+                            },
+                            ..Default::default()
+                        })
+                        .await?;
+                    latencies.push(started.elapsed());
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let elapsed = config.duration.as_secs_f64();
+    let commands = latencies.len() as f64;
+    report.figure("append.store_commands_per_s", commands / elapsed, "commands/s");
+    report.figure("append.store_p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
+    // Backends report their statistics when idle for a second, so wait that long before reading.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = database_activity(store.pool()).await?;
+    report.figure(
+        "append.store_round_trips_per_command",
+        (after.0 - before.0) as f64 / commands,
+        "transactions",
+    );
+    report.figure(
+        "append.store_rows_per_command",
+        (after.1 - before.1) as f64 / commands,
+        "rows",
+    );
+    drop(repository);
+    store.pool().close().await;
+    sqlx::query("DROP DATABASE promptcards_bench_store")
+        .execute(&admin)
+        .await?;
+    Ok(())
+}
+
+/// Committed transactions and inserted plus updated rows of the current database so far.
+async fn database_activity(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT xact_commit, tup_inserted + tup_updated FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// The same row shape as an event, inserted by plain single-row transactions at the same
@@ -629,7 +760,7 @@ mod seed {
         }
     }
 
-    fn content(title: &str, edit: u32) -> CardContent {
+    pub(super) fn content(title: &str, edit: u32) -> CardContent {
         CardContent {
             title: title.into(),
             description: "Summaries for the support team".into(),

@@ -31,10 +31,16 @@ pub fn event_hash(
         hasher.update(part.as_bytes());
         hasher.update([0x1f]);
     }
-    let mut canonical = String::new();
-    write_canonical(data, &mut canonical);
-    hasher.update(canonical.as_bytes());
+    hasher.update(canonical(data).as_bytes());
     hex::encode(hasher.finalize())
+}
+
+/// The data as hashed: JSON with object keys sorted at every level. The append computes the
+/// same hash in SQL (migrations/*_append_batch.sql) from this text.
+pub fn canonical(data: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(data, &mut out);
+    out
 }
 
 fn write_canonical(value: &Value, out: &mut String) {

@@ -6,6 +6,7 @@
 //! reader that never passes an uncommitted transaction's events.
 
 pub mod chain;
+mod group_commit;
 mod repository;
 mod sql;
 
@@ -17,6 +18,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -195,11 +197,16 @@ impl Cursor {
 #[derive(Clone, Debug)]
 pub struct EventStore {
     pool: PgPool,
+    /// Started by the first append, on the runtime that makes it; shared by every clone.
+    group_commit: Arc<OnceLock<group_commit::GroupCommit>>,
 }
 
 impl EventStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            group_commit: Arc::default(),
+        }
     }
 
     /// Connects with the session settings the store relies on: a transaction left idle is
@@ -212,7 +219,7 @@ impl EventStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -226,7 +233,25 @@ impl EventStore {
     /// Appends atomically. See [`AppendError`] for every way it refuses.
     #[tracing::instrument(skip_all, fields(streams = append.streams.len()), err(level = "debug"))]
     pub async fn append(&self, append: Append) -> Result<Appended, AppendError> {
-        sql::append(&self.pool, append).await
+        if append.streams.iter().all(|s| s.events.is_empty()) {
+            return Err(AppendError::Empty);
+        }
+        let group_commit = self
+            .group_commit
+            .get_or_init(|| group_commit::GroupCommit::start(self.pool.clone()));
+        group_commit.append(append).await
+    }
+
+    /// Appends these commands together, in one transaction, each all or nothing: a conflict
+    /// fails its command alone. [`append`](Self::append) batches concurrent callers through
+    /// this; tests call it to control what shares a batch.
+    pub async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+        if appends.iter().any(|a| a.streams.iter().all(|s| s.events.is_empty())) {
+            return Err(sqlx::Error::Protocol(
+                "every append of a batch needs at least one event".into(),
+            ));
+        }
+        sql::append_batch(&self.pool, appends).await
     }
 
     /// The stored result of an earlier append with this idempotency key, if any.

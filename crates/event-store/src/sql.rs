@@ -1,10 +1,8 @@
 //! Every SQL statement on the event store's tables.
 
-use crate::{
-    Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent, StreamAppend, StreamInfo,
-    StreamVersion,
-};
-use sqlx::{PgConnection, PgPool};
+use crate::{Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent, StreamInfo};
+use serde_json::{json, Value};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 macro_rules! event_columns {
@@ -15,128 +13,97 @@ macro_rules! event_columns {
     };
 }
 
-fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
-    match error {
-        sqlx::Error::Database(e) => e.code().as_deref() == Some("23505") && e.constraint() == Some(constraint),
-        _ => false,
-    }
-}
-
-pub(crate) async fn append(pool: &PgPool, append: Append) -> Result<Appended, AppendError> {
-    if append.streams.iter().all(|s| s.events.is_empty()) {
-        return Err(AppendError::Empty);
-    }
-    let mut tx = pool.begin().await?;
-    lock_streams(&mut tx, &append.streams).await?;
-
-    if let Some(idempotency) = &append.idempotency {
-        // ON CONFLICT waits for a concurrent holder of the key to commit or roll back, so
-        // "not claimed" means an earlier append with this key has committed its result.
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (scope, key) DO NOTHING",
-        )
-        .bind(&idempotency.scope)
-        .bind(&idempotency.key)
-        .bind(&idempotency.request_hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return idempotent_result(pool, idempotency)
-                .await?
-                .ok_or(AppendError::IdempotencyKeyReused);
-        }
-    }
-
-    for reservation in &append.reservations {
-        let inserted = sqlx::query("INSERT INTO reservations (scope, value, stream_id) VALUES ($1, $2, $3)")
-            .bind(&reservation.scope)
-            .bind(&reservation.value)
-            .bind(reservation.stream_id)
-            .execute(&mut *tx)
-            .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e, "reservations_pkey") => {
-                return Err(AppendError::Reserved {
-                    scope: reservation.scope.clone(),
-                    value: reservation.value.clone(),
-                })
-            }
-            other => other?,
-        };
-    }
-
-    let mut streams = Vec::with_capacity(append.streams.len());
-    let mut position = 0;
-    for stream in &append.streams {
-        if stream.events.is_empty() {
-            continue;
-        }
-        let Some(version) = bump_stream_version(&mut tx, stream, append.metadata.workspace_id).await? else {
-            drop(tx);
-            // A verbatim retry of an append that committed finds the stream moved on by its own
-            // events: it gets the original outcome, not a conflict (INVARIANT 3).
-            match already_appended(pool, &append.streams).await {
-                Err(AppendError::DuplicateEvent(_)) => {}
-                outcome => return outcome,
-            }
-            let actual = stream_info(pool, stream.stream_id).await?.map(|s| s.version);
-            return Err(AppendError::WrongExpectedVersion {
-                stream_id: stream.stream_id,
-                expected: stream.expected,
-                actual,
-            });
-        };
-        match insert_events(&mut tx, stream, version, &append).await {
-            Ok(last) => position = position.max(last),
-            Err(e) if is_unique_violation(&e, "events_event_id_key") => {
-                drop(tx);
-                return already_appended(pool, &append.streams).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        streams.push(StreamVersion {
-            stream_id: stream.stream_id,
-            version,
-        });
-    }
-
-    let appended = Appended {
-        streams,
-        position,
-        replayed: false,
-        response: append.idempotency.as_ref().map(|i| i.response.clone()),
-    };
-    if let Some(idempotency) = &append.idempotency {
-        sqlx::query("UPDATE idempotency_keys SET result = $3 WHERE scope = $1 AND key = $2")
-            .bind(&idempotency.scope)
-            .bind(&idempotency.key)
-            .bind(sqlx::types::Json(&appended))
-            .execute(&mut *tx)
+/// Appends a batch of commands in one statement (one transaction, one round trip): the
+/// function `promptcards_append_batch` (migrations/*_append_batch.sql) runs each command in a
+/// subtransaction, so a conflict fails that command alone. Returns one outcome per command.
+pub(crate) async fn append_batch(
+    pool: &PgPool,
+    appends: &[Append],
+) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+    let commands = Value::Array(appends.iter().map(command_json).collect());
+    let sqlx::types::Json(outcomes): sqlx::types::Json<Vec<Value>> =
+        sqlx::query_scalar("SELECT promptcards_append_batch($1, $2)")
+            .bind(sqlx::types::Json(commands))
+            .bind(lock_keys(appends))
+            .fetch_one(pool)
             .await?;
+    if outcomes.len() != appends.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "the append batch answered {} outcomes for {} commands",
+            outcomes.len(),
+            appends.len()
+        )));
     }
-    // Wakes tailing readers (the Kafka relay) as soon as the events are committed.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(crate::EVENTS_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(appended)
+    Ok(outcomes.into_iter().zip(appends).map(|(o, a)| outcome(o, a)).collect())
 }
 
-/// Serialises appends per stream before the transaction writes anything. Tailing readers order
-/// by transaction id, and a transaction gets its id at its first write: an append that wrote
-/// (an idempotency key, a reservation, another stream) and then waited for a stream's row lock
-/// would commit that stream's next versions under an older id than the append it waited for,
-/// and be delivered before it (INVARIANT 6). Advisory locks assign no transaction id, so the
-/// one taken here makes id order follow each stream's version order. Keys are taken in sorted
-/// order so multi-stream appends cannot deadlock; two streams sharing a key only serialise.
-async fn lock_streams(tx: &mut PgConnection, streams: &[StreamAppend]) -> Result<(), sqlx::Error> {
-    let mut keys: Vec<i64> = streams
+/// One command as the batch function reads it. `canonical` is the data as the hash chain
+/// covers it, so the function computes the same hash as `chain::event_hash`.
+fn command_json(append: &Append) -> Value {
+    let streams: Vec<Value> = append
+        .streams
         .iter()
+        .map(|stream| {
+            let events: Vec<Value> = stream
+                .events
+                .iter()
+                .map(|e| {
+                    json!({
+                        "event_id": e.event_id,
+                        "event_type": e.event_type,
+                        "schema_version": e.schema_version,
+                        "data": e.data,
+                        "canonical": crate::chain::canonical(&e.data),
+                    })
+                })
+                .collect();
+            let expected = match stream.expected {
+                ExpectedVersion::NoStream => json!("no_stream"),
+                ExpectedVersion::Any => json!("any"),
+                ExpectedVersion::Exact(version) => json!(version),
+            };
+            json!({
+                "stream_id": stream.stream_id,
+                "stream_type": stream.stream_type,
+                "expected": expected,
+                "events": events,
+            })
+        })
+        .collect();
+    let meta = &append.metadata;
+    json!({
+        "streams": streams,
+        "metadata": {
+            "actor_id": meta.actor_id,
+            "workspace_id": meta.workspace_id,
+            "correlation_id": meta.correlation_id,
+            "causation_id": meta.causation_id,
+            "traceparent": meta.traceparent,
+            "tracestate": meta.tracestate,
+        },
+        "reservations": append.reservations.iter().map(|r| json!({
+            "scope": r.scope, "value": r.value, "stream_id": r.stream_id,
+        })).collect::<Vec<_>>(),
+        "idempotency": append.idempotency.as_ref().map(|i| json!({
+            "scope": i.scope, "key": i.key, "request_hash": i.request_hash, "response": i.response,
+        })),
+    })
+}
+
+/// The lock keys of every stream the batch writes, sorted and without repeats.
+///
+/// Appends are serialised per stream before the transaction writes anything. Tailing readers
+/// order by transaction id, and a transaction gets its id at its first write: an append that
+/// wrote (an idempotency key, a reservation, another stream) and then waited for a stream's row
+/// lock would commit that stream's next versions under an older id than the append it waited
+/// for, and be delivered before it (INVARIANT 6). Advisory locks assign no transaction id, so
+/// the ones the batch takes first make id order follow each stream's version order. Keys are
+/// taken in sorted order so batches cannot deadlock on them; two streams sharing a key only
+/// serialise.
+fn lock_keys(appends: &[Append]) -> Vec<i64> {
+    let mut keys: Vec<i64> = appends
+        .iter()
+        .flat_map(|a| a.streams.iter())
         .filter(|s| !s.events.is_empty())
         .map(|s| {
             let (high, low) = s.stream_id.as_u64_pair();
@@ -145,179 +112,55 @@ async fn lock_streams(tx: &mut PgConnection, streams: &[StreamAppend]) -> Result
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    for key in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
+    keys
 }
 
-/// Moves the stream's version forward by the number of new events if the expectation holds,
-/// returning the new version, or `None` when it does not. The row lock taken here serialises
-/// appends to one stream until commit.
-async fn bump_stream_version(
-    tx: &mut PgConnection,
-    stream: &StreamAppend,
-    workspace_id: Option<Uuid>,
-) -> Result<Option<i64>, sqlx::Error> {
-    let count = stream.events.len() as i64;
-    match stream.expected {
-        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
-            let inserted = sqlx::query_scalar(
-                "INSERT INTO streams (stream_id, stream_type, version, workspace_id)
-                 VALUES ($1, $2, $3, $4) RETURNING version",
-            )
-            .bind(stream.stream_id)
-            .bind(&stream.stream_type)
-            .bind(count)
-            .bind(workspace_id)
-            .fetch_one(&mut *tx)
-            .await;
-            match inserted {
-                Err(e) if is_unique_violation(&e, "streams_pkey") => Ok(None),
-                other => other.map(Some),
-            }
-        }
-        ExpectedVersion::Exact(expected) => {
-            sqlx::query_scalar(
-                "UPDATE streams SET version = version + $3
-                 WHERE stream_id = $1 AND version = $2 RETURNING version",
-            )
-            .bind(stream.stream_id)
-            .bind(expected)
-            .bind(count)
-            .fetch_optional(&mut *tx)
-            .await
-        }
-        ExpectedVersion::Any => sqlx::query_scalar(
-            "INSERT INTO streams (stream_id, stream_type, version, workspace_id)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version
-             RETURNING version",
-        )
-        .bind(stream.stream_id)
-        .bind(&stream.stream_type)
-        .bind(count)
-        .bind(workspace_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map(Some),
-    }
-}
-
-/// Inserts a stream's events with versions ending at `version`; returns the last position.
-async fn insert_events(
-    tx: &mut PgConnection,
-    stream: &StreamAppend,
-    version: i64,
-    append: &Append,
-) -> Result<i64, sqlx::Error> {
-    let base = version - stream.events.len() as i64;
-    // The stream is locked for this transaction, so its last hash cannot move under us.
-    let mut previous: String = if base == 0 {
-        crate::chain::GENESIS.to_owned()
-    } else {
-        sqlx::query_scalar("SELECT COALESCE(hash, '') FROM events WHERE stream_id = $1 AND version = $2")
-            .bind(stream.stream_id)
-            .bind(base)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or_default()
+/// Reads one command's outcome as the batch function reports it.
+fn outcome(value: Value, append: &Append) -> Result<Appended, AppendError> {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let uuid = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|v| Uuid::try_parse(v).ok())
     };
-    let hashes: Vec<String> = stream
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            previous = crate::chain::event_hash(
-                &previous,
-                e.event_id,
-                stream.stream_id,
-                base + 1 + i as i64,
-                &e.event_type,
-                e.schema_version,
-                &e.data,
-            );
-            previous.clone()
-        })
-        .collect();
-    let ids: Vec<Uuid> = stream.events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = stream.events.iter().map(|e| e.event_type.as_str()).collect();
-    let schemas: Vec<i32> = stream.events.iter().map(|e| e.schema_version).collect();
-    let data: Vec<String> = stream.events.iter().map(|e| e.data.to_string()).collect();
-    let meta = &append.metadata;
-    let positions: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, schema_version,
-                             workspace_id, actor_id, correlation_id, causation_id, traceparent,
-                             tracestate, data, hash)
-         SELECT e.event_id, $1, $2, $3 + e.ord, e.event_type, e.schema_version,
-                $4, $5, $6, $7, $8, $9, e.data::jsonb, e.hash
-         FROM UNNEST($10::uuid[], $11::text[], $12::int4[], $13::text[], $14::text[])
-              WITH ORDINALITY AS e(event_id, event_type, schema_version, data, hash, ord)
-         ORDER BY e.ord
-         RETURNING position",
-    )
-    .bind(stream.stream_id)
-    .bind(&stream.stream_type)
-    .bind(base)
-    .bind(meta.workspace_id)
-    .bind(meta.actor_id)
-    .bind(meta.correlation_id)
-    .bind(meta.causation_id)
-    .bind(&meta.traceparent)
-    .bind(&meta.tracestate)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&schemas)
-    .bind(&data)
-    .bind(&hashes)
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(positions.into_iter().max().unwrap_or_default())
-}
-
-/// A retry that re-sends the same event ids gets the original outcome, provided every one of
-/// them is stored; a partial overlap is a different append reusing ids.
-async fn already_appended(pool: &PgPool, streams: &[StreamAppend]) -> Result<Appended, AppendError> {
-    let ids: Vec<Uuid> = streams
-        .iter()
-        .flat_map(|s| s.events.iter().map(|e| e.event_id))
-        .collect();
-    let found: Vec<(Uuid, Uuid, i64, i64)> =
-        sqlx::query_as("SELECT event_id, stream_id, version, position FROM events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(pool)
-            .await?;
-    let belongs = |id: &Uuid, stream: &Uuid| {
-        streams
-            .iter()
-            .any(|s| s.stream_id == *stream && s.events.iter().any(|e| e.event_id == *id))
-    };
-    if found.len() != ids.len() || !found.iter().all(|(id, stream, _, _)| belongs(id, stream)) {
-        let first_found = found.first().map(|f| f.0).unwrap_or(ids[0]);
-        return Err(AppendError::DuplicateEvent(first_found));
-    }
-    let streams = streams
-        .iter()
-        .filter(|s| !s.events.is_empty())
-        .map(|s| StreamVersion {
-            stream_id: s.stream_id,
-            version: found
+    match value.get("error").and_then(Value::as_str) {
+        None => {
+            let replayed = value.get("replayed").and_then(Value::as_bool).unwrap_or(false);
+            let appended: Appended = serde_json::from_value(value)
+                .map_err(|e| sqlx::Error::Protocol(format!("an append outcome did not parse: {e}")))?;
+            Ok(Appended { replayed, ..appended })
+        }
+        Some("wrong_expected_version") => {
+            let stream_id = uuid("stream_id").unwrap_or_default();
+            let expected = append
+                .streams
                 .iter()
-                .filter(|f| f.1 == s.stream_id)
-                .map(|f| f.2)
-                .max()
-                .unwrap_or_default(),
-        })
-        .collect();
-    Ok(Appended {
-        streams,
-        position: found.iter().map(|f| f.3).max().unwrap_or_default(),
-        replayed: true,
-        response: None,
-    })
+                .find(|s| s.stream_id == stream_id)
+                .map_or(ExpectedVersion::Any, |s| s.expected);
+            Err(AppendError::WrongExpectedVersion {
+                stream_id,
+                expected,
+                actual: value.get("actual").and_then(Value::as_i64),
+            })
+        }
+        Some("reserved") => Err(AppendError::Reserved {
+            scope: text("scope"),
+            value: text("value"),
+        }),
+        Some("idempotency_key_reused") => Err(AppendError::IdempotencyKeyReused),
+        Some("duplicate_event") => Err(AppendError::DuplicateEvent(uuid("event_id").unwrap_or_default())),
+        Some(_) => Err(AppendError::Database(sqlx::Error::Protocol(text("message")))),
+    }
+}
+
+/// Wakes tailing readers (the Kafka relay), which also poll, so a lost wake-up only delays them.
+pub(crate) async fn notify_appended(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::EVENTS_CHANNEL)
+        .execute(pool)
+        .await
+        .map(drop)
 }
 
 pub(crate) async fn idempotent_result(

@@ -4,6 +4,7 @@
 
 mod aggregates;
 mod append;
+mod group_commit;
 mod idempotency;
 mod integrity;
 mod metrics;
