@@ -8,13 +8,13 @@
 //! grading model, `file://` references, keys it does not know) is refused item by item, never
 //! dropped: [`translate`] reports every such item with the path where the config has it.
 
-use crate::assertion::{Assertion, BASE_TYPES};
 use crate::card::CardContent;
 use crate::error::Problems;
 use crate::run::{is_known_provider, ProviderSpec};
 use crate::template::{template_variables, VarType, Variable};
 use crate::test_case::TestCaseContent;
 use crate::{DomainError, FieldError};
+use assertions::{Assertion, BASE_TYPES};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

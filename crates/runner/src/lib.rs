@@ -8,7 +8,7 @@ mod consumer;
 
 pub use consumer::RunRequests;
 
-use domain::assertion::{grade, Observation};
+use assertions::{grade, Observation};
 use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
 use domain::{Aggregate, DomainError};

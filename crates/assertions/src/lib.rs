@@ -1,7 +1,6 @@
 //! Test-case assertions, named as promptfoo names them, and their evaluation with promptfoo's
 //! semantics ([`evaluate`], [`grade`]).
 
-use crate::error::Problems;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -90,7 +89,30 @@ fn is_word_count(value: &Value) -> bool {
     }
 }
 
-pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems) {
+/// One invalid field of an assertion list, named the way the client sent it
+/// (`assertions[2].value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every problem of an assertion list at once: unknown types, values promptfoo would refuse to
+/// run with, missing or negative thresholds and weights.
+pub fn check_assertions(assertions: &[Assertion]) -> Vec<Problem> {
+    let mut problems = Problems::default();
     if assertions.len() > MAX_ASSERTIONS {
         problems.add(
             "assertions",
@@ -143,6 +165,7 @@ pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems
             problems.add(format!("{field}.weight"), "must be a non-negative number");
         }
     }
+    problems.0
 }
 
 /// What an assertion is checked against: one provider call's outcome.
@@ -191,13 +214,7 @@ mod tests {
     }
 
     fn problems_of(assertions: &[Assertion]) -> Vec<String> {
-        let mut problems = Problems::default();
-        check_assertions(assertions, &mut problems);
-        match problems.into_result() {
-            Ok(()) => vec![],
-            Err(crate::DomainError::Invalid(fields)) => fields.into_iter().map(|f| f.field).collect(),
-            Err(other) => panic!("{other:?}"),
-        }
+        check_assertions(assertions).into_iter().map(|p| p.field).collect()
     }
 
     #[test]

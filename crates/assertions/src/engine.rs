@@ -6,11 +6,11 @@
 //! and turns the whole test into an error with score 0. [`grade`] reproduces that; [`evaluate`]
 //! reports such an assertion as failed, with the error as its reason.
 
-use super::js;
-use super::js_regex::{JsRegex, RegexError};
-use super::json::{extract_objects, parse_yaml};
-use super::schema::Schema;
-use super::{Assertion, Grade, Observation, Verdict};
+use crate::js;
+use crate::js_regex::{JsRegex, RegexError};
+use crate::json::{extract_objects, parse_yaml};
+use crate::schema::Schema;
+use crate::{Assertion, Grade, Observation, Verdict};
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
 

@@ -3,7 +3,7 @@
 //! still open), turn `//` comments into YAML comments, and parse the candidate as YAML, so
 //! relaxed objects such as `{name: Ada}` count as JSON too.
 
-use super::js;
+use crate::js;
 use serde_json::{Map, Value};
 
 /// The longest candidate promptfoo considers, in UTF-16 code units.

@@ -3,8 +3,8 @@
 //! messages (`data/age must be >= 0`). Unknown keywords are refused as Ajv's strict mode refuses
 //! them. `format` and references other than local `#/...` pointers are not supported and say so.
 
-use super::js;
-use super::js_regex::{JsRegex, RegexError};
+use crate::js;
+use crate::js_regex::{JsRegex, RegexError};
 use serde_json::{Map, Value};
 
 const DRAFT_07: &[&str] = &[
