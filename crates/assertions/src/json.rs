@@ -1,3 +1,5 @@
+//! Hand-written: promptfoo's own heuristic (brace counting, `//` comments); serde_norway parses the YAML, as js-yaml.
+//!
 //! Finding JSON in prose the way promptfoo's `extractJsonObjects` does: from every `{`, count
 //! braces (ignoring quotes) to the balancing `}` (or to the end of the text, closing what is
 //! still open), turn `//` comments into YAML comments, and parse the candidate as YAML, so

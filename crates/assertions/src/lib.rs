@@ -1,5 +1,11 @@
 //! Test-case assertions, named as promptfoo names them, and their evaluation with promptfoo's
-//! semantics ([`evaluate`], [`grade`]).
+//! semantics ([`evaluate`], [`grade`]), so a config graded here and by promptfoo's CLI gets the
+//! same verdicts (`tests/promptfoo` runs both). Pure functions, no I/O.
+//!
+//! An assertion type is a [`Kind`] (in `kind.rs`); [`check_assertions`] refuses what promptfoo
+//! would refuse to run, and `engine.rs` evaluates. The JavaScript behaviour promptfoo inherits
+//! from Node (number printing, `JSON.parse`, regular expressions, Ajv's JSON Schema) is
+//! reproduced in `js.rs`, `js_regex.rs` and `schema.rs`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
