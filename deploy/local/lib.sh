@@ -187,7 +187,7 @@ ensure_apt_packages() {
 PROMPTFOO_VERSION=0.121.20
 
 # ensure_promptfoo : install the pinned promptfoo under .local/promptfoo for the
-# system-tests `promptfoo` test (cargo test -p system-tests --test promptfoo).
+# assertions crate's `promptfoo` test (cargo test -p assertions --test promptfoo).
 # Checks only that the binary is there: after changing PROMPTFOO_VERSION,
 # remove .local/promptfoo to reinstall.
 ensure_promptfoo() {

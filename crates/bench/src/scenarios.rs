@@ -594,7 +594,7 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         providers::ProviderSettings::from_env()?,
         providers::PriceTable::from_env()?,
     );
-    let assertion = |kind: &str, value: Value| domain::assertion::Assertion {
+    let assertion = |kind: &str, value: Value| assertions::Assertion {
         kind: kind.into(),
         value: Some(value),
         threshold: None,
@@ -810,7 +810,7 @@ mod seed {
                     .cloned()
                     .unwrap_or_default(),
                 expected_output: None,
-                assertions: vec![domain::assertion::Assertion {
+                assertions: vec![assertions::Assertion {
                     kind: "icontains".into(),
                     value: Some(json!("invoice")),
                     threshold: None,

@@ -3,8 +3,8 @@
 use crate::output::{self, json_line};
 use crate::{Outcome, Settings};
 use anyhow::{bail, Context};
+use assertions::{grade, Assertion, Observation};
 use clap::Args;
-use domain::assertion::{grade, Assertion, Observation};
 use domain::run::{RegradedResult, RunCommand, RunEvent, TestResult, TestRun};
 use domain::{Aggregate, DomainError};
 use event_store::{fold_recorded, Append, AppendError, ExpectedVersion, Metadata, NewEvent, StreamAppend};
@@ -18,7 +18,7 @@ use uuid::Uuid;
 /// Shown by `--help` after the options.
 pub const DETAILS: &str = "\
 Reads the run's recorded results from its stream and grades each output again with the \
-domain's `assertion::grade`, as the runner does (vars of the case as the run snapshotted \
+`assertions::grade`, as the runner does (vars of the case as the run snapshotted \
 it, the recorded latency and cost). No provider is called. The grades are appended to the \
 run's stream as one `TestRunRegraded` event, at the version read (a concurrent change \
 fails rather than being overwritten); the original verdicts stay as recorded. Results \

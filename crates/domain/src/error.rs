@@ -61,3 +61,11 @@ impl Problems {
         }
     }
 }
+
+impl Extend<assertions::Problem> for Problems {
+    fn extend<T: IntoIterator<Item = assertions::Problem>>(&mut self, problems: T) {
+        for problem in problems {
+            self.add(problem.field, problem.message);
+        }
+    }
+}

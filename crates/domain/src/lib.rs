@@ -5,7 +5,6 @@
 //! applies an event without judging it. Services load a stream, fold it with `evolve`, call
 //! `decide`, and append what comes back.
 
-pub mod assertion;
 pub mod card;
 pub mod error;
 pub mod event;

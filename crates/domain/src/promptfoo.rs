@@ -8,13 +8,13 @@
 //! grading model, `file://` references, keys it does not know) is refused item by item, never
 //! dropped: [`translate`] reports every such item with the path where the config has it.
 
-use crate::assertion::{Assertion, BASE_TYPES};
 use crate::card::CardContent;
 use crate::error::Problems;
 use crate::run::{is_known_provider, ProviderSpec};
 use crate::template::{template_variables, VarType, Variable};
 use crate::test_case::TestCaseContent;
 use crate::{DomainError, FieldError};
+use assertions::{Assertion, AssertionType, Kind};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -477,12 +477,12 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
             format!("{kind} assertions are model-graded, which Promptcards does not support"),
         );
         supported = false;
-    } else if !BASE_TYPES.contains(&base) {
+    } else if kind.parse::<AssertionType>().is_err() {
         problems.add(
             field,
             format!(
                 "{kind} is not an assertion type Promptcards evaluates (it evaluates {})",
-                BASE_TYPES.join(", ")
+                Kind::names().join(", ")
             ),
         );
         supported = false;

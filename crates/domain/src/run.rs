@@ -5,12 +5,12 @@
 //!
 //! Over 600 lines because the run's rules and their given/when/then tests belong together.
 
-use crate::assertion::{check_assertions, Assertion, Verdict};
 use crate::card::PromptCard;
 use crate::error::Problems;
 use crate::template::Variable;
 use crate::test_case::TestCase;
 use crate::{Aggregate, DomainError, Event};
+use assertions::{check_assertions, Assertion, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -304,7 +304,7 @@ pub enum RunCommand {
     },
     Cancel,
     /// Records grades of recorded results under a new assertion set (computed by the caller
-    /// with `assertion::grade`); the original verdicts stay as they were recorded.
+    /// with `assertions::grade`); the original verdicts stay as they were recorded.
     Regrade {
         assertions: Vec<Assertion>,
         results: Vec<RegradedResult>,
@@ -459,7 +459,7 @@ impl Aggregate for TestRun {
                 if assertions.is_empty() {
                     problems.add("assertions", "give at least one assertion");
                 }
-                check_assertions(&assertions, &mut problems);
+                problems.extend(check_assertions(&assertions));
                 if results.is_empty() {
                     problems.add("results", "the run has no recorded results to grade again");
                 }

@@ -1,10 +1,10 @@
 //! Test cases of a prompt card: values for its variables, an expected output and assertions.
 
-use crate::assertion::{check_assertions, Assertion};
 use crate::card::PromptCard;
 use crate::error::Problems;
 use crate::template::{check_values, Variable};
 use crate::{Aggregate, DomainError, Event};
+use assertions::{check_assertions, Assertion};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -58,7 +58,7 @@ impl TestCaseContent {
             problems.add("expected_output", "must be at most 100,000 characters");
         }
         check_values(&card.variables, &self.vars, "vars", &mut problems);
-        check_assertions(&self.assertions, &mut problems);
+        problems.extend(check_assertions(&self.assertions));
         if card.archived {
             return Err(DomainError::Conflict("the prompt card is archived".into()));
         }

@@ -9,7 +9,7 @@ pub mod instruments;
 
 pub use consumer::RunRequests;
 
-use domain::assertion::{grade, Observation};
+use assertions::{grade, Observation};
 use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
 use domain::DomainError;

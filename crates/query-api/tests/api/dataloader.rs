@@ -2,7 +2,7 @@
 //! (when pg_stat_statements is loaded) costs one test-case query for the whole page.
 
 use crate::support::*;
-use domain::assertion::Assertion;
+use assertions::Assertion;
 use domain::test_case::TestCaseContent;
 use serde_json::{json, Value};
 use sqlx::PgPool;

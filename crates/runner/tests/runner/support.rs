@@ -1,6 +1,6 @@
 //! Builders for runs, a fake OpenAI-compatible server, and probes.
 
-use domain::assertion::Assertion;
+use assertions::Assertion;
 use domain::run::{ProviderSpec, RunCase, RunCommand, RunEvent, RunPlan, TestResult, TestRun};
 use domain::template::{VarType, Variable};
 use domain::Aggregate;

@@ -1,7 +1,7 @@
 //! Our assertion verdicts against promptfoo's own: the cases in `suites.rs` are written as a
 //! promptfoo config whose `echo` provider returns each case's output, `promptfoo eval` grades
 //! them, and every assertion's pass/fail (and each test's pass and score) must equal what
-//! `domain::assertion::{evaluate, grade}` decide on the same output, vars, latency and cost.
+//! `assertions::{evaluate, grade}` decide on the same output, vars, latency and cost.
 //!
 //! A second test imports a config with `domain::promptfoo` and checks the test cases it creates
 //! are the ones promptfoo evaluates: same vars after `defaultTest` and list expansion, same
@@ -11,11 +11,11 @@
 //! which pins the version), which deploy/local/test runs; without it this test fails and says
 //! how to install it. The comparison covers what both sides can express: promptfoo resolves
 //! `$ref`s against the whole config file, and counts characters outside the Basic Multilingual
-//! Plane as two in regexes, so neither is exercised here (see domain's unit tests).
+//! Plane as two in regexes, so neither is exercised here (see this crate's unit tests).
 
 mod suites;
 
-use domain::assertion::{evaluate, grade, Observation};
+use assertions::{evaluate, grade, Observation};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,8 +28,9 @@ const FAILED_TESTS_EXIT_CODE: i32 = 100;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the repository")
+        .ancestors()
+        .nth(2)
+        .expect("crates/assertions is two levels inside the repository")
         .to_path_buf()
 }
 

@@ -1,9 +1,11 @@
+//! Hand-written: promptfoo's own heuristic (brace counting, `//` comments); serde_norway parses the YAML, as js-yaml.
+//!
 //! Finding JSON in prose the way promptfoo's `extractJsonObjects` does: from every `{`, count
 //! braces (ignoring quotes) to the balancing `}` (or to the end of the text, closing what is
 //! still open), turn `//` comments into YAML comments, and parse the candidate as YAML, so
 //! relaxed objects such as `{name: Ada}` count as JSON too.
 
-use super::js;
+use crate::js;
 use serde_json::{Map, Value};
 
 /// The longest candidate promptfoo considers, in UTF-16 code units.

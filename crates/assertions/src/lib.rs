@@ -1,7 +1,12 @@
 //! Test-case assertions, named as promptfoo names them, and their evaluation with promptfoo's
-//! semantics ([`evaluate`], [`grade`]).
+//! semantics ([`evaluate`], [`grade`]), so a config graded here and by promptfoo's CLI gets the
+//! same verdicts (`tests/promptfoo` runs both). Pure functions, no I/O.
+//!
+//! An assertion type is a [`Kind`] (in `kind.rs`); [`check_assertions`] refuses what promptfoo
+//! would refuse to run, and `engine.rs` evaluates. The JavaScript behaviour promptfoo inherits
+//! from Node (number printing, `JSON.parse`, regular expressions, Ajv's JSON Schema) is
+//! reproduced in `js.rs`, `js_regex.rs` and `schema.rs`.
 
-use crate::error::Problems;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -9,33 +14,19 @@ mod engine;
 mod js;
 mod js_regex;
 mod json;
+mod kind;
 mod schema;
 
 pub use engine::{evaluate, grade};
-
-/// The deterministic assertion types promptfoo defines that Promptcards evaluates.
-pub const BASE_TYPES: &[&str] = &[
-    "equals",
-    "contains",
-    "icontains",
-    "contains-any",
-    "contains-all",
-    "icontains-any",
-    "icontains-all",
-    "starts-with",
-    "regex",
-    "is-json",
-    "contains-json",
-    "levenshtein",
-    "word-count",
-    "latency",
-    "cost",
-];
+pub use kind::{AssertionType, Kind, UnknownType};
 
 pub const MAX_ASSERTIONS: usize = 100;
 
 /// One assertion as promptfoo writes it: `{type, value?, threshold?, weight?}`. `value` may
 /// contain `{{ var }}` placeholders, rendered with the test case's vars at run time.
+///
+/// `kind` stays the string the client sent, so an unknown type survives deserialising and is
+/// reported by [`check_assertions`] with the field it is in; [`Assertion::assertion_type`] parses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assertion {
     #[serde(rename = "type")]
@@ -49,12 +40,9 @@ pub struct Assertion {
 }
 
 impl Assertion {
-    /// The type without its `not-` prefix, and whether it was negated.
-    pub fn base_type(&self) -> (&str, bool) {
-        match self.kind.strip_prefix("not-") {
-            Some(base) => (base, true),
-            None => (self.kind.as_str(), false),
-        }
+    /// The type's kind and whether `not-` negates it.
+    pub fn assertion_type(&self) -> Result<AssertionType, UnknownType> {
+        self.kind.parse()
     }
 }
 
@@ -90,7 +78,75 @@ fn is_word_count(value: &Value) -> bool {
     }
 }
 
-pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems) {
+/// What is wrong with an assertion's value, if anything. promptfoo refuses to run `contains`,
+/// `starts-with` and the like with an empty value (or, for starts-with and regex, a number), so
+/// they are refused here rather than at run time.
+fn value_problem(kind: Kind, value: Option<&Value>) -> Option<&'static str> {
+    let (valid, problem) = match kind {
+        Kind::Equals => (value.is_some(), "is required"),
+        Kind::Contains | Kind::Icontains => (
+            value.is_some_and(|v| is_text(v) && v != ""),
+            "must be a non-empty string or a number",
+        ),
+        Kind::StartsWith | Kind::Regex => (value.is_some_and(is_non_empty_string), "must be a non-empty string"),
+        Kind::Levenshtein => (value.is_some_and(Value::is_string), "must be a string"),
+        Kind::ContainsAny | Kind::ContainsAll | Kind::IcontainsAny | Kind::IcontainsAll => {
+            (value.is_some_and(is_text_list), "must be a non-empty list of strings")
+        }
+        Kind::WordCount => (value.is_some_and(is_word_count), "must be a word count or {min, max}"),
+        Kind::IsJson | Kind::ContainsJson => (
+            value.is_none_or(Value::is_object),
+            "must be a JSON schema object when given",
+        ),
+        Kind::Latency | Kind::Cost => return None,
+    };
+    (!valid).then_some(problem)
+}
+
+/// Whether the type compares against `threshold` and means nothing without one.
+fn requires_threshold(kind: Kind) -> bool {
+    match kind {
+        Kind::Latency | Kind::Cost => true,
+        Kind::Equals
+        | Kind::Contains
+        | Kind::Icontains
+        | Kind::ContainsAny
+        | Kind::ContainsAll
+        | Kind::IcontainsAny
+        | Kind::IcontainsAll
+        | Kind::StartsWith
+        | Kind::Regex
+        | Kind::IsJson
+        | Kind::ContainsJson
+        | Kind::Levenshtein
+        | Kind::WordCount => false,
+    }
+}
+
+/// One invalid field of an assertion list, named the way the client sent it
+/// (`assertions[2].value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every problem of an assertion list at once: unknown types, values promptfoo would refuse to
+/// run with, missing or negative thresholds and weights.
+pub fn check_assertions(assertions: &[Assertion]) -> Vec<Problem> {
+    let mut problems = Problems::default();
     if assertions.len() > MAX_ASSERTIONS {
         problems.add(
             "assertions",
@@ -99,41 +155,21 @@ pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems
     }
     for (i, assertion) in assertions.iter().enumerate() {
         let field = format!("assertions[{i}]");
-        let (base, _) = assertion.base_type();
-        if !BASE_TYPES.contains(&base) {
+        let Ok(AssertionType { kind, .. }) = assertion.assertion_type() else {
             problems.add(
                 format!("{field}.type"),
                 format!(
                     "{:?} is not a supported assertion type; expected one of {} (each also with a not- prefix)",
                     assertion.kind,
-                    BASE_TYPES.join(", ")
+                    Kind::names().join(", ")
                 ),
             );
             continue;
-        }
-        let value = assertion.value.as_ref();
-        let value_problem = match base {
-            "equals" if value.is_none() => Some("is required"),
-            // promptfoo refuses to run these with an empty value (or, for starts-with and
-            // regex, a number), so they are refused here rather than at run time.
-            "contains" | "icontains" if !value.is_some_and(|v| is_text(v) && v != "") => {
-                Some("must be a non-empty string or a number")
-            }
-            "starts-with" | "regex" if !value.is_some_and(is_non_empty_string) => Some("must be a non-empty string"),
-            "levenshtein" if !value.is_some_and(Value::is_string) => Some("must be a string"),
-            "contains-any" | "contains-all" | "icontains-any" | "icontains-all" if !value.is_some_and(is_text_list) => {
-                Some("must be a non-empty list of strings")
-            }
-            "word-count" if !value.is_some_and(is_word_count) => Some("must be a word count or {min, max}"),
-            "is-json" | "contains-json" if value.is_some_and(|v| !v.is_object()) => {
-                Some("must be a JSON schema object when given")
-            }
-            _ => None,
         };
-        if let Some(message) = value_problem {
+        if let Some(message) = value_problem(kind, assertion.value.as_ref()) {
             problems.add(format!("{field}.value"), message);
         }
-        if matches!(base, "latency" | "cost") && assertion.threshold.is_none() {
+        if requires_threshold(kind) && assertion.threshold.is_none() {
             problems.add(format!("{field}.threshold"), "is required");
         }
         if assertion.threshold.is_some_and(|t| !t.is_finite() || t < 0.0) {
@@ -143,6 +179,7 @@ pub(crate) fn check_assertions(assertions: &[Assertion], problems: &mut Problems
             problems.add(format!("{field}.weight"), "must be a non-negative number");
         }
     }
+    problems.0
 }
 
 /// What an assertion is checked against: one provider call's outcome.
@@ -191,19 +228,13 @@ mod tests {
     }
 
     fn problems_of(assertions: &[Assertion]) -> Vec<String> {
-        let mut problems = Problems::default();
-        check_assertions(assertions, &mut problems);
-        match problems.into_result() {
-            Ok(()) => vec![],
-            Err(crate::DomainError::Invalid(fields)) => fields.into_iter().map(|f| f.field).collect(),
-            Err(other) => panic!("{other:?}"),
-        }
+        check_assertions(assertions).into_iter().map(|p| p.field).collect()
     }
 
     #[test]
     fn every_promptfoo_type_and_its_negation_is_accepted() {
-        for base in BASE_TYPES {
-            let (value, threshold) = match *base {
+        for base in Kind::names() {
+            let (value, threshold) = match base {
                 "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => (Some(json!(["a", "b"])), None),
                 "word-count" => (Some(json!({"min": 1, "max": 5})), None),
                 "is-json" | "contains-json" => (None, None),

@@ -2,7 +2,7 @@
 //! multi-line, numbers) and every assertion type, plain and negated, with weights and values
 //! that promptfoo refuses to run.
 
-use domain::assertion::Assertion;
+use assertions::Assertion;
 use serde_json::{json, Map, Value};
 
 /// One promptfoo test: the echo provider returns `output`, which the assertions then check.

@@ -6,11 +6,11 @@
 //! and turns the whole test into an error with score 0. [`grade`] reproduces that; [`evaluate`]
 //! reports such an assertion as failed, with the error as its reason.
 
-use super::js;
-use super::js_regex::{JsRegex, RegexError};
-use super::json::{extract_objects, parse_yaml};
-use super::schema::Schema;
-use super::{Assertion, Grade, Observation, Verdict};
+use crate::js;
+use crate::js_regex::{JsRegex, RegexError};
+use crate::json::{extract_objects, parse_yaml};
+use crate::schema::Schema;
+use crate::{Assertion, AssertionType, Grade, Kind, Observation, Verdict};
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
 
@@ -103,8 +103,8 @@ fn run(assertion: &Assertion, observation: &Observation<'_>) -> Result<Verdict, 
 }
 
 fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, String> {
-    let (base, inverse) = assertion.base_type();
     let value = render_value(assertion.value.as_ref(), observation.vars)?;
+    let AssertionType { kind, negated: inverse } = assertion.assertion_type().map_err(|e| e.to_string())?;
     let value = value.as_ref();
     let output = observation.output;
     let not = if inverse { "not " } else { "" };
@@ -114,19 +114,19 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
         "greater than"
     };
     let invariant = |message: String| format!("Invariant failed: {message}");
-    match base {
-        "equals" => Ok(equals(value, output, inverse)),
-        "contains" | "icontains" => {
+    match kind {
+        Kind::Equals => Ok(equals(value, output, inverse)),
+        Kind::Contains | Kind::Icontains => {
             let needle = match value {
                 Some(Value::String(s)) if !s.is_empty() => s.clone(),
                 Some(Value::Number(n)) if !js::json_number(n).is_nan() => js::to_string(&Value::Number(n.clone())),
                 _ => {
                     return Err(invariant(format!(
-                        "\"{base}\" assertion type must have a string or number value"
+                        "\"{kind}\" assertion type must have a string or number value"
                     )))
                 }
             };
-            let found = if base == "icontains" {
+            let found = if kind == Kind::Icontains {
                 output.to_lowercase().contains(&needle.to_lowercase())
             } else {
                 output.contains(&needle)
@@ -135,9 +135,9 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 format!("Expected output to {not}contain \"{needle}\"")
             }))
         }
-        "contains-any" | "icontains-any" | "contains-all" | "icontains-all" => {
-            let items = list_value(base, value)?;
-            let fold = base.starts_with('i');
+        Kind::ContainsAny | Kind::IcontainsAny | Kind::ContainsAll | Kind::IcontainsAll => {
+            let items = list_value(kind, value)?;
+            let fold = matches!(kind, Kind::IcontainsAny | Kind::IcontainsAll);
             let haystack = if fold { output.to_lowercase() } else { output.to_owned() };
             let contains = |(needle, _): &&(String, String)| {
                 if fold {
@@ -154,7 +154,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                     .join(", ")
             };
             let all: Vec<&(String, String)> = items.iter().collect();
-            if base.ends_with("-any") {
+            if matches!(kind, Kind::ContainsAny | Kind::IcontainsAny) {
                 let pass = all.iter().any(contains) != inverse;
                 Ok(binary(pass, || {
                     format!("Expected output to {not}contain one of \"{}\"", shown(&all))
@@ -171,7 +171,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 }))
             }
         }
-        "starts-with" => {
+        Kind::StartsWith => {
             let Some(Value::String(prefix)) = value.filter(|v| truthy(v)) else {
                 return Err(invariant(
                     "\"starts-with\" assertion type must have a string value".into(),
@@ -181,7 +181,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 format!("Expected output to {not}start with \"{prefix}\"")
             }))
         }
-        "regex" => {
+        Kind::Regex => {
             let Some(Value::String(pattern)) = value.filter(|v| truthy(v)) else {
                 return Err(invariant("\"regex\" assertion type must have a string value".into()));
             };
@@ -206,9 +206,9 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 Err(message) => Ok(failed(format!("Regex could not be evaluated: {message}"))),
             }
         }
-        "is-json" => is_json(value, output, inverse),
-        "contains-json" => contains_json(value, output, inverse),
-        "levenshtein" => {
+        Kind::IsJson => is_json(value, output, inverse),
+        Kind::ContainsJson => contains_json(value, output, inverse),
+        Kind::Levenshtein => {
             let Some(Value::String(expected)) = value else {
                 return Err(invariant(
                     "\"levenshtein\" assertion type must have a string value".into(),
@@ -223,8 +223,8 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 )
             }))
         }
-        "word-count" => word_count(value, output, inverse),
-        "latency" => {
+        Kind::WordCount => word_count(value, output, inverse),
+        Kind::Latency => {
             let Some(threshold) = assertion.threshold else {
                 return Err("Latency assertion must have a threshold in milliseconds".into());
             };
@@ -236,7 +236,7 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 )
             }))
         }
-        "cost" => {
+        Kind::Cost => {
             let Some(threshold) = assertion.threshold else {
                 return Err("Cost assertion must have a threshold".into());
             };
@@ -252,7 +252,6 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 )
             }))
         }
-        _ => Err(format!("Unknown assertion type: {}", assertion.kind)),
     }
 }
 
@@ -293,9 +292,9 @@ fn equals(value: Option<&Value>, output: &str, inverse: bool) -> Check {
 
 /// The items of a `contains-any`-style value: each as searched for (`String(item)`) and as
 /// shown in reasons (`Array.prototype.join`, where null shows as nothing).
-fn list_value(base: &str, value: Option<&Value>) -> Result<Vec<(String, String)>, String> {
+fn list_value(kind: Kind, value: Option<&Value>) -> Result<Vec<(String, String)>, String> {
     let Some(value) = value.filter(|v| truthy(v)) else {
-        return Err(format!("Invariant failed: \"{base}\" assertion type must have a value"));
+        return Err(format!("Invariant failed: \"{kind}\" assertion type must have a value"));
     };
     match value {
         Value::String(s) => Ok(js::split_comma_separated(s)?
@@ -314,27 +313,27 @@ fn list_value(base: &str, value: Option<&Value>) -> Result<Vec<(String, String)>
             })
             .collect()),
         _ => Err(format!(
-            "Invariant failed: \"{base}\" assertion type must have an array value"
+            "Invariant failed: \"{kind}\" assertion type must have an array value"
         )),
     }
 }
 
 /// The JSON schema an `is-json`/`contains-json` value gives, if any. Like promptfoo, only
 /// resolved when there is JSON to check, so a bad schema on a non-JSON output is no error.
-fn schema_of(base: &str, value: Option<&Value>) -> Result<Option<Value>, String> {
+fn schema_of(kind: Kind, value: Option<&Value>) -> Result<Option<Value>, String> {
     let Some(value) = value.filter(|v| truthy(v)) else {
         return Ok(None);
     };
     let schema = match value {
         Value::String(s) if s.starts_with("file://") => {
             return Err(format!(
-                "{base} schemas from files (file://) are not supported by Promptcards; give the schema inline"
+                "{kind} schemas from files (file://) are not supported by Promptcards; give the schema inline"
             ));
         }
         Value::String(s) => parse_yaml(s)?,
         Value::Object(_) => value.clone(),
         Value::Array(_) => Value::Array(Vec::new()),
-        _ => return Err(format!("{base} assertion must have a string or object value")),
+        _ => return Err(format!("{kind} assertion must have a string or object value")),
     };
     if schema.is_object() || schema.is_boolean() {
         Ok(Some(schema))
@@ -347,7 +346,7 @@ fn is_json(value: Option<&Value>, output: &str, inverse: bool) -> Result<Check, 
     let parsed = js::json_parse(output).ok();
     let mut pass = parsed.is_some() != inverse;
     if let Some(data) = &parsed {
-        if let Some(schema) = schema_of("is-json", value)? {
+        if let Some(schema) = schema_of(Kind::IsJson, value)? {
             let verdict = Schema::compile(&schema)?.validate(data);
             pass = verdict.is_ok() != inverse;
             if !pass {
@@ -372,7 +371,7 @@ fn contains_json(value: Option<&Value>, output: &str, inverse: bool) -> Result<C
     let mut pass = objects.is_empty() == inverse;
     let mut reason = "Expected output to contain valid JSON".to_owned();
     for object in &objects {
-        let Some(schema) = schema_of("contains-json", value)? else {
+        let Some(schema) = schema_of(Kind::ContainsJson, value)? else {
             continue;
         };
         let verdict = Schema::compile(&schema)?.validate(object);
