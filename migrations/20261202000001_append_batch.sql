@@ -8,6 +8,7 @@
 --              events: [{event_id, event_type, schema_version, data, canonical}]}],
 --             metadata: {actor_id, workspace_id, correlation_id, causation_id, traceparent,
 --                        tracestate},
+--             unchanged: [{stream_id, version}],
 --             reservations: [{scope, value, stream_id}],
 --             idempotency: null | {scope, key, request_hash, response}}]
 -- lock_keys: the advisory-lock keys of every stream written, sorted (see lock_keys in sql.rs).
@@ -65,7 +66,19 @@ DECLARE
     v_stored_hash text;
     v_stored_result jsonb;
     v_result jsonb;
+    v_unchanged jsonb;
+    v_actual bigint;
 BEGIN
+    -- Streams the decision read but does not write: a plain read suffices, since a change that
+    -- commits after it orders after this command, as if it had arrived a moment later.
+    FOR v_unchanged IN SELECT value FROM jsonb_array_elements(COALESCE(command->'unchanged', '[]')) LOOP
+        SELECT s.version INTO v_actual FROM streams s WHERE s.stream_id = (v_unchanged->>'stream_id')::uuid;
+        IF v_actual IS DISTINCT FROM (v_unchanged->>'version')::bigint THEN
+            RETURN jsonb_build_object('error', 'wrong_expected_version',
+                                      'stream_id', v_unchanged->>'stream_id', 'actual', v_actual);
+        END IF;
+    END LOOP;
+
     IF jsonb_typeof(v_idem) = 'object' THEN
         -- ON CONFLICT waits for a concurrent holder of the key to commit or roll back, so "not
         -- claimed" means an earlier append with this key has committed its result.

@@ -3,6 +3,14 @@
 //! a caller before they are authorised, and a retry gets its first answer before anything is
 //! decided again. It is written here and nowhere else; a handler only parses its request and
 //! says what to load, what to decide and what to answer.
+//!
+//! A command is first decided on what this process remembers (the workspace that authorises
+//! it, the aggregates it loads), without reading Postgres, and appended on the condition that
+//! every stream read is still at the version remembered. Only a success there is final:
+//! anything else (nothing remembered, a stream that moved, any refusal) runs the path again on
+//! the streams as stored, so a stale memory costs a retry, never a wrong decision. The
+//! Idempotency-Key is checked by the append itself on that first attempt: a retry of a command
+//! already appended gets the stored answer, whatever it decided this time.
 
 use crate::auth::Principal;
 use crate::context::CommandContext;
@@ -15,7 +23,7 @@ use domain::run::TestRun;
 use domain::test_case::TestCase;
 use domain::workspace::Workspace;
 use domain::{Aggregate, DomainError, Permission, Role};
-use event_store::{Append, AppendError, Idempotency, Loaded, Metadata, Reservation, StreamAppend};
+use event_store::{Append, AppendError, Idempotency, Loaded, Metadata, Reservation, StreamAppend, StreamVersion};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -100,10 +108,20 @@ impl<T: Serialize> IntoResponse for Reply<T> {
     }
 }
 
+/// Where a command's reads come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// This process's memory of each stream, checked by the append.
+    Memory,
+    /// The streams as stored.
+    Postgres,
+}
+
 /// The load step's handle: what authorisation established, and reads for that caller.
 pub struct Loader {
     state: AppState,
     access: Access,
+    reads: Reads,
     /// For `Access::Workspace`: the workspace as loaded to authorise, and the caller's role.
     workspace: Option<(Loaded<Workspace>, Role)>,
     principal: Option<Principal>,
@@ -156,7 +174,15 @@ impl Loader {
 
     /// An aggregate of the authorised workspace, or 404 whatever the reason it is not one.
     pub async fn in_workspace<A: InWorkspace>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
-        let loaded = self.state.repo.load::<A>(id).await?;
+        let loaded = match self.reads {
+            Reads::Postgres => self.state.repo.load::<A>(id).await?,
+            // Not remembered: this attempt ends, and the one reading Postgres answers.
+            Reads::Memory => self
+                .state
+                .repo
+                .cached::<A>(id)
+                .ok_or_else(|| ApiError::NotFound(A::NOT_FOUND.into()))?,
+        };
         match self.access.workspace_id() {
             Some(workspace_id) if loaded.state.workspace_id() == Some(workspace_id) => Ok(loaded),
             _ => Err(ApiError::NotFound(A::NOT_FOUND.into())),
@@ -169,11 +195,16 @@ impl Loader {
     }
 }
 
+/// Records a decided state in the repository's memory once its append has a version.
+type Remember = Box<dyn FnOnce(&event_store::Repository, i64) + Send>;
+
 /// What a command decided: the streams to append, each at the version it was decided on, and
 /// the uniqueness claims to make in the same transaction.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Changes {
     streams: Vec<StreamAppend>,
+    /// The state each decided stream reaches, by stream id, remembered after the append.
+    decided: Vec<(Uuid, Remember)>,
     reservations: Vec<Reservation>,
     /// The workspace the events are recorded in, when it is not the authorised one (a
     /// workspace being created).
@@ -191,6 +222,11 @@ impl Changes {
     ) -> Result<A, DomainError> {
         let decided = loaded.decide(stream_id, command)?;
         self.streams.push(decided.append);
+        let state = decided.state.clone();
+        self.decided.push((
+            stream_id,
+            Box::new(move |repo: &event_store::Repository, version| repo.remember(stream_id, state, version)),
+        ));
         Ok(decided.state)
     }
 
@@ -223,8 +259,8 @@ impl AppState {
         ctx: &CommandContext,
         access: Access,
         status: StatusCode,
-        load: impl FnOnce(Loader) -> F,
-        decide: impl FnOnce(S) -> Result<(Changes, T), ApiError>,
+        load: impl Fn(Loader) -> F,
+        decide: impl Fn(S) -> Result<(Changes, T), ApiError>,
     ) -> Result<Reply<T>, ApiError>
     where
         F: Future<Output = Result<S, ApiError>>,
@@ -242,26 +278,39 @@ impl AppState {
         ctx: &CommandContext,
         access: Access,
         status: StatusCode,
-        load: impl FnOnce(Loader) -> F,
-        decide: impl FnOnce(S) -> Result<(Changes, T), ApiError>,
+        load: impl Fn(Loader) -> F,
+        decide: impl Fn(S) -> Result<(Changes, T), ApiError>,
     ) -> Result<Result<Reply<T>, AppendError>, ApiError>
     where
         F: Future<Output = Result<S, ApiError>>,
         T: Serialize + DeserializeOwned,
     {
-        let loader = self.authorise(ctx, access).await?;
+        let remembered = async {
+            let loader = self.authorise(ctx, access, Reads::Memory).await?;
+            let (changes, answer) = decide(load(loader).await?)?;
+            self.append(ctx, access, Reads::Memory, changes, status, answer).await
+        };
+        match remembered.await {
+            Ok(Ok(reply)) => {
+                metrics::counter!("command_reads_total", "from" => "memory").increment(1);
+                return Ok(Ok(reply));
+            }
+            Ok(Err(_)) | Err(_) => metrics::counter!("command_reads_total", "from" => "postgres").increment(1),
+        }
+        let loader = self.authorise(ctx, access, Reads::Postgres).await?;
         if let Some(reply) = self.replay(ctx, status).await? {
             return Ok(Ok(reply));
         }
         let loaded = load(loader).await?;
         let (changes, answer) = decide(loaded)?;
-        self.append(ctx, access, changes, status, answer).await
+        self.append(ctx, access, Reads::Postgres, changes, status, answer).await
     }
 
-    async fn authorise(&self, ctx: &CommandContext, access: Access) -> Result<Loader, ApiError> {
+    async fn authorise(&self, ctx: &CommandContext, access: Access, reads: Reads) -> Result<Loader, ApiError> {
         let mut loader = Loader {
             state: self.clone(),
             access,
+            reads,
             workspace: None,
             principal: None,
         };
@@ -276,7 +325,13 @@ impl AppState {
             }
             Access::Workspace(workspace_id, permission) => {
                 let principal = ctx.principal()?;
-                let workspace = self.repo.load::<Workspace>(workspace_id).await?;
+                let workspace = match reads {
+                    Reads::Postgres => self.repo.load::<Workspace>(workspace_id).await?,
+                    Reads::Memory => self
+                        .repo
+                        .cached::<Workspace>(workspace_id)
+                        .ok_or_else(|| ApiError::NotFound("workspace not found".into()))?,
+                };
                 let role = principal
                     .role_in(workspace_id, &workspace.state)
                     .ok_or_else(|| ApiError::NotFound("workspace not found".into()))?;
@@ -323,6 +378,7 @@ impl AppState {
         &self,
         ctx: &CommandContext,
         access: Access,
+        reads: Reads,
         changes: Changes,
         status: StatusCode,
         answer: T,
@@ -335,6 +391,10 @@ impl AppState {
             }))
         };
         if changes.streams.iter().all(|s| s.events.is_empty()) {
+            if reads == Reads::Memory {
+                // Nothing to append means nothing checks what was read: decide on Postgres.
+                return Ok(Err(AppendError::Empty));
+            }
             let mut position = 0;
             for stream in &changes.streams {
                 if let Some(info) = self.repo.store().stream_info(stream.stream_id).await? {
@@ -363,6 +423,19 @@ impl AppState {
             },
             reservations: changes.reservations,
             idempotency: self.idempotency(ctx, stored),
+            // The workspace that authorised a decision made from memory must not have moved.
+            unchanged: match (reads, access) {
+                (Reads::Memory, Access::Workspace(workspace_id, _)) => self
+                    .repo
+                    .cached::<Workspace>(workspace_id)
+                    .map(|w| StreamVersion {
+                        stream_id: workspace_id,
+                        version: w.version,
+                    })
+                    .into_iter()
+                    .collect(),
+                _ => vec![],
+            },
         };
         let started = Instant::now();
         let result = self.repo.store().append(append).await;
@@ -379,6 +452,13 @@ impl AppState {
                 };
             }
         };
+        for (stream_id, remember) in changes.decided {
+            if let Some(stream) = appended.streams.iter().find(|s| s.stream_id == stream_id) {
+                if !appended.replayed {
+                    remember(&self.repo, stream.version);
+                }
+            }
+        }
         // A concurrent request with the same key appended first: answer as it was answered.
         let answer = match appended.response {
             Some(first) if appended.replayed => {

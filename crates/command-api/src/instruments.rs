@@ -14,6 +14,11 @@ pub fn describe() {
         Unit::Count,
         "Appends refused because the stream moved on (wrong expected version)."
     );
+    describe_counter!(
+        "command_reads_total",
+        Unit::Count,
+        "Commands by where their reads came from: decided on this process's memory and appended (memory), or decided again on the streams as stored (postgres)."
+    );
     describe_gauge!(
         "postgres_oldest_transaction_age_seconds",
         Unit::Seconds,
@@ -29,6 +34,9 @@ pub fn describe() {
     // Registered without changing a value a test process may already have recorded.
     let _ = metrics::histogram!("command_append_seconds");
     metrics::counter!("command_append_conflicts_total").increment(0);
+    for from in ["memory", "postgres"] {
+        metrics::counter!("command_reads_total", "from" => from).increment(0);
+    }
     metrics::gauge!("postgres_oldest_transaction_age_seconds").increment(0.0);
 }
 

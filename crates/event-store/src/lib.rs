@@ -105,6 +105,10 @@ pub struct Append {
     pub metadata: Metadata,
     pub reservations: Vec<Reservation>,
     pub idempotency: Option<Idempotency>,
+    /// Streams read to decide but not written, which must still be at these versions (e.g. the
+    /// workspace whose membership authorised the command): a decision made on a state that has
+    /// since moved fails with `WrongExpectedVersion` instead of being appended.
+    pub unchanged: Vec<StreamVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

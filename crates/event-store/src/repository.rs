@@ -99,7 +99,8 @@ pub enum LoadError {
 
 /// Loads aggregates. A long stream is folded once; afterwards each load reads only the events
 /// appended since the cached version, so the cache is never stale, even with several replicas
-/// writing.
+/// writing. [`Repository::cached`] skips even that read, for decisions whose append checks the
+/// versions they were made on.
 #[derive(Clone)]
 pub struct Repository {
     store: EventStore,
@@ -156,6 +157,20 @@ impl Repository {
         }
         Ok(Loaded { state, version })
     }
+
+    /// The last state this process saw of the stream, without reading Postgres: current unless
+    /// another process (or a path that bypassed this repository) wrote since. Only for
+    /// decisions appended at this version, so that staleness costs a retry, never a wrong write.
+    pub fn cached<A: Aggregate>(&self, stream_id: Uuid) -> Option<Loaded<A>> {
+        let entry = self.cache.get(&stream_id)?.downcast::<Loaded<A>>().ok()?;
+        Some(Loaded::clone(&entry))
+    }
+
+    /// Records the state a successful append produced, so the next command on the stream can
+    /// decide without reading it back.
+    pub fn remember<A: Aggregate>(&self, stream_id: Uuid, state: A, version: i64) {
+        self.cache.insert(stream_id, Arc::new(Loaded { state, version }));
+    }
 }
 
 impl Repository {
@@ -168,8 +183,30 @@ impl Repository {
         stream_id: Uuid,
         command: A::Command,
         metadata: Metadata,
-    ) -> Result<Executed<A>, ExecuteError> {
+    ) -> Result<Executed<A>, ExecuteError>
+    where
+        A::Command: Clone,
+    {
+        // First on the state in memory, without a read; anything but success there is decided
+        // again on the stream as stored.
+        if let Some(cached) = self.cached::<A>(stream_id) {
+            if let Ok(decided) = cached.decide(stream_id, command.clone()) {
+                match self.append_decided(decided, metadata.clone()).await {
+                    Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => {}
+                    outcome => return outcome,
+                }
+            }
+        }
         let decided = self.load::<A>(stream_id).await?.decide(stream_id, command)?;
+        self.append_decided(decided, metadata).await
+    }
+
+    async fn append_decided<A: Aggregate>(
+        &self,
+        decided: Decided<A>,
+        metadata: Metadata,
+    ) -> Result<Executed<A>, ExecuteError> {
+        let stream_id = decided.append.stream_id;
         let events = decided.append.events.len();
         let appended = if events == 0 {
             None
@@ -184,6 +221,9 @@ impl Repository {
                     .await?,
             )
         };
+        if let Some(version) = appended.as_ref().and_then(|a| a.streams.first()).map(|s| s.version) {
+            self.remember(stream_id, decided.state.clone(), version);
+        }
         Ok(Executed {
             state: decided.state,
             events,

@@ -81,6 +81,9 @@ fn command_json(append: &Append) -> Value {
             "traceparent": meta.traceparent,
             "tracestate": meta.tracestate,
         },
+        "unchanged": append.unchanged.iter().map(|u| json!({
+            "stream_id": u.stream_id, "version": u.version,
+        })).collect::<Vec<_>>(),
         "reservations": append.reservations.iter().map(|r| json!({
             "scope": r.scope, "value": r.value, "stream_id": r.stream_id,
         })).collect::<Vec<_>>(),
@@ -137,7 +140,12 @@ fn outcome(value: Value, append: &Append) -> Result<Appended, AppendError> {
                 .streams
                 .iter()
                 .find(|s| s.stream_id == stream_id)
-                .map_or(ExpectedVersion::Any, |s| s.expected);
+                .map(|s| s.expected)
+                .or_else(|| {
+                    let unchanged = append.unchanged.iter().find(|u| u.stream_id == stream_id)?;
+                    Some(ExpectedVersion::Exact(unchanged.version))
+                })
+                .unwrap_or(ExpectedVersion::Any);
             Err(AppendError::WrongExpectedVersion {
                 stream_id,
                 expected,

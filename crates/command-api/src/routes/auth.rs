@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 pub const USER_EMAIL_SCOPE: &str = "user_email";
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     pub email: String,
@@ -69,7 +69,7 @@ pub async fn signup(
             &ctx,
             Access::Anyone,
             StatusCode::CREATED,
-            async |_| check(request).await,
+            async |_| check(request.clone()).await,
             |(email, password_hash, name)| {
                 let mut changes = Changes::default().in_workspace(workspace_id);
                 let register = UserCommand::Register {

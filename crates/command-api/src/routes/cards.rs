@@ -112,7 +112,7 @@ pub struct CardReply {
 }
 
 /// A label and the version it now points at.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct LabelReply {
     pub id: Uuid,
     pub label: String,
@@ -133,8 +133,8 @@ async fn execute<T: Serialize + DeserializeOwned>(
     ctx: &CommandContext,
     workspace_id: Uuid,
     card_id: Uuid,
-    command: Result<CardCommand, ApiError>,
-    answer: impl FnOnce(&PromptCard) -> T,
+    command: impl Fn() -> Result<CardCommand, ApiError>,
+    answer: impl Fn(&PromptCard) -> T,
 ) -> Result<Reply<T>, ApiError> {
     let access = Access::Workspace(workspace_id, Permission::WriteCards);
     let result = state
@@ -142,7 +142,7 @@ async fn execute<T: Serialize + DeserializeOwned>(
             ctx,
             access,
             StatusCode::OK,
-            async |l| Ok((command?, l.in_workspace::<PromptCard>(card_id).await?)),
+            async |l| Ok((command()?, l.in_workspace::<PromptCard>(card_id).await?)),
             |(command, card)| {
                 let mut changes = Changes::default();
                 let after = changes.decide(card_id, &card, command)?;
@@ -187,7 +187,7 @@ pub async fn create_card(
             async |_| Ok(Loaded::<PromptCard>::empty()),
             |card| {
                 let mut changes = Changes::default();
-                changes.decide(card_id, &card, command)?;
+                changes.decide(card_id, &card, command.clone())?;
                 Ok((
                     changes,
                     CardReply {
@@ -239,7 +239,6 @@ pub async fn update_card(
     ctx: CommandContext,
     Json(request): Json<UpdateCard>,
 ) -> Result<Reply<CardReply>, ApiError> {
-    let expected_version = expected_version(&headers, request.expected_version);
     let content = CreateCard {
         title: request.title,
         description: request.description,
@@ -248,10 +247,12 @@ pub async fn update_card(
         tags: request.tags,
     }
     .into_content();
-    let command = expected_version.map(|expected_version| CardCommand::Update {
-        expected_version,
-        content,
-    });
+    let command = || {
+        Ok(CardCommand::Update {
+            expected_version: expected_version(&headers, request.expected_version)?,
+            content: content.clone(),
+        })
+    };
     execute(&state, &ctx, workspace_id, card_id, command, |card| CardReply {
         id: card_id,
         version: card.version(),
@@ -278,7 +279,15 @@ pub async fn move_label(
         label: request.label,
         version: request.version,
     };
-    execute(&state, &ctx, workspace_id, card_id, Ok(command), |_| answer).await
+    execute(
+        &state,
+        &ctx,
+        workspace_id,
+        card_id,
+        || Ok(command.clone()),
+        |_| answer.clone(),
+    )
+    .await
 }
 
 /// Archives the card: hidden from queries, history kept.
@@ -290,11 +299,16 @@ pub async fn archive_card(
     Path((workspace_id, card_id)): Path<(Uuid, Uuid)>,
     ctx: CommandContext,
 ) -> Result<Reply<ArchiveReply>, ApiError> {
-    execute(&state, &ctx, workspace_id, card_id, Ok(CardCommand::Archive), |_| {
-        ArchiveReply {
+    execute(
+        &state,
+        &ctx,
+        workspace_id,
+        card_id,
+        || Ok(CardCommand::Archive),
+        |_| ArchiveReply {
             id: card_id,
             archived: true,
-        }
-    })
+        },
+    )
     .await
 }

@@ -18,14 +18,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A provider: a promptfoo-style id, or `{id, config}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Clone)]
 #[serde(untagged)]
 pub enum ProviderDto {
     Id(String),
     WithConfig(ProviderObject),
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderObject {
     pub id: String,
@@ -89,7 +89,7 @@ pub async fn request_run(
     let access = Access::Workspace(workspace_id, Permission::WriteCards);
     let load = async |l: Loader| {
         let card = l.in_workspace::<PromptCard>(request.card_id).await?.state;
-        let case_ids = cases_to_run(&card, request.test_case_ids);
+        let case_ids = cases_to_run(&card, request.test_case_ids.clone());
         // Ids that are not the card's are refused by `decide`; there is nothing to read for them.
         let mut cases = Vec::with_capacity(case_ids.len());
         for case_id in case_ids.iter().filter(|id| card.test_cases.contains(id)) {
@@ -100,7 +100,7 @@ pub async fn request_run(
             card_version: request.card_version,
             case_ids,
             cases,
-            providers: request.providers.into_iter().map(ProviderSpec::from).collect(),
+            providers: request.providers.iter().cloned().map(ProviderSpec::from).collect(),
             repeat: request.repeat.unwrap_or(1),
         })
     };

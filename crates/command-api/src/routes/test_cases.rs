@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionDto {
     /// A promptfoo assertion type such as `contains` or `not-regex`.
@@ -30,7 +30,7 @@ pub struct AssertionDto {
     pub weight: Option<f64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct TestCaseRequest {
     pub name: String,
@@ -90,7 +90,7 @@ pub async fn create_test_case(
             let command = TestCaseCommand::Create {
                 case_id,
                 card: CardFacts::of(&card.state)?,
-                content: request.into_content(),
+                content: request.clone().into_content(),
             };
             changes.decide(case_id, &Loaded::<TestCase>::empty(), command)?;
             Ok((changes, Created { id: case_id }))
@@ -118,7 +118,7 @@ pub async fn update_test_case(
             let mut changes = Changes::default();
             let command = TestCaseCommand::Update {
                 card: CardFacts::of(&card.state)?,
-                content: request.into_content(),
+                content: request.clone().into_content(),
             };
             changes.decide(case_id, &case, command)?;
             Ok((changes, Created { id: case_id }))

@@ -108,7 +108,7 @@ pub async fn create_workspace(
             let mut changes = Changes::default().in_workspace(workspace_id);
             let command = WorkspaceCommand::Create {
                 workspace_id,
-                name: request.name,
+                name: request.name.clone(),
                 owner_id,
             };
             changes.decide(workspace_id, &Loaded::<Workspace>::empty(), command)?;
@@ -237,7 +237,7 @@ pub async fn create_api_key(
                 key_id: key.key_id,
                 name: request.name.clone(),
                 role: request.role.into(),
-                secret_hash: key.secret_hash,
+                secret_hash: key.secret_hash.clone(),
             };
             changes.decide(workspace_id, &workspace, command)?;
             changes.reserve(API_KEY_SCOPE, key.key_id.to_string(), workspace_id);

@@ -8,6 +8,7 @@ mod cards;
 mod concurrency;
 mod idempotency;
 mod imports;
+mod memory;
 mod rate_limit;
 mod roles_and_tenancy;
 mod surface;
