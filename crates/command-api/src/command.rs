@@ -1,6 +1,7 @@
 //! The path every command takes after parsing: check access, replay an idempotent retry, or
 //! append what the domain decided and answer with the global position.
 
+use crate::auth::RoleIn;
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::AppState;
