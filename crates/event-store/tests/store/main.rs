@@ -4,6 +4,7 @@
 
 mod aggregates;
 mod append;
+mod history;
 mod idempotency;
 mod integrity;
 mod metrics;
