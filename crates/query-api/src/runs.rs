@@ -1,7 +1,7 @@
 //! Test runs in GraphQL: `testRun`, `testRuns` and the live `testRunProgress`.
 
 use crate::context::{access, parse_id, state};
-use crate::errors::{forbidden, internal, not_found};
+use crate::errors::{internal, not_found};
 use crate::metrics::SubscriberGuard;
 use crate::money::micro_usd_to_string;
 use crate::pagination::{decode_cursor, encode_cursor, page, page_size};
@@ -343,11 +343,12 @@ async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream<Ite
         .await
         .map_err(internal)?;
     let loaded = state.repo.load::<TestRun>(run_id).await.map_err(internal)?;
+    // A stranger gets the answer of a run that does not exist, as `testRun` gives them.
     let Some(workspace_id) = loaded.state.plan.as_ref().map(|p| p.workspace_id) else {
         return Err(not_found("test run"));
     };
     if access.role_in(&state.pool, workspace_id).await.is_err() {
-        return Err(forbidden("not a member of this run's workspace"));
+        return Err(not_found("test run"));
     }
     let first = progress(run_id, &loaded.state, None);
     let finished = loaded.state.status.is_terminal();
