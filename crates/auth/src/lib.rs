@@ -1,12 +1,14 @@
 //! Bearer credentials shared by the command and query APIs: HS256 JWT access and refresh
 //! tokens, and workspace API keys of the form `pc_<key id>_<secret>` whose secret is kept only
-//! as a SHA-256 hash.
+//! as a SHA-256 hash. A bearer credential resolves to a [`Principal`], the one notion of a
+//! caller both services share.
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -146,6 +148,57 @@ pub fn parse_api_key(token: &str) -> Option<Result<(Uuid, &str), AuthError>> {
     Some(parsed)
 }
 
+/// A caller whose credentials checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    User(Uuid),
+    /// A workspace API key; it acts only in its own workspace, with its own role.
+    ApiKey {
+        key_id: Uuid,
+        workspace_id: Uuid,
+    },
+}
+
+impl Principal {
+    /// The id recorded as the actor of the events this caller causes.
+    pub fn actor_id(&self) -> Uuid {
+        match self {
+            Principal::User(id) => *id,
+            Principal::ApiKey { key_id, .. } => *key_id,
+        }
+    }
+}
+
+/// What a service keeps of a live API key to check a presented one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub workspace_id: Uuid,
+    pub secret_hash: String,
+}
+
+/// Resolves a bearer token to its caller: a JWT access token names a user; an API key must be
+/// known to `find_key` and its secret must match. Each service looks keys up in its own
+/// records (the command API in the workspace's stream, the query API in the read models), so
+/// `find_key` answers `None` for a key that is unknown or revoked.
+pub async fn authenticate<E, F, Fut>(tokens: &TokenKeys, token: &str, find_key: F) -> Result<Principal, E>
+where
+    E: From<AuthError>,
+    F: FnOnce(Uuid) -> Fut,
+    Fut: Future<Output = Result<Option<StoredApiKey>, E>>,
+{
+    let Some(api_key) = parse_api_key(token) else {
+        return Ok(tokens.verify_access(token).map(Principal::User)?);
+    };
+    let (key_id, secret) = api_key?;
+    match find_key(key_id).await? {
+        Some(key) if key.secret_hash == hash_secret(secret) => Ok(Principal::ApiKey {
+            key_id,
+            workspace_id: key.workspace_id,
+        }),
+        _ => Err(AuthError::Unauthorized("the API key is not valid".into()).into()),
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header value.
 pub fn bearer(header_value: &str) -> Result<&str, AuthError> {
     header_value
@@ -192,6 +245,49 @@ mod tests {
             keys.verify_access(&expired),
             Err(AuthError::Unauthorized("the token has expired".into()))
         );
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut future = std::pin::pin!(future);
+        match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("the lookups here are ready at once"),
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_resolve_to_a_user_or_a_known_key_with_its_secret() {
+        let keys = TokenKeys::new("s3cret", Duration::from_secs(60), Duration::from_secs(120));
+        let user = Uuid::new_v4();
+        let access = keys.issue(user).unwrap().access_token;
+        let no_keys = |_| async { Ok::<_, AuthError>(None) };
+        assert_eq!(
+            block_on(authenticate(&keys, &access, no_keys)),
+            Ok(Principal::User(user))
+        );
+
+        let key = generate_api_key();
+        let workspace_id = Uuid::new_v4();
+        let stored = StoredApiKey {
+            workspace_id,
+            secret_hash: key.secret_hash.clone(),
+        };
+        let known = |id| {
+            let found = (id == key.key_id).then(|| stored.clone());
+            async move { Ok::<_, AuthError>(found) }
+        };
+        assert_eq!(
+            block_on(authenticate(&keys, &key.key, known)),
+            Ok(Principal::ApiKey {
+                key_id: key.key_id,
+                workspace_id
+            })
+        );
+        let not_valid = Err(AuthError::Unauthorized("the API key is not valid".into()));
+        assert_eq!(block_on(authenticate(&keys, &key.key, no_keys)), not_valid);
+        let forged = format!("pc_{}_forged", key.key_id.simple());
+        assert_eq!(block_on(authenticate(&keys, &forged, known)), not_valid);
     }
 
     #[test]

@@ -1,37 +1,25 @@
-//! Who is calling: the principal behind a bearer credential, and passwords (argon2). Tokens
-//! and API keys themselves are the shared `auth` crate's.
+//! Who is calling: the principal behind a bearer credential, its role in a workspace, and
+//! passwords (argon2). Tokens, API keys and `Principal` itself are the shared `auth` crate's.
 
-pub use auth::{generate_api_key, hash_secret, parse_api_key, TokenKeys, Tokens};
+pub use auth::{generate_api_key, Principal, TokenKeys, Tokens};
 
 use crate::error::ApiError;
+use crate::AppState;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use auth::StoredApiKey;
 use domain::workspace::Workspace;
 use domain::Role;
 use uuid::Uuid;
 
-/// A caller whose credentials checked out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Principal {
-    User(Uuid),
-    /// A workspace API key; it acts only in its own workspace, with its own role.
-    ApiKey {
-        key_id: Uuid,
-        workspace_id: Uuid,
-    },
+/// The caller's role in a workspace, decided from the workspace's own stream.
+pub trait RoleIn {
+    /// The role, or `None` when the caller has no business there.
+    fn role_in(&self, workspace_id: Uuid, workspace: &Workspace) -> Option<Role>;
 }
 
-impl Principal {
-    /// The id recorded as the actor of the events this caller causes.
-    pub fn actor_id(&self) -> Uuid {
-        match self {
-            Principal::User(id) => *id,
-            Principal::ApiKey { key_id, .. } => *key_id,
-        }
-    }
-
-    /// The caller's role in a workspace, or `None` when it has no business there.
-    pub fn role_in(&self, workspace_id: Uuid, workspace: &Workspace) -> Option<Role> {
+impl RoleIn for Principal {
+    fn role_in(&self, workspace_id: Uuid, workspace: &Workspace) -> Option<Role> {
         if workspace.id != Some(workspace_id) {
             return None;
         }
@@ -47,6 +35,31 @@ impl Principal {
                 .map(|key| key.role),
         }
     }
+}
+
+/// Resolves a bearer token; API keys are checked against the workspace's stream, so a key
+/// works from the moment it is appended and never after its revocation.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    auth::authenticate(&state.tokens, token, |key_id| async move {
+        let Some(workspace_id) = state
+            .repo
+            .store()
+            .reservation(crate::API_KEY_SCOPE, &key_id.to_string())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let workspace = state.repo.load::<Workspace>(workspace_id).await?.state;
+        Ok(workspace
+            .api_keys
+            .get(&key_id)
+            .filter(|key| !key.revoked)
+            .map(|key| StoredApiKey {
+                workspace_id,
+                secret_hash: key.secret_hash.clone(),
+            }))
+    })
+    .await
 }
 
 /// Hashes a password with argon2id off the async runtime: it is deliberately slow.

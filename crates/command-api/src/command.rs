@@ -12,10 +12,11 @@
 //! Idempotency-Key is checked by the append itself on that first attempt: a retry of a command
 //! already appended gets the stored answer, whatever it decided this time.
 
-use crate::auth::Principal;
+use crate::auth::RoleIn;
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::AppState;
+use auth::Principal;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::card::PromptCard;

@@ -1,7 +1,7 @@
 //! What every command request carries besides its body: the caller, its Idempotency-Key, and
 //! the tracing and correlation ids recorded with the events.
 
-use crate::auth::{hash_secret, parse_api_key, Principal};
+use crate::auth::{authenticate, Principal};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
-use domain::workspace::Workspace;
 use governor::clock::{Clock, DefaultClock};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -145,24 +144,4 @@ impl FromRequestParts<AppState> for CommandContext {
             tracestate: header_str(&parts.headers, "tracestate").map(str::to_owned),
         })
     }
-}
-
-async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let Some(api_key) = parse_api_key(token) else {
-        return Ok(state.tokens.verify_access(token).map(Principal::User)?);
-    };
-    let (key_id, secret) = api_key?;
-    let unknown = || ApiError::Unauthorized("the API key is not valid".into());
-    let workspace_id = state
-        .repo
-        .store()
-        .reservation(crate::API_KEY_SCOPE, &key_id.to_string())
-        .await?
-        .ok_or_else(unknown)?;
-    let workspace = state.repo.load::<Workspace>(workspace_id).await?.state;
-    let key = workspace.api_keys.get(&key_id).ok_or_else(unknown)?;
-    if key.revoked || key.secret_hash != hash_secret(secret) {
-        return Err(unknown());
-    }
-    Ok(Principal::ApiKey { key_id, workspace_id })
 }

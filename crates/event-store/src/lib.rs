@@ -290,6 +290,24 @@ impl EventStore {
         sql::events(&self.pool, filter)
     }
 
+    /// A workspace's events (optionally of one stream), newest first, below `before_position`
+    /// when given: the audit log, a page at a time.
+    pub async fn workspace_history(
+        &self,
+        workspace_id: Uuid,
+        stream_id: Option<Uuid>,
+        before_position: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        sql::workspace_history(&self.pool, workspace_id, stream_id, before_position, limit).await
+    }
+
+    /// The stream and version of the event at a global position; `None` for a position no
+    /// committed event holds (not yet written, or left by an append that rolled back).
+    pub async fn stream_version_at(&self, position: i64) -> Result<Option<StreamVersion>, sqlx::Error> {
+        sql::stream_version_at(&self.pool, position).await
+    }
+
     /// The highest global position written so far (0 for an empty store).
     pub async fn head(&self) -> Result<i64, sqlx::Error> {
         sql::head(&self.pool).await

@@ -1,6 +1,8 @@
 //! Every SQL statement on the event store's tables.
 
-use crate::{Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent, StreamInfo};
+use crate::{
+    Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent, StreamInfo, StreamVersion,
+};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -267,6 +269,37 @@ pub(crate) fn events<'a>(
     .bind(filter.until)
     .bind(filter.limit)
     .fetch(pool)
+}
+
+pub(crate) async fn workspace_history(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    stream_id: Option<Uuid>,
+    before_position: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events
+          WHERE workspace_id = $1 AND ($2::uuid IS NULL OR stream_id = $2)
+            AND ($3::bigint IS NULL OR position < $3)
+          ORDER BY position DESC LIMIT $4"
+    ))
+    .bind(workspace_id)
+    .bind(stream_id)
+    .bind(before_position)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub(crate) async fn stream_version_at(pool: &PgPool, position: i64) -> Result<Option<StreamVersion>, sqlx::Error> {
+    let row: Option<(Uuid, i64)> = sqlx::query_as("SELECT stream_id, version FROM events WHERE position = $1")
+        .bind(position)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|(stream_id, version)| StreamVersion { stream_id, version }))
 }
 
 pub(crate) async fn reservation(pool: &PgPool, scope: &str, value: &str) -> Result<Option<Uuid>, sqlx::Error> {

@@ -2,15 +2,11 @@
 //! through [`Access::role_in`]; strangers get NOT_FOUND, never data.
 
 use crate::errors::{internal, not_found, unauthenticated};
-use auth::{hash_secret, parse_api_key, AuthError, TokenKeys};
+pub use auth::Principal;
+
+use auth::{AuthError, StoredApiKey, TokenKeys};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Principal {
-    User(Uuid),
-    ApiKey { key_id: Uuid, workspace_id: Uuid },
-}
 
 /// The request's caller, if it authenticated; put in the GraphQL request data.
 #[derive(Debug, Clone, Copy)]
@@ -50,18 +46,17 @@ impl Access {
 
 /// Resolves a bearer token: a JWT access token or an API key known to the read models.
 pub async fn authenticate(tokens: &TokenKeys, pool: &PgPool, token: &str) -> Result<Principal, AuthError> {
-    let Some(api_key) = parse_api_key(token) else {
-        return tokens.verify_access(token).map(Principal::User);
-    };
-    let (key_id, secret) = api_key?;
-    let row: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT workspace_id, secret_hash FROM read.api_keys WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-    match row {
-        Some((workspace_id, hash)) if hash == hash_secret(secret) => Ok(Principal::ApiKey { key_id, workspace_id }),
-        _ => Err(AuthError::Unauthorized("the API key is not valid".into())),
-    }
+    auth::authenticate(tokens, token, |key_id| async move {
+        let row: Option<(Uuid, String)> =
+            sqlx::query_as("SELECT workspace_id, secret_hash FROM read.api_keys WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(row.map(|(workspace_id, secret_hash)| StoredApiKey {
+            workspace_id,
+            secret_hash,
+        }))
+    })
+    .await
 }

@@ -1,8 +1,9 @@
 //! Test-result analytics from ClickHouse's `test_results`. An empty result is a valid answer.
 //! `FINAL` collapses rows a retried batch wrote twice.
 
+use crate::context::{access, parse_id, state};
 use crate::errors::{bad_request, internal};
-use crate::AppState;
+use crate::money::micro_usd_to_string;
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
@@ -66,13 +67,6 @@ struct LatencyRow {
     quantiles: Vec<f64>,
 }
 
-/// Formats micro-dollars as an exact decimal.
-pub fn micro_usd_to_string(micro: i64) -> String {
-    let sign = if micro < 0 { "-" } else { "" };
-    let abs = micro.unsigned_abs();
-    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
-}
-
 impl Analytics {
     /// The WHERE clause shared by every figure; values are bound, never interpolated.
     fn filter(&self, card: bool) -> String {
@@ -98,8 +92,7 @@ impl Analytics {
 
     fn query(&self, ctx: &Context<'_>, sql: &str, card_id: Option<Uuid>) -> clickhouse::query::Query {
         let (from, to) = self.bounds();
-        let mut query = ctx
-            .data_unchecked::<AppState>()
+        let mut query = state(ctx)
             .clickhouse
             .query(sql)
             .bind(self.workspace_id.to_string())
@@ -113,10 +106,7 @@ impl Analytics {
 }
 
 fn card(card_id: &Option<ID>) -> Result<Option<Uuid>> {
-    card_id
-        .as_ref()
-        .map(|id| Uuid::try_parse(id.as_str()).map_err(|_| bad_request("cardId must be a UUID")))
-        .transpose()
+    card_id.as_ref().map(|id| parse_id(id, "cardId")).transpose()
 }
 
 #[Object]
@@ -197,14 +187,26 @@ impl Analytics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::micro_usd_to_string;
+#[derive(Default)]
+pub struct AnalyticsQuery;
 
-    #[test]
-    fn micro_dollars_print_exactly() {
-        assert_eq!(micro_usd_to_string(0), "0.000000");
-        assert_eq!(micro_usd_to_string(1_234_567), "1.234567");
-        assert_eq!(micro_usd_to_string(-5), "-0.000005");
+#[Object]
+impl AnalyticsQuery {
+    /// Pass rates, cost and latency of test results, from ClickHouse.
+    async fn analytics(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Analytics> {
+        let workspace_id = parse_id(&workspace_id, "workspaceId")?;
+        access(ctx).role_in(&state(ctx).pool, workspace_id).await?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if from > to {
+                return Err(bad_request("from must not be after to"));
+            }
+        }
+        Ok(Analytics { workspace_id, from, to })
     }
 }

@@ -3,9 +3,10 @@
 //! `promptcards:version:<stream>` as it applies events), so a cached document is never staler
 //! than what Redis knows. Any Redis failure is a miss, never an error.
 
-use crate::schema::CardNode;
+use crate::metrics::cache_lookup;
 use domain::names::version_key;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
@@ -17,10 +18,11 @@ pub struct DocCache {
     redis: Arc<OnceLock<ConnectionManager>>,
 }
 
+/// A card document as the cards area serves it; the cache only stores and dates it.
 #[derive(Serialize, Deserialize)]
-struct CachedCard {
+struct CachedCard<T> {
     stream_version: i64,
-    card: CardNode,
+    card: T,
 }
 
 fn doc_key(card_id: Uuid) -> String {
@@ -36,17 +38,15 @@ impl DocCache {
         };
         let (slot, url) = (cache.redis.clone(), url.to_owned());
         tokio::spawn(async move {
-            let connection = service::retry("connecting to Redis for the document cache", || {
-                projector::redis_sink::connect(&url)
-            })
-            .await;
+            let connection = service::retry("connecting to Redis for the document cache", || connect(&url)).await;
             tracing::info!("Redis answers; the document cache is on.");
             let _ = slot.set(connection);
         });
         cache
     }
 
-    pub async fn card(&self, card_id: Uuid) -> Option<CardNode> {
+    /// The cached card, if Redis knows of no newer version of its stream.
+    pub async fn card<T: DeserializeOwned>(&self, card_id: Uuid) -> Option<T> {
         let mut redis = self.redis.get()?.clone();
         let (doc, latest): (Option<String>, Option<i64>) = redis::cmd("MGET")
             .arg(doc_key(card_id))
@@ -54,24 +54,21 @@ impl DocCache {
             .query_async(&mut redis)
             .await
             .ok()?;
-        let cached: CachedCard = serde_json::from_str(&doc?).ok()?;
+        let cached: CachedCard<T> = serde_json::from_str(&doc?).ok()?;
         let fresh = cached.stream_version >= latest.unwrap_or(0);
-        metrics::counter!("query_cache_requests_total", "result" => if fresh { "hit" } else { "stale" }).increment(1);
+        cache_lookup(if fresh { "hit" } else { "stale" });
         fresh.then_some(cached.card)
     }
 
-    pub async fn put_card(&self, card: &CardNode, stream_version: i64) {
+    pub async fn put_card<T: Serialize>(&self, card_id: Uuid, card: &T, stream_version: i64) {
         let Some(mut redis) = self.redis.get().cloned() else {
             return;
         };
-        let Ok(doc) = serde_json::to_string(&CachedCard {
-            stream_version,
-            card: card.clone(),
-        }) else {
+        let Ok(doc) = serde_json::to_string(&CachedCard { stream_version, card }) else {
             return;
         };
         let _: Result<(), _> = redis::cmd("SET")
-            .arg(doc_key(card.id))
+            .arg(doc_key(card_id))
             .arg(doc)
             .arg("EX")
             .arg(3600)
@@ -80,6 +77,18 @@ impl DocCache {
     }
 
     pub fn miss() {
-        metrics::counter!("query_cache_requests_total", "result" => "miss").increment(1);
+        cache_lookup("miss");
     }
+}
+
+/// A connection manager whose short timeouts turn a Redis that is away into quick misses
+/// rather than slow queries; the projector's Redis sink connects with the same settings.
+async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(1))
+        .set_response_timeout(std::time::Duration::from_secs(1))
+        .set_number_of_retries(3)
+        .set_factor(100)
+        .set_max_delay(1_000);
+    ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
 }

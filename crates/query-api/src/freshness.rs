@@ -2,6 +2,7 @@
 //! the projector's NOTIFY after each batch rather than by polling on a timer.
 
 use domain::names::READ_MODELS_CHANNEL;
+use event_store::EventStore;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -15,14 +16,16 @@ pub struct MinPosition(pub i64);
 
 #[derive(Clone)]
 pub struct Freshness {
+    /// The read models' connections, which also receive the projector's notifications.
     pool: PgPool,
+    store: EventStore,
     /// Bumped on every notification; waiters re-check when it changes.
     batches: watch::Receiver<u64>,
 }
 
 impl Freshness {
     /// Starts the listener task; it reconnects by itself if the connection drops.
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, store: EventStore) -> Self {
         let (sender, batches) = watch::channel(0u64);
         let listener_pool = pool.clone();
         tokio::spawn(async move {
@@ -36,7 +39,7 @@ impl Freshness {
                 }
             }
         });
-        Self { pool, batches }
+        Self { pool, store, batches }
     }
 
     /// True once the event at `position` is visible in the read models, false if `wait` ran
@@ -63,15 +66,16 @@ impl Freshness {
     }
 
     async fn applied(&self, position: i64) -> Result<bool, sqlx::Error> {
+        let Some(event) = self.store.stream_version_at(position).await? else {
+            // No event holds the position: it is passed once the store's head is beyond it
+            // (an append that rolled back leaves its positions unused).
+            return Ok(position <= self.store.head().await?);
+        };
         sqlx::query_scalar(
-            "SELECT CASE
-                 WHEN e.position IS NULL THEN $1 <= (SELECT COALESCE(max(position), 0) FROM events)
-                 ELSE COALESCE((SELECT v.version >= e.version FROM read.stream_versions v
-                                WHERE v.stream_id = e.stream_id), false)
-             END
-             FROM (SELECT $1::bigint AS p) q LEFT JOIN events e ON e.position = q.p",
+            "SELECT COALESCE((SELECT version >= $2 FROM read.stream_versions WHERE stream_id = $1), false)",
         )
-        .bind(position)
+        .bind(event.stream_id)
+        .bind(event.version)
         .fetch_one(&self.pool)
         .await
     }

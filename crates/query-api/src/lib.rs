@@ -1,92 +1,43 @@
 //! The GraphQL query API: reads the read models (Postgres, Redis) and ClickHouse, and serves
 //! live subscriptions fed by Redis pub/sub.
 
+//!
+//! Layout: one module per GraphQL area (`cards`, `workspaces`, `runs`, `analytics`, `audit`),
+//! each with its types and resolvers, merged in `schema`. The areas use the shared modules
+//! (`context`, `pagination`, `access`, `errors`, `cache`, `freshness`, `metrics`, `money`);
+//! the shared modules never use an area.
+
 pub mod access;
 pub mod analytics;
+pub mod audit;
 pub mod cache;
+pub mod cards;
+pub mod context;
 pub mod errors;
 pub mod freshness;
+pub mod metrics;
+pub mod money;
+pub mod pagination;
 pub mod runs;
 pub mod schema;
 pub mod settings;
+pub mod workspaces;
 
+pub use context::AppState;
 pub use settings::Settings;
 
-use access::{authenticate, Access};
-use async_graphql::dataloader::DataLoader;
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use auth::TokenKeys;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use event_store::EventStore;
-use freshness::Freshness;
-use schema::{AppSchema, QueryRoot, SubscriptionRoot, TestCasesByCard};
-use sqlx::PgPool;
+use schema::AppSchema;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-
-/// Handles shared by resolvers and handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// Read models, and the event store's read path for history.
-    pub pool: PgPool,
-    pub store: EventStore,
-    /// Folds streams for history and live run progress; reads only the store's read path.
-    pub repo: event_store::Repository,
-    pub cache: cache::DocCache,
-    /// Subscriptions open their own pub/sub connection from this client.
-    pub redis_client: Option<redis::Client>,
-    pub clickhouse: clickhouse::Client,
-    pub tokens: Arc<TokenKeys>,
-    pub freshness: Freshness,
-    pub settings: Arc<Settings>,
-}
-
-impl AppState {
-    /// Connects what it can; a Redis that is down means no cache, not no service.
-    pub async fn new(pool: PgPool, settings: Settings) -> Self {
-        let redis_client = redis::Client::open(settings.redis_url.expose()).ok();
-        Self {
-            store: EventStore::new(pool.clone()),
-            repo: event_store::Repository::new(EventStore::new(pool.clone()), 1_000),
-            freshness: Freshness::start(pool.clone()),
-            pool,
-            cache: cache::DocCache::connect(settings.redis_url.expose()),
-            redis_client,
-            clickhouse: service::clickhouse::client(&settings.clickhouse_url, &settings.clickhouse_database),
-            tokens: Arc::new(TokenKeys::new(
-                settings.jwt_secret.expose(),
-                Duration::from_secs(900),
-                Duration::from_secs(900),
-            )),
-            settings: Arc::new(settings),
-        }
-    }
-
-    pub fn schema(&self) -> AppSchema {
-        AppSchema::build(QueryRoot, async_graphql::EmptyMutation, SubscriptionRoot)
-            .data(self.clone())
-            .limit_depth(self.settings.max_depth)
-            .limit_complexity(self.settings.max_complexity)
-            .finish()
-    }
-
-    async fn access_from_header(&self, value: Option<&str>) -> Result<Access, async_graphql::Error> {
-        let Some(value) = value else { return Ok(Access(None)) };
-        let token = auth::bearer(value).map_err(|e| errors::error("UNAUTHENTICATED", e.to_string()))?;
-        match authenticate(&self.tokens, &self.pool, token).await {
-            Ok(principal) => Ok(Access(Some(principal))),
-            Err(auth::AuthError::Unauthorized(message)) => Err(errors::error("UNAUTHENTICATED", message)),
-            Err(auth::AuthError::Internal(message)) => Err(errors::internal(message)),
-        }
-    }
-}
 
 /// A request-level error (no field location), with its `extensions.code`.
 fn error_response(error: async_graphql::Error) -> GraphQLResponse {
@@ -139,16 +90,14 @@ async fn graphql(
         min_position = Some(freshness::MinPosition(position));
     }
     let operation = request.operation_name.clone().unwrap_or_else(|| "anonymous".into());
-    let mut request = request
-        .data(access)
-        .data(DataLoader::new(TestCasesByCard(state.pool.clone()), tokio::spawn));
+    let mut request = request;
+    schema::add_request_data(&mut request.data, &state, access);
     if let Some(min_position) = min_position {
         request = request.data(min_position);
     }
     let started = Instant::now();
     let response = schema.execute(request).await;
-    metrics::histogram!("graphql_request_duration_seconds", "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
+    metrics::request_served(operation, started.elapsed());
     response.into()
 }
 
@@ -179,8 +128,7 @@ async fn websocket(
                         .and_then(|v| v.as_str());
                     let access = state.access_from_header(authorization).await?;
                     let mut data = Data::default();
-                    data.insert(access);
-                    data.insert(DataLoader::new(TestCasesByCard(state.pool.clone()), tokio::spawn));
+                    schema::add_request_data(&mut data, &state, access);
                     Ok(data)
                 })
                 .serve()
@@ -190,7 +138,7 @@ async fn websocket(
 
 /// The whole HTTP surface: GraphQL, GraphiQL, the WebSocket, and the ops endpoints.
 pub fn router(state: AppState) -> Router {
-    let schema = state.schema();
+    let schema = schema::build(&state);
     let ready_state = state.clone();
     let readiness: service::ReadinessCheck = Arc::new(move || {
         let state = ready_state.clone();

@@ -1,8 +1,12 @@
 //! Test runs in GraphQL: `testRun`, `testRuns` and the live `testRunProgress`.
 
-use crate::errors::{forbidden, internal, not_found};
-use crate::AppState;
-use async_graphql::{Context, Enum, Json, Object, Result, SimpleObject, ID};
+use crate::context::{access, parse_id, state};
+use crate::errors::{internal, not_found};
+use crate::metrics::SubscriberGuard;
+use crate::money::micro_usd_to_string;
+use crate::pagination::{decode_cursor, encode_cursor, page, page_size};
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, Json, Object, Result, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use domain::run::{RunEvent, RunStatus, TestResult, TestRun};
 use domain::Aggregate;
@@ -118,7 +122,7 @@ impl RunNode {
         .bind(self.run_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&ctx.data_unchecked::<AppState>().pool)
+        .fetch_all(&state(ctx).pool)
         .await
         .map_err(internal)
     }
@@ -210,7 +214,7 @@ impl ResultNode {
     }
     /// The cost in dollars, as an exact decimal string.
     async fn cost_usd(&self) -> String {
-        crate::analytics::micro_usd_to_string(self.cost_micro_usd)
+        micro_usd_to_string(self.cost_micro_usd)
     }
     async fn assertions(&self) -> Vec<AssertionResult> {
         self.assertions
@@ -253,12 +257,81 @@ fn progress(run_id: Uuid, run: &TestRun, last_result: Option<ResultNode>) -> Tes
     }
 }
 
+#[derive(Default)]
+pub struct RunsQuery;
+
+#[Object]
+impl RunsQuery {
+    async fn test_run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<RunNode>> {
+        let run_id = parse_id(&id, "id")?;
+        access(ctx).principal()?;
+        let state = state(ctx);
+        let run: Option<RunNode> =
+            sqlx::query_as(&format!("SELECT {} FROM read.test_runs WHERE run_id = $1", RUN_COLUMNS))
+                .bind(run_id)
+                .fetch_optional(&state.pool)
+                .await
+                .map_err(internal)?;
+        match run {
+            Some(run) if access(ctx).role_in(&state.pool, run.workspace_id).await.is_ok() => Ok(Some(run)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs of a workspace (optionally of one card), newest first.
+    async fn test_runs(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        card_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, RunNode>> {
+        let workspace_id = parse_id(&workspace_id, "workspaceId")?;
+        let card_id = card_id.as_ref().map(|c| parse_id(c, "cardId")).transpose()?;
+        let state = state(ctx);
+        access(ctx).role_in(&state.pool, workspace_id).await?;
+        let limit = page_size(first)?;
+        let after: Option<(DateTime<Utc>, Uuid)> = after.as_deref().map(decode_cursor).transpose()?;
+        let rows: Vec<RunNode> = sqlx::query_as(&format!(
+            "SELECT {} FROM read.test_runs
+             WHERE workspace_id = $1 AND ($2::uuid IS NULL OR card_id = $2)
+               AND ($3::timestamptz IS NULL OR (created_at, run_id) < ($3, $4))
+             ORDER BY created_at DESC, run_id DESC LIMIT $5",
+            RUN_COLUMNS
+        ))
+        .bind(workspace_id)
+        .bind(card_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit + 1)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(internal)?;
+        Ok(page(rows, limit, after.is_some(), |run| {
+            encode_cursor(&(run.created_at, run.run_id))
+        }))
+    }
+}
+
+#[derive(Default)]
+pub struct RunsSubscription;
+
+#[Subscription]
+impl RunsSubscription {
+    /// The run's current progress, then every change; completes after the terminal state.
+    async fn test_run_progress(&self, ctx: &Context<'_>, run_id: ID) -> Result<impl Stream<Item = TestRunProgress>> {
+        let run_id = parse_id(&run_id, "runId")?;
+        run_progress(ctx, run_id).await
+    }
+}
+
 /// The run's current state first, then one update per change, ending after the terminal
 /// state. Subscribes before reading the state, and reads the state from the run's stream,
 /// so no change falls between the two.
-pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream<Item = TestRunProgress>> {
-    let state = ctx.data_unchecked::<AppState>();
-    let access = *ctx.data_unchecked::<crate::access::Access>();
+async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream<Item = TestRunProgress>> {
+    let state = state(ctx);
+    let access = access(ctx);
     access.principal()?;
     let client = state
         .redis_client
@@ -270,15 +343,16 @@ pub async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream
         .await
         .map_err(internal)?;
     let loaded = state.repo.load::<TestRun>(run_id).await.map_err(internal)?;
+    // A stranger gets the answer of a run that does not exist, as `testRun` gives them.
     let Some(workspace_id) = loaded.state.plan.as_ref().map(|p| p.workspace_id) else {
         return Err(not_found("test run"));
     };
     if access.role_in(&state.pool, workspace_id).await.is_err() {
-        return Err(forbidden("not a member of this run's workspace"));
+        return Err(not_found("test run"));
     }
     let first = progress(run_id, &loaded.state, None);
     let finished = loaded.state.status.is_terminal();
-    let guard = crate::schema::SubscriberGuard::count();
+    let guard = SubscriberGuard::count();
     let store = state.store.clone();
     let updates = stream::unfold(
         (

@@ -5,6 +5,7 @@
 mod aggregates;
 mod append;
 mod group_commit;
+mod history;
 mod idempotency;
 mod integrity;
 mod metrics;

@@ -1,5 +1,6 @@
 //! `workspaceEvents` over a real WebSocket (graphql-transport-ws): a member receives what the
-//! projector publishes for their workspace and nothing of others; a stranger is refused.
+//! projector publishes for their workspace and nothing of others; a stranger is refused with
+//! NOT_FOUND, the answer every query gives them.
 
 use crate::support::*;
 use futures::{SinkExt, StreamExt};
@@ -188,7 +189,7 @@ async fn a_stranger_is_refused_and_receives_nothing(pool: PgPool) {
         Some("error") => refusal["payload"].clone(),
         _ => panic!("expected an error, got {refusal}"),
     };
-    assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{refusal}");
+    assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{refusal}");
     assert!(refusal["payload"]["data"].is_null(), "{refusal}");
     let after = next(&mut socket, DELIVERY).await;
     assert_eq!(
@@ -421,7 +422,7 @@ mod run_progress {
         subscribe_progress(&mut socket, run_id).await;
         let refused = next(&mut socket, DELIVERY).await.expect("an answer");
         assert_eq!(
-            refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            refused["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
             "{refused}"
         );
     }

@@ -1,0 +1,80 @@
+//! What a resolver gets: the process's handles ([`AppState`], put in the schema's data) and,
+//! per request, who is asking ([`Access`]); the areas' loaders are added per request by the
+//! schema root. Resolvers read them through [`state`] and [`access`].
+
+use crate::access::{authenticate, Access};
+use crate::cache::DocCache;
+use crate::errors::{bad_request, error, internal};
+use crate::freshness::Freshness;
+use crate::settings::Settings;
+use async_graphql::{Context, Result, ID};
+use auth::TokenKeys;
+use event_store::EventStore;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Handles shared by resolvers and handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Read models, and the event store's read path for history.
+    pub pool: PgPool,
+    pub store: EventStore,
+    /// Folds streams for history and live run progress; reads only the store's read path.
+    pub repo: event_store::Repository,
+    pub cache: DocCache,
+    /// Subscriptions open their own pub/sub connection from this client.
+    pub redis_client: Option<redis::Client>,
+    pub clickhouse: clickhouse::Client,
+    pub tokens: Arc<TokenKeys>,
+    pub freshness: Freshness,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Connects what it can; a Redis that is down means no cache, not no service.
+    pub async fn new(pool: PgPool, settings: Settings) -> Self {
+        let redis_client = redis::Client::open(settings.redis_url.expose()).ok();
+        let store = EventStore::new(pool.clone());
+        Self {
+            repo: event_store::Repository::new(store.clone(), 1_000),
+            freshness: Freshness::start(pool.clone(), store.clone()),
+            store,
+            pool,
+            cache: DocCache::connect(settings.redis_url.expose()),
+            redis_client,
+            clickhouse: service::clickhouse::client(&settings.clickhouse_url, &settings.clickhouse_database),
+            tokens: Arc::new(TokenKeys::new(
+                settings.jwt_secret.expose(),
+                Duration::from_secs(900),
+                Duration::from_secs(900),
+            )),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The caller an `Authorization` value names; no value is an anonymous caller.
+    pub async fn access_from_header(&self, value: Option<&str>) -> Result<Access> {
+        let Some(value) = value else { return Ok(Access(None)) };
+        let token = auth::bearer(value).map_err(|e| error("UNAUTHENTICATED", e.to_string()))?;
+        match authenticate(&self.tokens, &self.pool, token).await {
+            Ok(principal) => Ok(Access(Some(principal))),
+            Err(auth::AuthError::Unauthorized(message)) => Err(error("UNAUTHENTICATED", message)),
+            Err(auth::AuthError::Internal(message)) => Err(internal(message)),
+        }
+    }
+}
+
+pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+pub fn access(ctx: &Context<'_>) -> Access {
+    *ctx.data_unchecked::<Access>()
+}
+
+/// An `ID` argument as a UUID; BAD_REQUEST naming the argument otherwise.
+pub fn parse_id(id: &ID, what: &str) -> Result<Uuid> {
+    Uuid::try_parse(id.as_str()).map_err(|_| bad_request(format!("{what} must be a UUID")))
+}
