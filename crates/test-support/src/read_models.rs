@@ -32,7 +32,7 @@ pub async fn projected_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
 
 /// The tables of the `read` schema.
 pub async fn read_tables(pool: &PgPool) -> Vec<String> {
-    checksum::tables(&mut *pool.acquire().await.unwrap(), READ_SCHEMA)
+    checksum::tables(&mut pool.acquire().await.unwrap(), READ_SCHEMA)
         .await
         .unwrap()
 }
@@ -41,7 +41,7 @@ pub async fn read_tables(pool: &PgPool) -> Vec<String> {
 /// `schema` (`read` itself, or a copy of it).
 pub async fn read_model_checksum(pool: &PgPool, schema: &str) -> Checksums {
     let tables = read_tables(pool).await;
-    checksum::checksums(&mut *pool.acquire().await.unwrap(), schema, &tables)
+    checksum::checksums(&mut pool.acquire().await.unwrap(), schema, &tables)
         .await
         .unwrap()
 }
