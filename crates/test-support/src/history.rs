@@ -3,6 +3,7 @@
 
 use domain::names::stream_types;
 use domain::role::Role;
+use domain::template::{VarType, Variable};
 use domain::workspace::WorkspaceEvent;
 use event_store::{Append, Appended, EventStore, ExpectedVersion, Metadata, NewEvent, StreamAppend};
 use uuid::Uuid;
@@ -13,6 +14,17 @@ pub fn stream(stream_id: Uuid, stream_type: &str, expected: ExpectedVersion, eve
         stream_type: stream_type.to_owned(),
         expected,
         events,
+    }
+}
+
+/// A required string variable without a default: what a `{{ name }}` placeholder declares.
+pub fn string_variable(name: &str) -> Variable {
+    Variable {
+        name: name.to_owned(),
+        kind: VarType::String,
+        description: None,
+        default: None,
+        required: true,
     }
 }
 

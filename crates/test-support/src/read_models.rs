@@ -12,17 +12,16 @@ use uuid::Uuid;
 
 /// Every stream of the store with its version, as the streams table has it.
 pub async fn store_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+    versions(pool, "SELECT stream_id, version FROM streams").await
 }
 
 /// What the Postgres projection believes it applied, per stream.
 pub async fn projected_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM read.stream_versions")
+    versions(pool, "SELECT stream_id, version FROM read.stream_versions").await
+}
+
+async fn versions(pool: &PgPool, query: &'static str) -> BTreeMap<Uuid, i64> {
+    sqlx::query_as::<_, (Uuid, i64)>(query)
         .fetch_all(pool)
         .await
         .unwrap()

@@ -3,7 +3,6 @@
 use domain::card::{CardContent, CardEvent};
 use domain::role::Role;
 use domain::run::{ProviderSpec, ResultKey, RunCase, RunEvent, RunPlan, TestResult};
-use domain::template::{VarType, Variable};
 use domain::test_case::{TestCaseContent, TestCaseEvent};
 use event_store::{Cursor, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use futures::TryStreamExt;
@@ -17,7 +16,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use test_support::clickhouse::ScratchDatabase;
-pub use test_support::history::{stream, Actor};
+pub use test_support::history::{stream, string_variable as variable, Actor};
 pub use test_support::read_models::{fresh_projection, projected_versions, read_model_checksum, store_versions};
 pub use test_support::{clickhouse_url, eventually, kafka_brokers, redis_url, DEADLINE, POLL_INTERVAL};
 
@@ -98,16 +97,6 @@ pub async fn promptcards_with(pool: &PgPool, args: &[&str], env: &[(&str, String
 }
 
 // --- histories -------------------------------------------------------------------------------
-
-pub fn variable(name: &str) -> Variable {
-    Variable {
-        name: name.to_owned(),
-        kind: VarType::String,
-        description: None,
-        default: None,
-        required: true,
-    }
-}
 
 pub fn content(title: &str, template: &str) -> CardContent {
     CardContent {

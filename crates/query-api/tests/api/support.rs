@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use domain::card::{CardCommand, CardContent, PromptCard};
-use domain::template::{VarType, Variable};
+
 use domain::test_case::{CardFacts, TestCase, TestCaseCommand, TestCaseContent};
 use domain::user::{User, UserCommand};
 use domain::workspace::{Workspace, WorkspaceCommand};
@@ -29,6 +29,7 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "query-api-test-secret-0123456789abcdef";
 
 pub use test_support::clickhouse::ScratchDatabase;
+pub use test_support::history::string_variable as string_var;
 pub use test_support::{clickhouse_url, eventually, redis_url};
 
 /// Settings for tests: a known secret, the machine's Redis and ClickHouse (its `default`
@@ -433,16 +434,6 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
 }
 
 // --- Domain content --------------------------------------------------------------------------
-
-pub fn string_var(name: &str) -> Variable {
-    Variable {
-        name: name.to_owned(),
-        kind: VarType::String,
-        description: None,
-        default: None,
-        required: true,
-    }
-}
 
 /// A card's content; the template's `{{ name }}` placeholders are declared as string variables.
 pub fn content(title: &str, description: &str, template: &str, vars: &[&str], tags: &[&str]) -> CardContent {
