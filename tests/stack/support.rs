@@ -24,17 +24,7 @@ pub const PROCESSES: [&str; 5] = ["command-api", "relay", "query-api", "projecto
 /// The projector's sinks, each a consumer group `<prefix>.<sink>`.
 pub const SINKS: [&str; 3] = ["postgres", "redis", "clickhouse"];
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-pub fn brokers() -> String {
-    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
-}
-
-fn clickhouse_url() -> String {
-    env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123")
-}
+pub use test_support::{clickhouse_url, kafka_brokers as brokers, redis_url};
 
 /// `target/debug` (or wherever this test binary was built): the stack's binaries are beside it.
 fn binary_path(name: &str) -> PathBuf {
@@ -69,7 +59,7 @@ pub struct Stack {
 impl Stack {
     pub async fn start() -> Self {
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let server = env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promptcards_test");
+        let server = test_support::database_url();
         let admin = PgPoolOptions::new().max_connections(1).connect(&server).await.unwrap();
         let database = format!("stack_{id}");
         sqlx::query(&format!("CREATE DATABASE {database}"))
@@ -136,7 +126,7 @@ impl Stack {
     fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("DATABASE_URL".into(), self.database_url.clone()),
-            ("REDIS_URL".into(), env_or("REDIS_URL", "redis://127.0.0.1:6379")),
+            ("REDIS_URL".into(), redis_url()),
             ("KAFKA_BROKERS".into(), brokers()),
             ("KAFKA_TOPIC".into(), self.topic.clone()),
             ("KAFKA_TOPIC_PARTITIONS".into(), "3".into()),
@@ -351,22 +341,12 @@ impl Stack {
 
     /// Per stream, the store's version.
     pub async fn store_versions(&self) -> BTreeMap<Uuid, i64> {
-        sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect()
+        test_support::read_models::store_versions(&self.pool).await
     }
 
     /// Per stream, the version the Postgres read models applied.
     pub async fn projected_versions(&self) -> BTreeMap<Uuid, i64> {
-        sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM read.stream_versions")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect()
+        test_support::read_models::projected_versions(&self.pool).await
     }
 
     pub async fn store_event_count(&self) -> i64 {
@@ -423,20 +403,14 @@ impl Drop for Stack {
     }
 }
 
-/// Polls `probe` until it returns `Some`, or panics after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+/// Polls `probe` until it returns `Some`, or panics after `within`; every 50 ms, because the
+/// stack's processes share the machine's cores with the probes.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_support::eventually_within(within, Duration::from_millis(50), what, probe).await
 }
 
 /// A signed-up user of the command API.

@@ -710,18 +710,12 @@ async fn replay(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let sink = projector::postgres::PostgresSink::new(scratch.clone());
     let started = Instant::now();
     let mut total = 0usize;
-    // As `promptcards replay` does: the next batch is read while the current one is applied.
-    let mut events = store.read_all(event_store::Cursor::START, REPLAY_BATCH).await?;
-    while let Some(last) = events.last() {
-        let after = event_store::Cursor::after(last);
-        let (applied, next) = tokio::join!(
-            projector::Sink::apply(&sink, &events),
-            store.read_all(after, REPLAY_BATCH)
-        );
-        applied?;
+    // The loop `promptcards replay` runs, so the figure is what users get.
+    projector::catch_up(&store, &sink, event_store::Cursor::START, REPLAY_BATCH, |events| {
         total += events.len();
-        events = next?;
-    }
+        std::ops::ControlFlow::Continue(())
+    })
+    .await?;
     let elapsed = started.elapsed();
     scratch.close().await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)"))

@@ -28,10 +28,12 @@ use domain::names::READ_MODELS_CHANNEL;
 use event_store::{Cursor, EventFilter, EventStore};
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
+use projector::checksum;
 use projector::clickhouse_sink::ClickHouseSink;
 use projector::postgres::{PostgresSink, READ_SCHEMA};
 use projector::redis_sink::RedisSink;
 use projector::Sink;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -210,37 +212,29 @@ impl Run<'_> {
         }
     }
 
-    /// Reads the store after `cursor` and applies batch by batch, moving `cursor` past each
-    /// applied batch. Stops at Ctrl-C, or when caught up: a batch shorter than the batch size
-    /// when `nearly` (the rest is for a final catch-up), else an empty read. The next batch is
-    /// read while the current one is applied.
+    /// Replays the store after `cursor` into `sink` with `projector::catch_up`, moving `cursor`
+    /// past each applied batch. Stops at Ctrl-C, or when caught up: a batch shorter than the
+    /// batch size when `nearly` (the rest is for a final catch-up), else an empty read.
     async fn feed<S: Sink>(&mut self, sink: &S, cursor: &mut Cursor, nearly: bool) -> anyhow::Result<Fed> {
-        let (store, batch_size) = (self.store, self.args.batch_size);
-        let mut events = store.read_all(*cursor, batch_size).await?;
-        loop {
-            if self.stop.load(Ordering::SeqCst) {
-                return Ok(Fed::Interrupted);
-            }
-            let Some(last) = events.last() else {
-                return Ok(Fed::CaughtUp);
-            };
-            let after = Cursor::after(last);
-            let more = !(nearly && (events.len() as i64) < batch_size);
-            let next = async {
-                match more {
-                    true => store.read_all(after, batch_size).await,
-                    false => Ok(Vec::new()),
-                }
-            };
-            let (applied, next) = tokio::join!(sink.apply(&events), next);
-            applied.with_context(|| format!("applying events up to position {} to {}", last.position, sink.name()))?;
-            *cursor = after;
-            self.advance(events.len(), last.position);
-            if !more {
-                return Ok(Fed::CaughtUp);
-            }
-            events = next?;
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(Fed::Interrupted);
         }
+        let (store, batch_size, stop) = (self.store, self.args.batch_size, self.stop);
+        let mut fed = Fed::CaughtUp;
+        *cursor = projector::catch_up(store, sink, *cursor, batch_size, |events| {
+            let last = events.last().map_or(0, |e| e.position);
+            self.advance(events.len(), last);
+            if nearly && (events.len() as i64) < batch_size {
+                ControlFlow::Break(())
+            } else if stop.load(Ordering::SeqCst) {
+                fed = Fed::Interrupted;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await?;
+        Ok(fed)
     }
 
     fn advance(&mut self, events: usize, position: i64) {
@@ -266,8 +260,8 @@ impl Run<'_> {
             }
             let mut conn = pool.acquire().await?;
             let (live, shadowed) = (
-                shadow::tables(&mut conn, READ_SCHEMA).await?,
-                shadow::tables(&mut conn, SHADOW_SCHEMA).await?,
+                checksum::tables(&mut conn, READ_SCHEMA).await?,
+                checksum::tables(&mut conn, SHADOW_SCHEMA).await?,
             );
             if live != shadowed {
                 bail!("{SHADOW_SCHEMA} does not have the tables of {READ_SCHEMA} (a migration ran since?); replay without --from");

@@ -1,24 +1,10 @@
 //! Schemas shaped like `read`: the shadow a replay fills before swapping it in, and the scratch
-//! schema `verify` projects into. Also the per-table checksums both compare.
+//! schema `verify` projects into.
 
 use anyhow::{bail, Context};
+use projector::checksum::tables;
 use projector::postgres::READ_SCHEMA;
 use sqlx::{PgConnection, PgPool};
-use std::collections::BTreeMap;
-
-/// Per table: row count and an md5 over every row (all columns, as JSON) in a fixed order.
-pub type Checksums = BTreeMap<String, (i64, String)>;
-
-/// The base tables of `schema`, sorted.
-pub async fn tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
-    )
-    .bind(schema)
-    .fetch_all(conn)
-    .await
-}
 
 pub async fn exists(pool: &PgPool, schema: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
@@ -209,19 +195,4 @@ pub async fn drop(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
         .execute(pool)
         .await?;
     Ok(())
-}
-
-/// Checksums of the given tables of `schema`, read on `conn` (so a caller's snapshot holds).
-pub async fn checksums(conn: &mut PgConnection, schema: &str, tables: &[String]) -> Result<Checksums, sqlx::Error> {
-    let mut sums = Checksums::new();
-    for table in tables {
-        let sum: (i64, String) = sqlx::query_as(&format!(
-            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, ',' ORDER BY row_to_json(t)::text), ''))
-             FROM {schema}.{table} t"
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        sums.insert(table.clone(), sum);
-    }
-    Ok(sums)
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use clap::Args;
 use event_store::{Cursor, EventFilter, EventStore, IntegrityProblem};
 use futures::TryStreamExt;
+use projector::checksum;
 use projector::postgres::{PostgresSink, READ_SCHEMA};
 use projector::Sink;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -343,14 +344,14 @@ async fn check_read_models(store: &EventStore, max_lag: Duration) -> anyhow::Res
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *snapshot)
         .await?;
-    let tables = shadow::tables(&mut snapshot, READ_SCHEMA).await?;
+    let tables = checksum::tables(&mut snapshot, READ_SCHEMA).await?;
     let applied: HashMap<Uuid, i64> =
         sqlx::query_as::<_, (Uuid, i64)>(&format!("SELECT stream_id, version FROM {READ_SCHEMA}.stream_versions"))
             .fetch_all(&mut *snapshot)
             .await?
             .into_iter()
             .collect();
-    let live = shadow::checksums(&mut snapshot, READ_SCHEMA, &tables).await?;
+    let live = checksum::checksums(&mut snapshot, READ_SCHEMA, &tables).await?;
     snapshot.commit().await?;
 
     let scratch = format!("read_verify_{}", Uuid::new_v4().simple());
@@ -377,7 +378,7 @@ async fn check_read_models(store: &EventStore, max_lag: Duration) -> anyhow::Res
     })
 }
 
-type Projected = (shadow::Checksums, Vec<Problem>, u64);
+type Projected = (checksum::Checksums, Vec<Problem>, u64);
 
 async fn project_cut(
     store: &EventStore,
@@ -444,6 +445,6 @@ async fn project_cut(
         }
     }
     let mut conn = store.pool().acquire().await?;
-    let sums = shadow::checksums(&mut conn, scratch, tables).await?;
+    let sums = checksum::checksums(&mut conn, scratch, tables).await?;
     Ok((sums, problems, lagging))
 }

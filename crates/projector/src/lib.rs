@@ -3,12 +3,15 @@
 //! Offsets are committed only after the sink's effect is durable; redelivered events are
 //! skipped by stream version (Postgres) or collapse by key (Redis, ClickHouse).
 
+mod catch_up;
+pub mod checksum;
 pub mod clickhouse_sink;
 pub mod instruments;
 pub mod postgres;
 pub mod redis_sink;
 mod worker;
 
+pub use catch_up::catch_up;
 pub use worker::{Outcome, Worker};
 
 use event_store::RecordedEvent;

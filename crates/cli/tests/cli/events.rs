@@ -79,7 +79,7 @@ async fn events_lists_in_global_order_with_filters(pool: PgPool) {
 async fn events_follow_prints_new_events_as_they_commit(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
-    actor.create_workspace(&store).await;
+    actor.create_workspace(&store, &MEMBERS).await;
     let (card, _) = actor.create_card(&store, "Followed").await;
 
     let mut child = command(

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 async fn regrade_flips_exactly_the_cases_it_should(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
-    actor.create_workspace(&store).await;
+    actor.create_workspace(&store, &MEMBERS).await;
     let (card, _) = actor.create_card(&store, "Greeter").await;
     // Originally graded by `contains: Hello`.
     let (run, cases) = actor

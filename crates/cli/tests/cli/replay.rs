@@ -15,7 +15,7 @@ use std::time::Duration;
 fn writer(store: EventStore, stop: Arc<AtomicBool>, written: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let actor = Actor::new();
-        actor.create_workspace(&store).await;
+        actor.create_workspace(&store, &MEMBERS).await;
         written.fetch_add(2, Ordering::SeqCst);
         let mut round = 0u32;
         while !stop.load(Ordering::SeqCst) {
@@ -123,7 +123,7 @@ async fn a_replay_while_writers_append_and_project_ends_equal_to_live(pool: PgPo
     .await;
     live.finish().await;
 
-    let rebuilt = checksum(&pool, "read").await;
+    let rebuilt = read_model_checksum(&pool, "read").await;
     for table in [
         "prompt_cards",
         "card_versions",
@@ -170,7 +170,7 @@ async fn replay_from_resumes_a_partial_rebuild(pool: PgPool) {
     seed(&store, &Actor::new(), 6, 4).await;
     let events = all_events(&store).await;
     PostgresSink::new(pool.clone()).apply(&events).await.unwrap();
-    let live = checksum(&pool, "read").await;
+    let live = read_model_checksum(&pool, "read").await;
 
     let missing = promptcards(
         &pool,
@@ -203,7 +203,7 @@ async fn replay_from_resumes_a_partial_rebuild(pool: PgPool) {
         "{}",
         resumed.stdout
     );
-    assert_eq!(checksum(&pool, "read").await, live);
+    assert_eq!(read_model_checksum(&pool, "read").await, live);
 
     let gap = promptcards(&pool, &["replay", "postgres", "--from", "999999"]).await;
     assert_eq!(gap.code, 3);
@@ -216,7 +216,8 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
     seed(&store, &actor, 3, 2).await;
     let events = all_events(&store).await;
     let results = events.iter().filter(|e| e.event_type == "TestResultRecorded").count() as u64;
-    let database = format!("cli_test_{}", uuid::Uuid::new_v4().simple());
+    let scratch = ScratchDatabase::create().await;
+    let database = scratch.name.clone();
     let env = [
         ("CLICKHOUSE_DATABASE", database.clone()),
         ("CLICKHOUSE_URL", clickhouse_url()),
@@ -237,7 +238,7 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
     // Again: the swap replaces tables that exist, and nothing doubles.
     promptcards_with(&pool, &["replay", "clickhouse"], &env).await.success();
 
-    let client = service::clickhouse::client(&clickhouse_url(), &database);
+    let client = scratch.client();
     let stored: u64 = client
         .query("SELECT count() FROM events FINAL")
         .fetch_one()
@@ -252,11 +253,6 @@ async fn replay_all_rebuilds_clickhouse_and_redis_too(pool: PgPool) {
         .query("SELECT count() FROM system.databases WHERE name = ?")
         .bind(format!("{database}_rebuild"))
         .fetch_one()
-        .await
-        .unwrap();
-    service::clickhouse::client(&clickhouse_url(), "default")
-        .query(&format!("DROP DATABASE IF EXISTS {database}"))
-        .execute()
         .await
         .unwrap();
     assert_eq!((stored, recorded), (events.len() as u64, results));
@@ -318,7 +314,10 @@ async fn a_replay_takes_in_what_live_applied_ahead_of_the_stores_safe_reader(poo
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count in {}", replay.stdout));
     assert!(brought_up >= 3, "{}", replay.stdout);
-    assert_eq!(checksum(&pool, "read").await, fresh_projection(&pool, &store).await);
+    assert_eq!(
+        read_model_checksum(&pool, "read").await,
+        fresh_projection(&pool, &store).await
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -382,7 +381,10 @@ async fn a_live_batch_in_flight_at_the_swap_is_waited_for_and_carried_over(pool:
         .await
         .unwrap();
     assert_eq!(title, "in flight 3");
-    assert_eq!(checksum(&pool, "read").await, fresh_projection(&pool, &store).await);
+    assert_eq!(
+        read_model_checksum(&pool, "read").await,
+        fresh_projection(&pool, &store).await
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -425,7 +427,7 @@ async fn an_interrupted_replay_says_where_to_resume_and_resuming_finishes_it(poo
         .apply(&all_events(&store).await)
         .await
         .unwrap();
-    let live = checksum(&pool, "read").await;
+    let live = read_model_checksum(&pool, "read").await;
 
     let child = command(&pool, &["replay", "postgres", "--batch-size", "1"], &[])
         .stdout(std::process::Stdio::piped())
@@ -457,7 +459,7 @@ async fn an_interrupted_replay_says_where_to_resume_and_resuming_finishes_it(poo
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no resume position in {stderr:?}"));
     assert_eq!(
-        checksum(&pool, "read").await,
+        read_model_checksum(&pool, "read").await,
         live,
         "an interrupted replay leaves read as it was"
     );
@@ -470,5 +472,5 @@ async fn an_interrupted_replay_says_where_to_resume_and_resuming_finishes_it(poo
         "{}",
         resumed.stdout
     );
-    assert_eq!(checksum(&pool, "read").await, live);
+    assert_eq!(read_model_checksum(&pool, "read").await, live);
 }

@@ -3,44 +3,22 @@
 use domain::card::{CardContent, CardEvent};
 use domain::role::Role;
 use domain::run::{ProviderSpec, ResultKey, RunCase, RunEvent, RunPlan, TestResult};
-use domain::template::{VarType, Variable};
 use domain::test_case::{TestCaseContent, TestCaseEvent};
-use domain::workspace::WorkspaceEvent;
-use event_store::{
-    Append, Appended, Cursor, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
-};
+use event_store::{Cursor, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use futures::TryStreamExt;
 use projector::postgres::PostgresSink;
-use projector::Sink;
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
-use std::collections::BTreeMap;
-use std::future::Future;
+use std::ops::ControlFlow;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::time::Instant;
 use uuid::Uuid;
 
-/// How long something may take before the test fails. Generous: every open transaction in the
-/// Postgres cluster (other tests' too) holds back what the store's safe reader returns.
-pub const DEADLINE: Duration = Duration::from_secs(90);
-
-/// Pause between two probes of a bounded poll loop; not a synchronisation point.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-pub fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-pub fn clickhouse_url() -> String {
-    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+pub use test_support::clickhouse::ScratchDatabase;
+pub use test_support::history::{stream, string_variable as variable, Actor};
+pub use test_support::read_models::{fresh_projection, projected_versions, read_model_checksum, store_versions};
+pub use test_support::{clickhouse_url, eventually, kafka_brokers, redis_url, DEADLINE, POLL_INTERVAL};
 
 /// The URL of the test's own database: the server `DATABASE_URL` names, with the database
 /// `#[sqlx::test]` created for this test.
@@ -118,33 +96,7 @@ pub async fn promptcards_with(pool: &PgPool, args: &[&str], env: &[(&str, String
     }
 }
 
-/// Probes until `probe` returns `Some`, failing the test after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
 // --- histories -------------------------------------------------------------------------------
-
-pub fn variable(name: &str) -> Variable {
-    Variable {
-        name: name.to_owned(),
-        kind: VarType::String,
-        description: None,
-        default: None,
-        required: true,
-    }
-}
 
 pub fn content(title: &str, template: &str) -> CardContent {
     CardContent {
@@ -165,73 +117,21 @@ pub fn case_content(name: &str) -> TestCaseContent {
     }
 }
 
-pub fn stream(stream_id: Uuid, stream_type: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
-    StreamAppend {
-        stream_id,
-        stream_type: stream_type.to_owned(),
-        expected,
-        events,
-    }
+/// The roles of the members every test workspace has besides its owner: its creation is 2
+/// events.
+pub const MEMBERS: [Role; 1] = [Role::Member];
+
+/// The histories the CLI's tests write, appended untraced by an actor.
+pub trait Histories {
+    async fn create_card(&self, store: &EventStore, title: &str) -> (Uuid, Uuid);
+    async fn card_events(&self, store: &EventStore, card_id: Uuid, version: i64, events: Vec<CardEvent>) -> i64;
+    async fn run(&self, store: &EventStore, card_id: Uuid, outputs: &[(&str, Option<&str>, bool)])
+        -> (Uuid, Vec<Uuid>);
 }
 
-/// Someone acting in a workspace of their own.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub workspace_id: Uuid,
-    pub actor_id: Uuid,
-}
-
-impl Actor {
-    pub fn new() -> Self {
-        Self {
-            workspace_id: Uuid::now_v7(),
-            actor_id: Uuid::now_v7(),
-        }
-    }
-
-    pub async fn append(&self, store: &EventStore, streams: Vec<StreamAppend>) -> Appended {
-        store
-            .append(Append {
-                streams,
-                metadata: Metadata {
-                    actor_id: Some(self.actor_id),
-                    workspace_id: Some(self.workspace_id),
-                    correlation_id: Uuid::now_v7(),
-                    ..Metadata::default()
-                },
-                ..Append::default()
-            })
-            .await
-            .expect("append")
-    }
-
-    /// The workspace, owned by the actor, with one more member: 2 events.
-    pub async fn create_workspace(&self, store: &EventStore) {
-        let events = vec![
-            NewEvent::from_domain(&WorkspaceEvent::WorkspaceCreated {
-                workspace_id: self.workspace_id,
-                name: format!("workspace {}", self.workspace_id.simple()),
-                owner_id: self.actor_id,
-            }),
-            NewEvent::from_domain(&WorkspaceEvent::MemberAdded {
-                user_id: Uuid::now_v7(),
-                role: Role::Member,
-            }),
-        ];
-        self.append(
-            store,
-            vec![stream(
-                self.workspace_id,
-                "workspace",
-                ExpectedVersion::NoStream,
-                events,
-            )],
-        )
-        .await;
-    }
-
+impl Histories for Actor {
     /// A card with a test case (one append, two streams): 2 events. Returns (card, case).
-    pub async fn create_card(&self, store: &EventStore, title: &str) -> (Uuid, Uuid) {
+    async fn create_card(&self, store: &EventStore, title: &str) -> (Uuid, Uuid) {
         let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
         let card = NewEvent::from_domain(&CardEvent::PromptCardCreated {
             card_id,
@@ -246,6 +146,7 @@ impl Actor {
         });
         self.append(
             store,
+            false,
             vec![
                 stream(card_id, "prompt_card", ExpectedVersion::NoStream, vec![card]),
                 stream(case_id, "test_case", ExpectedVersion::NoStream, vec![case]),
@@ -256,10 +157,11 @@ impl Actor {
     }
 
     /// Appends `events` to the card at `version` and returns the new version.
-    pub async fn card_events(&self, store: &EventStore, card_id: Uuid, version: i64, events: Vec<CardEvent>) -> i64 {
+    async fn card_events(&self, store: &EventStore, card_id: Uuid, version: i64, events: Vec<CardEvent>) -> i64 {
         let n = events.len() as i64;
         self.append(
             store,
+            false,
             vec![stream(
                 card_id,
                 "prompt_card",
@@ -273,7 +175,7 @@ impl Actor {
 
     /// A completed echo run of the card over `outputs` (one case each; `None` is a failed
     /// call), with each result's original verdict. Returns the run id and the case ids.
-    pub async fn run(
+    async fn run(
         &self,
         store: &EventStore,
         card_id: Uuid,
@@ -340,6 +242,7 @@ impl Actor {
         events.push(RunEvent::TestRunCompleted { passed, failed });
         self.append(
             store,
+            false,
             vec![stream(
                 run_id,
                 "test_run",
@@ -356,7 +259,7 @@ impl Actor {
 /// card updated `updates` times with a label moved along, every other card archived, and one
 /// run of the first card. Returns the card ids.
 pub async fn seed(store: &EventStore, actor: &Actor, cards: usize, updates: u32) -> Vec<Uuid> {
-    actor.create_workspace(store).await;
+    actor.create_workspace(store, &MEMBERS).await;
     let mut ids = Vec::new();
     for c in 0..cards {
         let (card_id, case_id) = actor.create_card(store, &format!("card {c}")).await;
@@ -381,6 +284,7 @@ pub async fn seed(store: &EventStore, actor: &Actor, cards: usize, updates: u32)
         actor
             .append(
                 store,
+                false,
                 vec![stream(
                     case_id,
                     "test_case",
@@ -415,78 +319,7 @@ pub async fn all_events(store: &EventStore) -> Vec<RecordedEvent> {
     store.events(&EventFilter::default()).try_collect().await.unwrap()
 }
 
-pub async fn store_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-pub async fn projected_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM read.stream_versions")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
 // --- read models -----------------------------------------------------------------------------
-
-pub async fn read_tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables
-         WHERE table_schema = 'read' AND table_type = 'BASE TABLE' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
-
-/// Per table of `schema`: its row count and an md5 over all its rows, every column included.
-pub async fn checksum(pool: &PgPool, schema: &str) -> BTreeMap<String, (i64, String)> {
-    let mut sums = BTreeMap::new();
-    for table in read_tables(pool).await {
-        let sum: (i64, String) = sqlx::query_as(&format!(
-            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, ',' ORDER BY row_to_json(t)::text), ''))
-             FROM {schema}.{table} t"
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        sums.insert(table, sum);
-    }
-    sums
-}
-
-/// The checksum of a projection of every event of the store into a new schema of its own.
-pub async fn fresh_projection(pool: &PgPool, store: &EventStore) -> BTreeMap<String, (i64, String)> {
-    let schema = format!("fresh_{}", Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(pool)
-        .await
-        .unwrap();
-    for table in read_tables(pool).await {
-        sqlx::query(&format!(
-            "CREATE TABLE {schema}.{table} (LIKE read.{table} INCLUDING ALL)"
-        ))
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-    let sink = PostgresSink::with_schema(pool.clone(), &schema).unwrap();
-    for batch in all_events(store).await.chunks(200) {
-        sink.apply(batch).await.unwrap();
-    }
-    let sums = checksum(pool, &schema).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(pool)
-        .await
-        .unwrap();
-    sums
-}
 
 /// The live projector as a test drives it: tails the store with its safe reader and applies
 /// batches to schema `read` with the projector's sink, until told to stop and caught up.
@@ -506,15 +339,17 @@ impl LiveProjector {
                 let mut applied = 0;
                 loop {
                     let stopping = stop.load(Ordering::SeqCst);
-                    let batch = store.read_all(cursor, batch_size).await.expect("read the store");
-                    match batch.last() {
-                        Some(last) => {
-                            sink.apply(&batch).await.expect("the live projection applies");
-                            cursor = Cursor::after(last);
-                            applied += batch.len();
-                        }
-                        None if stopping => return applied,
-                        None => tokio::time::sleep(POLL_INTERVAL).await,
+                    let before = applied;
+                    cursor = projector::catch_up(&store, &sink, cursor, batch_size, |events| {
+                        applied += events.len();
+                        ControlFlow::Continue(())
+                    })
+                    .await
+                    .expect("the live projection applies");
+                    match applied > before {
+                        true => {}
+                        false if stopping => return applied,
+                        false => tokio::time::sleep(POLL_INTERVAL).await,
                     }
                 }
             })

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 async fn card_with_history(pool: &PgPool) -> uuid::Uuid {
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
-    actor.create_workspace(&store).await;
+    actor.create_workspace(&store, &MEMBERS).await;
     let (card, _) = actor.create_card(&store, "First").await;
     let mut version = 1;
     version = actor
@@ -121,7 +121,7 @@ async fn stream_show_folds_the_card_at_a_version_and_at_a_moment(pool: PgPool) {
 async fn stream_show_folds_workspaces_and_runs_too(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
-    actor.create_workspace(&store).await;
+    actor.create_workspace(&store, &MEMBERS).await;
     let (card, _) = actor.create_card(&store, "Card").await;
     let (run, _) = actor
         .run(
@@ -185,7 +185,7 @@ async fn diff_shows_the_template_lines_and_the_fields_that_changed(pool: PgPool)
 async fn version_one_events_are_upcast_on_the_cli_and_projector_read_paths(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
-    actor.create_workspace(&store).await;
+    actor.create_workspace(&store, &MEMBERS).await;
     let card = uuid::Uuid::now_v7();
     let v1 = event_store::NewEvent {
         event_id: uuid::Uuid::now_v7(),
@@ -199,6 +199,7 @@ async fn version_one_events_are_upcast_on_the_cli_and_projector_read_paths(pool:
     actor
         .append(
             &store,
+            false,
             vec![stream(
                 card,
                 "prompt_card",

@@ -4,8 +4,6 @@ use crate::support::*;
 use event_store::{EventStore, RecordedEvent};
 use projector::postgres::PostgresSink;
 use projector::Sink;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use sqlx::PgPool;
@@ -125,30 +123,10 @@ async fn verify_read_models_catches_a_row_that_differs_from_a_fresh_projection(p
     assert_eq!(leftovers, 0, "the scratch schema is dropped");
 }
 
-/// Creates a fresh topic of `partitions` partitions on the machine's broker.
-async fn create_topic(partitions: i32) -> String {
-    let name = format!("cli-test-{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("CreateTopics");
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("creating {topic} failed: {code}"));
-    }
-    name
-}
-
 /// Publishes events as the relay does: keyed by stream id, the recorded event as JSON.
 async fn publish(topic: &str, events: &[RecordedEvent]) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", kafka_brokers())
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
@@ -171,7 +149,7 @@ async fn verify_kafka_catches_a_missing_message(pool: PgPool) {
     let actor = Actor::new();
     seed(&store, &actor, 2, 2).await;
     let events = all_events(&store).await;
-    let topic = create_topic(3).await;
+    let topic = test_support::kafka::create_topic(&kafka_brokers(), "cli-test", 3).await;
     let left_out = &events[events.len() / 2];
     let published: Vec<RecordedEvent> = events
         .iter()
@@ -179,7 +157,7 @@ async fn verify_kafka_catches_a_missing_message(pool: PgPool) {
         .cloned()
         .collect();
     publish(&topic, &published).await;
-    let env = [("KAFKA_TOPIC", topic.clone()), ("KAFKA_BROKERS", brokers())];
+    let env = [("KAFKA_TOPIC", topic.clone()), ("KAFKA_BROKERS", kafka_brokers())];
 
     let failed = promptcards_with(&pool, &["verify", "--kafka"], &env).await;
     assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);

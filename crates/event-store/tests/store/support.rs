@@ -3,16 +3,18 @@
 use event_store::{Append, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
-use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use test_support::eventually;
+
 pub const STREAM_TYPE: &str = "test_stream";
 
-/// How long a condition that depends on the cluster-wide snapshot may take to hold. Tests in
-/// other databases of the same cluster hold transactions open too, and every open transaction
-/// anywhere holds back what a tailing reader may see.
+/// How long a tailing reader may take to deliver (see `Tail::until`), and the bound a blocked
+/// reader's wait is checked against. Tests in other databases of the same cluster hold
+/// transactions open too, and every open transaction anywhere holds back what a tailing reader
+/// may see.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Pause between two probes of a bounded poll loop; not a synchronisation point.
@@ -104,22 +106,6 @@ pub async fn sessions_waiting_on_locks(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-/// Probes until `probe` returns `Some`, failing the test after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 /// A tailing reader as the relay and the projectors run it: it keeps its cursor and reads

@@ -18,7 +18,7 @@ struct Cards {
 impl Cards {
     async fn create(store: &EventStore, count: usize) -> Self {
         let actor = Actor::new();
-        actor.create_workspace(store).await;
+        actor.create_workspace(store, &MEMBERS).await;
         let mut versions = Vec::new();
         for i in 0..count {
             let card_id = Uuid::now_v7();
@@ -92,7 +92,7 @@ async fn the_relay_catches_up_after_the_broker_is_killed_without_gaps(pool: PgPo
     let store = EventStore::new(pool.clone());
     let mut broker = PrivateBroker::start().await;
     let brokers = broker.brokers();
-    let topic = create_topic(&brokers, 3).await;
+    let topic = create_topic(&brokers, "pipeline-test", 3).await;
     let relay = relay_for(&store, &brokers, &topic, 20).await;
     let relay_task = AbortOnDrop(tokio::spawn(relay.run()));
 

@@ -77,8 +77,8 @@ async fn write(store: EventStore, actor: Actor) -> (BTreeMap<Uuid, (i32, String)
 async fn a_projector_started_while_writers_are_busy_applies_every_event_once(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let owner = Actor::new();
-    owner.create_workspace(&store).await;
-    let topic = create_topic(&brokers(), 3).await;
+    owner.create_workspace(&store, &MEMBERS).await;
+    let topic = create_topic(&kafka_brokers(), "pipeline-test", 3).await;
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|_| {
@@ -95,10 +95,10 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
         (store.head().await.unwrap() >= 40).then_some(())
     })
     .await;
-    let relay = relay_for(&store, &brokers(), &topic, 50).await;
+    let relay = relay_for(&store, &kafka_brokers(), &topic, 50).await;
     let relay_task = tokio::spawn(relay.run());
     let worker = Worker::new(
-        &brokers(),
+        &kafka_brokers(),
         &group_id("postgres"),
         None,
         &topic,
@@ -126,7 +126,7 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
 
     // The relay, a subscriber that started at 0 while writers were busy, published every event
     // exactly once, in the store's global order (per partition) and per stream in version order.
-    let messages = consume_all(&brokers(), &topic).await;
+    let messages = consume_all(&kafka_brokers(), &topic).await;
     assert_eq!(messages.len(), n, "events on the topic");
     for (stream_id, versions) in versions_by_stream(&messages) {
         assert_eq!(
@@ -179,10 +179,10 @@ async fn a_projector_started_while_writers_are_busy_applies_every_event_once(poo
         .unwrap();
     assert_eq!(members, 3 + (WRITERS as i64) * ROUNDS as i64);
 
-    let live = read_model_checksum(&pool).await;
+    let live = read_model_checksum(&pool, "read").await;
     assert_eq!(
         live,
-        replayed_checksum(&pool, &store, n).await,
+        fresh_projection(&pool, &store).await,
         "the live read model differs from a full replay"
     );
 }

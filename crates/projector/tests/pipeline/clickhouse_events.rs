@@ -31,7 +31,7 @@ async fn a_batch_applied_twice_leaves_one_row_per_event(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let n = seed(&store, 1, 2, 5).await;
     let events = read_everything(&store, n).await;
-    let db = ClickHouseDb::create().await;
+    let db = ScratchDatabase::create().await;
     let sink = ClickHouseSink::new(db.client());
 
     sink.apply(&events).await.unwrap();

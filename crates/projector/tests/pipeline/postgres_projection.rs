@@ -37,14 +37,14 @@ impl Sink for DiesAfterApply {
 async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_replay(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let n = seed(&store, 2, 3, 8).await;
-    let topic = create_topic(&brokers(), 3).await;
-    publish_all(&mut relay_for(&store, &brokers(), &topic, 100).await, n).await;
+    let topic = create_topic(&kafka_brokers(), "pipeline-test", 3).await;
+    publish_all(&mut relay_for(&store, &kafka_brokers(), &topic, 100).await, n).await;
     let group = group_id("postgres");
     let sink = PostgresSink::new(pool.clone());
 
     // A worker applies a first batch and commits it, then stops.
     let committed = {
-        let worker = Worker::new(&brokers(), &group, None, &topic, sink.clone(), store.clone(), 10).unwrap();
+        let worker = Worker::new(&kafka_brokers(), &group, None, &topic, sink.clone(), store.clone(), 10).unwrap();
         match worker.step(DEADLINE).await.unwrap() {
             projector::Outcome::Applied { events, .. } => events,
             projector::Outcome::Idle => panic!("the first worker got nothing"),
@@ -56,7 +56,7 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
         applied: Arc::new(tokio::sync::Notify::new()),
         count: Arc::new(AtomicUsize::new(0)),
     };
-    let worker = Worker::new(&brokers(), &group, None, &topic, dying.clone(), store.clone(), 40).unwrap();
+    let worker = Worker::new(&kafka_brokers(), &group, None, &topic, dying.clone(), store.clone(), 40).unwrap();
     let task = tokio::spawn(async move { worker.step(DEADLINE).await });
     tokio::time::timeout(DEADLINE, dying.applied.notified())
         .await
@@ -70,12 +70,12 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
     );
 
     // After the restart the group resumes at the last commit: the crashed batch comes again.
-    let worker = Worker::new(&brokers(), &group, None, &topic, sink.clone(), store.clone(), 25).unwrap();
+    let worker = Worker::new(&kafka_brokers(), &group, None, &topic, sink.clone(), store.clone(), 25).unwrap();
     consume_n(&worker, n - committed).await;
     drop(worker);
 
     assert_eq!(projected_versions(&pool).await, store_versions(&pool).await);
-    let live = read_model_checksum(&pool).await;
+    let live = read_model_checksum(&pool, "read").await;
     for table in [
         "prompt_cards",
         "card_versions",
@@ -90,7 +90,7 @@ async fn a_crash_between_apply_and_commit_leaves_the_read_model_equal_to_a_full_
     }
     assert_eq!(
         live,
-        replayed_checksum(&pool, &store, n).await,
+        fresh_projection(&pool, &store).await,
         "the live read model differs from a full replay"
     );
 }
@@ -105,7 +105,7 @@ async fn redelivered_and_older_events_change_nothing(pool: PgPool) {
     // A first batch, then a redelivery overlapping it: both halves, as after a lost commit.
     sink.apply(&events[..n / 2]).await.unwrap();
     sink.apply(&events).await.unwrap();
-    let once = read_model_checksum(&pool).await;
+    let once = read_model_checksum(&pool, "read").await;
     assert_eq!(projected_versions(&pool).await, store_versions(&pool).await);
     // The seeded runs' results arrive interleaved in batches; each is counted once.
     let runs: Vec<(String, i64, i64, i64, i64)> =
@@ -127,7 +127,7 @@ async fn redelivered_and_older_events_change_nothing(pool: PgPool) {
     // The whole history again.
     sink.apply(&events).await.unwrap();
     assert_eq!(
-        read_model_checksum(&pool).await,
+        read_model_checksum(&pool, "read").await,
         once,
         "a redelivered batch changed the read model"
     );
@@ -137,7 +137,7 @@ async fn redelivered_and_older_events_change_nothing(pool: PgPool) {
     sink.apply(&reversed).await.unwrap();
     sink.apply(&events[..1]).await.unwrap();
     assert_eq!(
-        read_model_checksum(&pool).await,
+        read_model_checksum(&pool, "read").await,
         once,
         "an older event regressed the read model"
     );
@@ -148,7 +148,7 @@ async fn redelivered_and_older_events_change_nothing(pool: PgPool) {
     );
 
     assert_eq!(
-        replayed_checksum(&pool, &store, n).await,
+        fresh_projection(&pool, &store).await,
         once,
         "applying with redeliveries differs from one pass"
     );
@@ -159,7 +159,7 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let actor = Actor::new();
     let ws = actor.workspace_id;
-    actor.create_workspace(&store).await;
+    actor.create_workspace(&store, &MEMBERS).await;
     let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
     let card = |expected, events| vec![stream(card_id, "prompt_card", expected, events)];
     let case = |expected, events| vec![stream(case_id, "test_case", expected, events)];
@@ -216,10 +216,10 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
         .await;
     let n = 3 + 5 + 3;
 
-    let topic = create_topic(&brokers(), 2).await;
-    publish_all(&mut relay_for(&store, &brokers(), &topic, 100).await, n).await;
+    let topic = create_topic(&kafka_brokers(), "pipeline-test", 2).await;
+    publish_all(&mut relay_for(&store, &kafka_brokers(), &topic, 100).await, n).await;
     let worker = Worker::new(
-        &brokers(),
+        &kafka_brokers(),
         &group_id("postgres"),
         None,
         &topic,

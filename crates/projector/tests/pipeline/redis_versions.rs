@@ -27,8 +27,8 @@ async fn versions_in_redis(
 async fn versions_only_rise_and_a_workspace_channel_carries_its_events(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let (ours, theirs) = (Actor::new(), Actor::new());
-    ours.create_workspace(&store).await;
-    theirs.create_workspace(&store).await;
+    ours.create_workspace(&store, &MEMBERS).await;
+    theirs.create_workspace(&store, &MEMBERS).await;
     // Interleaved: our card, their card, our updates, their update.
     let (our_card, their_card) = (Uuid::now_v7(), Uuid::now_v7());
     let create = |actor: &Actor, card_id| {

@@ -14,12 +14,12 @@ async fn every_event_reaches_the_topic_keyed_by_stream_with_headers_and_in_versi
     let events = read_everything(&store, n).await;
     let streams = store_versions(&pool).await;
     assert!(streams.len() >= 20, "only {} streams", streams.len());
-    let topic = create_topic(&brokers(), 3).await;
+    let topic = create_topic(&kafka_brokers(), "pipeline-test", 3).await;
 
-    let mut relay = relay_for(&store, &brokers(), &topic, 40).await;
+    let mut relay = relay_for(&store, &kafka_brokers(), &topic, 40).await;
     publish_all(&mut relay, n).await;
 
-    let messages = consume_all(&brokers(), &topic).await;
+    let messages = consume_all(&kafka_brokers(), &topic).await;
     assert_eq!(
         messages.len(),
         n,
@@ -77,7 +77,7 @@ async fn every_event_reaches_the_topic_keyed_by_stream_with_headers_and_in_versi
     }
 
     // The checkpoint was stored: a relay started again for this topic has nothing to resend.
-    let mut restarted = relay_for(&store, &brokers(), &topic, 40).await;
+    let mut restarted = relay_for(&store, &kafka_brokers(), &topic, 40).await;
     assert_eq!(restarted.cursor(), relay.cursor());
     assert_eq!(restarted.step().await.unwrap(), Outcome::Idle);
 }

@@ -6,69 +6,32 @@ use domain::run::{ProviderSpec, ResultKey, RunCase, RunEvent, RunPlan, TestResul
 use domain::template::{VarType, Variable};
 use domain::test_case::{TestCaseContent, TestCaseEvent};
 use domain::workspace::WorkspaceEvent;
-use event_store::{
-    Append, Appended, Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend,
-};
-use projector::postgres::PostgresSink;
+use event_store::{Cursor, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use projector::{Sink, Worker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use relay::{Outcome, Relay};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// The machine's shared broker, ClickHouse and Redis, unless the environment names others (with
-/// the variables the services read).
-pub fn brokers() -> String {
-    service::env_or("KAFKA_BROKERS", "127.0.0.1:9092")
-}
+pub use test_support::clickhouse::ScratchDatabase;
+pub use test_support::history::{stream, Actor};
+pub use test_support::kafka::{create_topic, partition_ids};
+pub use test_support::read_models::{fresh_projection, projected_versions, read_model_checksum, store_versions};
+pub use test_support::{eventually, kafka_brokers, redis_url, DEADLINE, POLL_INTERVAL};
 
-pub fn clickhouse_url() -> String {
-    service::env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123")
-}
-
-pub fn redis_url() -> String {
-    service::env_or("REDIS_URL", "redis://127.0.0.1:6379")
-}
-
-/// How long something that crosses the broker may take to arrive. Generous: consumer groups
-/// join and rebalance, and every open transaction anywhere in the Postgres cluster holds back
-/// what the store's tailing reader may see.
-pub const DEADLINE: Duration = Duration::from_secs(90);
-
-/// Pause between two probes of a bounded poll loop; not a synchronisation point.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The roles of the members every test workspace has besides its owner.
+pub const MEMBERS: [Role; 2] = [Role::Member, Role::Viewer];
 
 /// How long a worker step waits for its first message.
 pub const WORKER_WAIT: Duration = Duration::from_millis(250);
-
-/// Probes until `probe` returns `Some`, failing the test after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
 
 // --- domain events ---------------------------------------------------------------------------
 
@@ -105,14 +68,6 @@ pub fn case_content(name: &str) -> TestCaseContent {
         expected_output: Some(format!("summary of {name}")),
         assertions: vec![serde_json::from_value(json!({ "type": "contains", "value": "summary" })).unwrap()],
     }
-}
-
-pub fn workspace_created(workspace_id: Uuid, owner_id: Uuid) -> NewEvent {
-    NewEvent::from_domain(&WorkspaceEvent::WorkspaceCreated {
-        workspace_id,
-        name: format!("workspace {}", workspace_id.simple()),
-        owner_id,
-    })
 }
 
 pub fn member_added(user_id: Uuid, role: Role) -> NewEvent {
@@ -226,81 +181,6 @@ pub fn run_completed(passed: u64, failed: u64) -> NewEvent {
     NewEvent::from_domain(&RunEvent::TestRunCompleted { passed, failed })
 }
 
-pub fn stream(stream_id: Uuid, stream_type: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
-    StreamAppend {
-        stream_id,
-        stream_type: stream_type.to_owned(),
-        expected,
-        events,
-    }
-}
-
-/// A W3C traceparent, different every call.
-pub fn traceparent() -> String {
-    format!(
-        "00-{}-{}-01",
-        Uuid::new_v4().simple(),
-        &Uuid::new_v4().simple().to_string()[..16]
-    )
-}
-
-/// Someone acting in a workspace: the metadata every append of theirs carries.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub workspace_id: Uuid,
-    pub actor_id: Uuid,
-}
-
-impl Actor {
-    pub fn new() -> Self {
-        Self {
-            workspace_id: Uuid::now_v7(),
-            actor_id: Uuid::now_v7(),
-        }
-    }
-
-    pub fn metadata(&self, traced: bool) -> Metadata {
-        Metadata {
-            actor_id: Some(self.actor_id),
-            workspace_id: Some(self.workspace_id),
-            correlation_id: Uuid::now_v7(),
-            traceparent: traced.then(traceparent),
-            ..Metadata::default()
-        }
-    }
-
-    pub async fn append(&self, store: &EventStore, traced: bool, streams: Vec<StreamAppend>) -> Appended {
-        store
-            .append(Append {
-                streams,
-                metadata: self.metadata(traced),
-                ..Append::default()
-            })
-            .await
-            .expect("append")
-    }
-
-    /// Creates this actor's workspace (owned by the actor) with two more members.
-    pub async fn create_workspace(&self, store: &EventStore) {
-        let events = vec![
-            workspace_created(self.workspace_id, self.actor_id),
-            member_added(Uuid::now_v7(), Role::Member),
-            member_added(Uuid::now_v7(), Role::Viewer),
-        ];
-        self.append(
-            store,
-            true,
-            vec![stream(
-                self.workspace_id,
-                "workspace",
-                ExpectedVersion::NoStream,
-                events,
-            )],
-        )
-        .await;
-    }
-}
-
 /// Writes a realistic history: per workspace, the workspace itself; per card, its creation
 /// together with a test case (one append, two streams), then `updates` updates, some of them
 /// appended together with a label move, a test case update, and finally the archive of every
@@ -310,7 +190,7 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
     let mut written = 0;
     for _ in 0..workspaces {
         let actor = Actor::new();
-        actor.create_workspace(store).await;
+        actor.create_workspace(store, &MEMBERS).await;
         written += 3;
         for c in 0..cards {
             let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
@@ -419,26 +299,6 @@ async fn seed_runs(store: &EventStore, actor: &Actor, card_id: Uuid, case_id: Uu
     written
 }
 
-/// Every stream of the store with its version, as the streams table has it.
-pub async fn store_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM streams")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-/// What the Postgres projection believes it applied, per stream.
-pub async fn projected_versions(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("SELECT stream_id, version FROM read.stream_versions")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
 /// All `n` events of the store in its global order. Polls, because the store's tailing reader
 /// does not pass transactions still open anywhere in the cluster.
 pub async fn read_everything(store: &EventStore, n: usize) -> Vec<RecordedEvent> {
@@ -464,100 +324,7 @@ pub async fn read_everything(store: &EventStore, n: usize) -> Vec<RecordedEvent>
     events
 }
 
-// --- Postgres read models --------------------------------------------------------------------
-
-/// The tables of the `read` schema.
-pub async fn read_tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables
-         WHERE table_schema = 'read' AND table_type = 'BASE TABLE' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
-
-/// Per table of the `read` schema: its row count and an md5 over all its rows, every column
-/// included, in a fixed order.
-pub async fn read_model_checksum(pool: &PgPool) -> BTreeMap<String, (i64, String)> {
-    let mut sums = BTreeMap::new();
-    for table in read_tables(pool).await {
-        let sum: (i64, String) = sqlx::query_as(&format!(
-            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, ',' ORDER BY row_to_json(t)::text), ''))
-             FROM read.{table} t"
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        sums.insert(table, sum);
-    }
-    sums
-}
-
-/// Empties every table of the `read` schema.
-pub async fn truncate_read_models(pool: &PgPool) {
-    let tables: Vec<String> = read_tables(pool).await.iter().map(|t| format!("read.{t}")).collect();
-    sqlx::query(&format!("TRUNCATE {}", tables.join(", ")))
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
-/// Rebuilds the Postgres read models from the store's `n` events, in batches as a projector
-/// would, and returns their checksum.
-pub async fn replayed_checksum(pool: &PgPool, store: &EventStore, n: usize) -> BTreeMap<String, (i64, String)> {
-    truncate_read_models(pool).await;
-    let sink = PostgresSink::new(pool.clone());
-    for batch in read_everything(store, n).await.chunks(100) {
-        sink.apply(batch).await.unwrap();
-    }
-    read_model_checksum(pool).await
-}
-
 // --- Kafka -----------------------------------------------------------------------------------
-
-/// Creates a fresh topic on `brokers` and waits until its partitions are known.
-pub async fn create_topic(brokers: &str, partitions: i32) -> String {
-    let name = format!("pipeline-test-{}", Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("CreateTopics");
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("creating {topic} failed: {code}"));
-    }
-    let (brokers_owned, name_owned) = (brokers.to_owned(), name.clone());
-    eventually("the new topic's partitions are known", || {
-        let (brokers, name) = (brokers_owned.clone(), name_owned.clone());
-        async move {
-            let known = tokio::task::spawn_blocking(move || partition_ids(&brokers, &name))
-                .await
-                .unwrap();
-            (known.len() == partitions as usize).then_some(())
-        }
-    })
-    .await;
-    name
-}
-
-/// The partition ids of `topic`, as the broker's metadata has them (blocking).
-fn partition_ids(brokers: &str, topic: &str) -> Vec<i32> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
-        Ok(metadata) => metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
 
 /// A unique consumer group id.
 pub fn group_id(what: &str) -> String {
@@ -814,48 +581,5 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-// --- ClickHouse ------------------------------------------------------------------------------
-
-/// A ClickHouse database of one test's own, migrated; dropped on drop.
-pub struct ClickHouseDb {
-    pub name: String,
-}
-
-impl ClickHouseDb {
-    pub async fn create() -> Self {
-        let db = Self {
-            name: format!("test_{}", Uuid::new_v4().simple()),
-        };
-        projector::clickhouse_sink::ClickHouseSink::migrate(&clickhouse_url(), &db.name)
-            .await
-            .expect("ClickHouse migrations");
-        db
-    }
-
-    pub fn client(&self) -> clickhouse::Client {
-        service::clickhouse::client(&clickhouse_url(), &self.name)
-    }
-}
-
-impl Drop for ClickHouseDb {
-    /// A plain HTTP request, because drop cannot await.
-    fn drop(&mut self) {
-        let query = format!("DROP DATABASE IF EXISTS {}", self.name);
-        let url = clickhouse_url();
-        let host = url.trim_start_matches("http://");
-        if let Ok(mut connection) = TcpStream::connect(host) {
-            let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
-            let request = format!(
-                "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{query}",
-                query.len()
-            );
-            if connection.write_all(request.as_bytes()).is_ok() {
-                let mut response = String::new();
-                let _ = connection.read_to_string(&mut response);
-            }
-        }
     }
 }

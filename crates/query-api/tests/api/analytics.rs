@@ -52,7 +52,7 @@ impl Row {
     }
 }
 
-async fn insert(db: &ClickHouseDb, rows: &[&Row]) {
+async fn insert(db: &ScratchDatabase, rows: &[&Row]) {
     let values: Vec<String> = rows.iter().map(|r| r.values()).collect();
     db.client()
         .query(&format!(
@@ -90,8 +90,8 @@ fn pass_rate(data: &Value) -> Vec<(DateTime<Utc>, u64, u64, f64)> {
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
-    let db = ClickHouseDb::create().await;
-    let app = TestApp::with_settings(pool, db.settings()).await;
+    let db = ScratchDatabase::create().await;
+    let app = TestApp::with_settings(pool, analytics_settings(&db)).await;
     let ada = app.tenant("ada").await;
     let bob = app.tenant("bob").await;
     app.project().await;
@@ -233,7 +233,7 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
     // The private database goes away with the test.
     let name = db.name.clone();
     drop(db);
-    let left: u64 = service::clickhouse::client(CLICKHOUSE_URL, "default")
+    let left: u64 = service::clickhouse::client(&clickhouse_url(), "default")
         .query("SELECT count() FROM system.databases WHERE name = ?")
         .bind(name)
         .fetch_one()

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use domain::card::{CardCommand, CardContent, PromptCard};
-use domain::template::{VarType, Variable};
+
 use domain::test_case::{CardFacts, TestCase, TestCaseCommand, TestCaseContent};
 use domain::user::{User, UserCommand};
 use domain::workspace::{Workspace, WorkspaceCommand};
@@ -22,34 +22,25 @@ use query_api::Settings;
 use serde_json::{json, Value};
 use service::Secret;
 use sqlx::PgPool;
-use std::future::Future;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
-use tokio::time::Instant;
 use tower::ServiceExt;
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "query-api-test-secret-0123456789abcdef";
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const CLICKHOUSE_URL: &str = "http://127.0.0.1:8123";
 
-/// How long a condition that depends on another process (or on the cluster-wide snapshot,
-/// which every other test's open transactions hold back) may take to hold.
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Pause between two probes of a bounded poll loop; not a synchronisation point.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+pub use test_support::clickhouse::ScratchDatabase;
+pub use test_support::history::string_variable as string_var;
+pub use test_support::{clickhouse_url, eventually, redis_url};
 
 /// Settings for tests: a known secret, the machine's Redis and ClickHouse (its `default`
-/// database, which every server has; analytics tests point at a private one), and the limits
-/// the deployment defaults to.
+/// database, which every server has; analytics tests point at a private one, see
+/// [`analytics_settings`]), and the limits the deployment defaults to.
 pub fn settings() -> Settings {
     Settings {
         addr: "127.0.0.1:0".parse().expect("valid address"),
         database_url: Secret::new("postgres://unused-the-pool-is-given"),
-        redis_url: Secret::new(REDIS_URL),
-        clickhouse_url: CLICKHOUSE_URL.to_owned(),
+        redis_url: Secret::new(redis_url()),
+        clickhouse_url: clickhouse_url(),
         clickhouse_database: "default".to_owned(),
         jwt_secret: Secret::new(JWT_SECRET),
         min_position_wait: Duration::from_secs(10),
@@ -433,11 +424,11 @@ impl TestApp {
 }
 
 pub async fn redis_sink() -> RedisSink {
-    RedisSink::connect(REDIS_URL).await.expect("Redis answers")
+    RedisSink::connect(&redis_url()).await.expect("Redis answers")
 }
 
 pub async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(REDIS_URL)
+    redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -445,16 +436,6 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
 }
 
 // --- Domain content --------------------------------------------------------------------------
-
-pub fn string_var(name: &str) -> Variable {
-    Variable {
-        name: name.to_owned(),
-        kind: VarType::String,
-        description: None,
-        default: None,
-        required: true,
-    }
-}
 
 /// A card's content; the template's `{{ name }}` placeholders are declared as string variables.
 pub fn content(title: &str, description: &str, template: &str, vars: &[&str], tags: &[&str]) -> CardContent {
@@ -504,67 +485,10 @@ pub fn ids(values: &[Value]) -> Vec<Uuid> {
         .collect()
 }
 
-/// Probes until `probe` returns `Some`, failing the test after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-// --- ClickHouse ------------------------------------------------------------------------------
-
-/// A ClickHouse database of one test's own (`qtest_<uuid>`), migrated; dropped on drop.
-pub struct ClickHouseDb {
-    pub name: String,
-}
-
-impl ClickHouseDb {
-    pub async fn create() -> Self {
-        let db = Self {
-            name: format!("qtest_{}", Uuid::new_v4().simple()),
-        };
-        projector::clickhouse_sink::ClickHouseSink::migrate(CLICKHOUSE_URL, &db.name)
-            .await
-            .expect("ClickHouse answers and migrates");
-        db
-    }
-
-    pub fn client(&self) -> clickhouse::Client {
-        service::clickhouse::client(CLICKHOUSE_URL, &self.name)
-    }
-
-    pub fn settings(&self) -> Settings {
-        Settings {
-            clickhouse_database: self.name.clone(),
-            ..settings()
-        }
-    }
-}
-
-impl Drop for ClickHouseDb {
-    /// A plain HTTP request, because drop cannot await.
-    fn drop(&mut self) {
-        let query = format!("DROP DATABASE IF EXISTS {}", self.name);
-        let host = CLICKHOUSE_URL.trim_start_matches("http://");
-        if let Ok(mut connection) = TcpStream::connect(host) {
-            let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
-            let request = format!(
-                "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{query}",
-                query.len()
-            );
-            if connection.write_all(request.as_bytes()).is_ok() {
-                let mut response = String::new();
-                let _ = connection.read_to_string(&mut response);
-            }
-        }
+/// Settings that read analytics from the test's own ClickHouse database.
+pub fn analytics_settings(db: &ScratchDatabase) -> Settings {
+    Settings {
+        clickhouse_database: db.name.clone(),
+        ..settings()
     }
 }

@@ -19,12 +19,12 @@ struct World {
     ada_key: String,
     bob: Tenant,
     bob_key: String,
-    _clickhouse: ClickHouseDb,
+    _clickhouse: ScratchDatabase,
 }
 
 async fn world(pool: PgPool) -> World {
-    let clickhouse = ClickHouseDb::create().await;
-    let app = TestApp::with_settings(pool, clickhouse.settings()).await;
+    let clickhouse = ScratchDatabase::create().await;
+    let app = TestApp::with_settings(pool, analytics_settings(&clickhouse)).await;
     let ada = app.tenant("ada").await;
     let (card_id, _) = app.create_card(&ada, titled("A first draft")).await;
     app.update_card(&ada, card_id, titled(SECRET_TITLE)).await;

@@ -51,7 +51,7 @@ async fn a_runner_killed_mid_run_resumes_with_each_result_exactly_once(pool: PgP
     let first = runner(&store, &server.url);
     let task = tokio::spawn(async move { first.execute(run_id).await });
     eventually("a few results recorded", || async {
-        recorded_results(&store, run_id).await.len() >= 3
+        (recorded_results(&store, run_id).await.len() >= 3).then_some(())
     })
     .await;
     task.abort();
@@ -78,7 +78,7 @@ async fn cancel_stops_further_provider_calls(pool: PgPool) {
     let running = runner(&store, &server.url);
     let task = tokio::spawn(async move { running.execute(run_id).await });
     eventually("some results recorded", || async {
-        !recorded_results(&store, run_id).await.is_empty()
+        (!recorded_results(&store, run_id).await.is_empty()).then_some(())
     })
     .await;
     cancel(&store, run_id).await;
@@ -132,14 +132,13 @@ async fn a_malformed_provider_answer_is_a_recorded_error_not_a_crash(pool: PgPoo
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
     let store = EventStore::new(pool.clone());
-    let topic = format!("runner-test-{}", uuid::Uuid::new_v4().simple());
-    create_topic(&topic).await;
+    let topic = create_topic(&kafka_brokers(), "runner-test", 3).await;
     let run_id = request_run(&store, 2, &["echo"], 1).await;
 
     // Other tests' open transactions can hold the safe reader back for a moment: step until
     // the request itself is published.
     let position = store.read_stream(run_id, 0).await.unwrap()[0].position;
-    let mut relay = relay::Relay::new(store.clone(), kafka::producer(&brokers()).unwrap(), &topic, 100)
+    let mut relay = relay::Relay::new(store.clone(), kafka::producer(&kafka_brokers()).unwrap(), &topic, 100)
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -154,7 +153,7 @@ async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
     }
 
     let consumer = runner::RunRequests::new(
-        &brokers(),
+        &kafka_brokers(),
         &format!("{topic}-runner"),
         None,
         &topic,
@@ -164,7 +163,7 @@ async fn run_requests_on_the_topic_are_executed(pool: PgPool) {
     .unwrap();
     let task = tokio::spawn(consumer.run());
     eventually("the run completes", || async {
-        load_run(&store, run_id).await.status == RunStatus::Completed
+        (load_run(&store, run_id).await.status == RunStatus::Completed).then_some(())
     })
     .await;
     task.abort();

@@ -8,16 +8,13 @@ use event_store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, Repos
 use providers::{PriceTable, ProviderSettings, Providers};
 use runner::Runner;
 use serde_json::{json, Map, Value};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use uuid::Uuid;
 
-pub fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+pub use test_support::kafka::create_topic;
+pub use test_support::{eventually, kafka_brokers};
 
 pub fn runner(store: &EventStore, provider_base_url: &str) -> Runner {
     let settings = ProviderSettings::for_base_url(provider_base_url, Duration::from_secs(5));
@@ -142,37 +139,6 @@ pub async fn recorded_results(store: &EventStore, run_id: Uuid) -> Vec<TestResul
             _ => None,
         })
         .collect()
-}
-
-/// Waits, boundedly, for a condition that other tasks make true.
-pub async fn eventually<F, Fut>(what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !probe().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-pub async fn create_topic(topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    for result in results {
-        result.unwrap();
-    }
 }
 
 /// A local server answering OpenAI chat completions, after a delay, with the prompt echoed.
