@@ -5,7 +5,7 @@
 
 use crate::metrics::cache_lookup;
 use domain::names::version_key;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
@@ -38,7 +38,10 @@ impl DocCache {
         };
         let (slot, url) = (cache.redis.clone(), url.to_owned());
         tokio::spawn(async move {
-            let connection = service::retry("connecting to Redis for the document cache", || connect(&url)).await;
+            let connection = service::retry("connecting to Redis for the document cache", || {
+                service::redis::connect(&url)
+            })
+            .await;
             tracing::info!("Redis answers; the document cache is on.");
             let _ = slot.set(connection);
         });
@@ -79,16 +82,4 @@ impl DocCache {
     pub fn miss() {
         cache_lookup("miss");
     }
-}
-
-/// A connection manager whose short timeouts turn a Redis that is away into quick misses
-/// rather than slow queries; the projector's Redis sink connects with the same settings.
-async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(std::time::Duration::from_secs(1))
-        .set_response_timeout(std::time::Duration::from_secs(1))
-        .set_number_of_retries(3)
-        .set_factor(100)
-        .set_max_delay(1_000);
-    ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
 }

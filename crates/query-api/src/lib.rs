@@ -35,7 +35,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use schema::AppSchema;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -139,11 +138,11 @@ async fn websocket(
 /// The whole HTTP surface: GraphQL, GraphiQL, the WebSocket, and the ops endpoints.
 pub fn router(state: AppState) -> Router {
     let schema = schema::build(&state);
-    let ready_state = state.clone();
-    let readiness: service::ReadinessCheck = Arc::new(move || {
-        let state = ready_state.clone();
-        Box::pin(async move { ready(&state).await })
-    });
+    let readiness = service::readiness::Readiness::new()
+        .with("postgres", service::readiness::postgres(state.pool.clone()))
+        .with("redis", service::readiness::redis_client(state.redis_client.clone()))
+        .with("clickhouse", service::readiness::clickhouse(state.clickhouse.clone()))
+        .into_check();
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(websocket))
@@ -156,36 +155,6 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-}
-
-async fn ready(state: &AppState) -> Result<serde_json::Value, serde_json::Value> {
-    let postgres = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
-    let redis = match &state.redis_client {
-        Some(client) => {
-            let ping = async {
-                let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
-            };
-            tokio::time::timeout(Duration::from_secs(2), ping)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-        }
-        None => false,
-    };
-    let clickhouse = tokio::time::timeout(
-        Duration::from_secs(2),
-        state.clickhouse.query("SELECT 1").fetch_one::<u8>(),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
-    let checks = serde_json::json!({ "postgres": postgres, "redis": redis, "clickhouse": clickhouse });
-    if postgres && redis && clickhouse {
-        Ok(checks)
-    } else {
-        Err(checks)
-    }
 }
 
 pub struct Application {

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 pub mod clickhouse;
 mod process;
 pub mod readiness;
+pub mod redis;
 pub mod settings;
 pub mod telemetry;
 

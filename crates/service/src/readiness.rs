@@ -66,7 +66,11 @@ pub fn postgres(pool: PgPool) -> Probe {
 
 /// Redis answers `PING` on a new connection; never, when the URL does not parse.
 pub fn redis(url: &str) -> Probe {
-    let client = redis::Client::open(url).ok();
+    redis_client(redis::Client::open(url).ok())
+}
+
+/// Redis answers `PING` on a new connection of `client`; never, without a client.
+pub fn redis_client(client: Option<redis::Client>) -> Probe {
     Arc::new(move || {
         let client = client.clone();
         Box::pin(async move {
