@@ -208,13 +208,13 @@ async fn append(config: &Config, session: &Session, report: &mut Report) -> anyh
 
 /// The peer harness's workload (../shared/peers/cqrs-es-bench) in process, without HTTP: each
 /// client creates a card and edits it 19 times, then the next card; every command is load +
-/// decide + append through the event store, as the command API does it. Also counts, from
+/// decide + append through `Repository::execute`, the path the runner takes and the command API
+/// shares (decided on the state in memory, checked by the append's expected version). Also counts, from
 /// Postgres's own statistics, the transactions (each one statement and one round trip here)
 /// and the rows written per command.
 async fn store_append(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     use domain::card::{CardCommand, PromptCard};
-    use domain::Aggregate;
-    use event_store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamAppend};
+    use event_store::{EventStore, Metadata, Repository};
 
     // A database of its own, so Postgres's statistics count this workload alone.
     let admin = PgPoolOptions::new()
@@ -248,8 +248,8 @@ async fn store_append(config: &Config, report: &mut Report) -> anyhow::Result<()
                 let card_id = uuid::Uuid::now_v7();
                 for edit in 0..20u32 {
                     let started = Instant::now();
-                    let loaded = repository.load::<PromptCard>(card_id).await?;
                     let content = seed::content("Store bench card", edit);
+                    // Each client is its card's only writer, so it knows the version it edits.
                     let command = if edit == 0 {
                         CardCommand::Create {
                             card_id,
@@ -258,33 +258,17 @@ async fn store_append(config: &Config, report: &mut Report) -> anyhow::Result<()
                         }
                     } else {
                         CardCommand::Update {
-                            expected_version: loaded.state.version(),
+                            expected_version: edit,
                             content,
                         }
                     };
-                    let events = loaded.state.decide(command)?;
-                    let expected = match loaded.version {
-                        0 => ExpectedVersion::NoStream,
-                        version => ExpectedVersion::Exact(version),
+                    let metadata = Metadata {
+                        actor_id: Some(workspace_id),
+                        workspace_id: Some(workspace_id),
+                        correlation_id: uuid::Uuid::now_v7(),
+                        ..Default::default()
                     };
-                    repository
-                        .store()
-                        .append(Append {
-                            streams: vec![StreamAppend {
-                                stream_id: card_id,
-                                stream_type: PromptCard::STREAM_TYPE.into(),
-                                expected,
-                                events: events.iter().map(NewEvent::from_domain).collect(),
-                            }],
-                            metadata: Metadata {
-                                actor_id: Some(workspace_id),
-                                workspace_id: Some(workspace_id),
-                                correlation_id: uuid::Uuid::now_v7(),
-                                ..Default::default()
-                            },
-                            ..Default::default()
-                        })
-                        .await?;
+                    repository.execute::<PromptCard>(card_id, command, metadata).await?;
                     latencies.push(started.elapsed());
                 }
             }
