@@ -3,9 +3,8 @@
 //!
 //! Nothing waits to fill a batch: a committer takes whatever is queued when it becomes free, so
 //! an idle store commits each append at once, and a busy one commits many per transaction. Two
-//! committers run, so one batch is collected while the other commits (measured with the peer's
-//! workload in process: one committer 2,051 to 2,481 commands/s, two 2,295, four 1,418, sixteen
-//! 1,641: more committers make smaller batches and more commits for the disk to flush).
+//! committers run, so one batch is collected while the other commits. More committers measured
+//! worse (README, Benchmark): they make smaller batches and more commits for the disk to flush.
 //!
 //! Tailing readers are woken after the commit by a notifier task, not by a NOTIFY inside the
 //! batch: Postgres holds its database-wide notify lock from a notifying transaction's commit
