@@ -1,6 +1,9 @@
 //! Importing a promptfoo config: one card per prompt, each with the config's tests as its test
 //! cases, in the config's order.
 //!
+//! Over 600 lines because a third of it is the import's given/when/then tests, kept beside the
+//! rules they check.
+//!
 //! Tests are read as promptfoo reads them before evaluating: `defaultTest.vars` under each test's
 //! own vars, `defaultTest.assert` before the test's own assertions, and a var holding a list of
 //! strings expanded into one case per value (the cartesian product over such vars, the first var
