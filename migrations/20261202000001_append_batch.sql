@@ -24,10 +24,11 @@
 CREATE FUNCTION promptcards_already_appended(command jsonb) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH sent AS (
-        SELECT (s->>'stream_id')::uuid AS stream_id, (e->>'event_id')::uuid AS event_id
-        FROM jsonb_array_elements(command->'streams') s, jsonb_array_elements(s->'events') e
+        SELECT (s->>'stream_id')::uuid AS stream_id, (e->>'event_id')::uuid AS event_id, s_ord
+        FROM jsonb_array_elements(command->'streams') WITH ORDINALITY AS listed(s, s_ord),
+             jsonb_array_elements(s->'events') e
     ), found AS (
-        SELECT sent.stream_id AS sent_stream, e.stream_id, e.version, e.position, e.event_id
+        SELECT sent.stream_id AS sent_stream, sent.s_ord, e.stream_id, e.version, e.position, e.event_id
         FROM sent JOIN events e ON e.event_id = sent.event_id
     )
     SELECT CASE
@@ -35,8 +36,9 @@ LANGUAGE sql STABLE AS $$
         THEN jsonb_build_object(
             'replayed', true,
             'position', (SELECT max(position) FROM found),
-            'streams', (SELECT jsonb_agg(jsonb_build_object('stream_id', stream_id, 'version', v))
-                        FROM (SELECT stream_id, max(version) AS v FROM found GROUP BY stream_id) per_stream))
+            -- In the order the command lists its streams, as the first answer gave them.
+            'streams', (SELECT jsonb_agg(jsonb_build_object('stream_id', stream_id, 'version', v) ORDER BY o)
+                        FROM (SELECT stream_id, max(version) AS v, min(s_ord) AS o FROM found GROUP BY stream_id) per_stream))
         ELSE jsonb_build_object(
             'error', 'duplicate_event',
             'event_id', COALESCE((SELECT event_id FROM found LIMIT 1), (SELECT event_id FROM sent LIMIT 1)))
