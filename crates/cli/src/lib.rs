@@ -22,8 +22,6 @@ use clap::{Args, Parser, Subcommand};
 use event_store::EventStore;
 use std::process::ExitCode;
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/promptcards";
-
 /// Exit status when a check found a difference (`verify`).
 pub const EXIT_DIFFERENCES: u8 = 1;
 /// Exit status when the command could not do its work (a service unreachable, a bad id, ...).
@@ -50,34 +48,28 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the backing services are: the services' own environment variables and defaults,
-/// overridable by flags.
+/// Where the backing services are: flags, or else the services' own environment variables and
+/// development defaults (`service::settings`, where each default is written once).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connections")]
 pub struct Settings {
-    /// The Postgres event store (and read models).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    /// The Postgres event store (and read models) [env: DATABASE_URL]
+    #[arg(long, global = true, default_value_t = service::settings::database_url().expose().to_owned(), hide_default_value = true)]
     pub database_url: String,
-    /// Kafka bootstrap servers.
-    #[arg(long, global = true, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    /// Kafka bootstrap servers [env: KAFKA_BROKERS]
+    #[arg(long, global = true, default_value_t = service::settings::kafka_brokers())]
     pub kafka_brokers: String,
-    /// The events topic.
-    #[arg(long, global = true, env = "KAFKA_TOPIC", default_value = domain::names::DEFAULT_TOPIC)]
+    /// The events topic [env: KAFKA_TOPIC]
+    #[arg(long, global = true, default_value_t = service::settings::kafka_topic())]
     pub kafka_topic: String,
-    /// Redis, holding the per-stream version keys.
-    #[arg(
-        long,
-        global = true,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
+    /// Redis, holding the per-stream version keys [env: REDIS_URL]
+    #[arg(long, global = true, default_value_t = service::settings::redis_url().expose().to_owned(), hide_default_value = true)]
     pub redis_url: String,
-    /// ClickHouse over HTTP.
-    #[arg(long, global = true, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    /// ClickHouse over HTTP [env: CLICKHOUSE_URL]
+    #[arg(long, global = true, default_value_t = service::settings::clickhouse_url())]
     pub clickhouse_url: String,
-    /// The ClickHouse database holding `events` and `test_results`.
-    #[arg(long, global = true, env = "CLICKHOUSE_DATABASE", default_value = "promptcards")]
+    /// The ClickHouse database holding `events` and `test_results` [env: CLICKHOUSE_DATABASE]
+    #[arg(long, global = true, default_value_t = service::settings::clickhouse_database())]
     pub clickhouse_database: String,
 }
 

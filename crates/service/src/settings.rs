@@ -56,6 +56,16 @@ pub fn jwt_secret() -> Secret {
     Secret::new(env_or("JWT_SECRET", "dev-only-secret-change-me"))
 }
 
+/// `KAFKA_BROKERS`: bootstrap servers, comma-separated.
+pub fn kafka_brokers() -> String {
+    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+/// `KAFKA_TOPIC`: the events topic.
+pub fn kafka_topic() -> String {
+    env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC)
+}
+
 /// Where the events topic is, for the processes that produce to or consume from it.
 #[derive(Debug, Clone)]
 pub struct Kafka {
@@ -71,8 +81,8 @@ pub struct Kafka {
 impl Kafka {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_or("KAFKA_TOPIC", domain::names::DEFAULT_TOPIC),
+            brokers: kafka_brokers(),
+            topic: kafka_topic(),
             topic_partitions: env_or("KAFKA_TOPIC_PARTITIONS", "6").parse()?,
         })
     }
