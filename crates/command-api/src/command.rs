@@ -6,9 +6,10 @@
 //!
 //! A command is first decided on what this process remembers (the workspace that authorises
 //! it, the aggregates it loads), without reading Postgres, and appended on the condition that
-//! every stream read is still at the version remembered. Only a success there is final:
-//! anything else (nothing remembered, a stream that moved, any refusal) runs the path again on
-//! the streams as stored, so a stale memory costs a retry, never a wrong decision. The
+//! every stream read is still at the version remembered. A success there is final, and so is a
+//! fault (an append whose outcome is unknown is never sent twice); anything else (nothing
+//! remembered, a stream that moved, any refusal) runs the path again on the streams as stored,
+//! so a stale memory costs a retry, never a wrong decision. The
 //! Idempotency-Key is checked by the append itself on that first attempt: a retry of a command
 //! already appended gets the stored answer, whatever it decided this time.
 
@@ -296,6 +297,9 @@ impl AppState {
                 metrics::counter!("command_reads_total", "from" => "memory").increment(1);
                 return Ok(Ok(reply));
             }
+            // A fault (the store unreachable, an append whose outcome is unknown) is answered as
+            // it is: sending the command again could append it twice.
+            Err(fault @ ApiError::Internal(_)) => return Err(fault),
             Ok(Err(_)) | Err(_) => metrics::counter!("command_reads_total", "from" => "postgres").increment(1),
         }
         let loader = self.authorise(ctx, access, Reads::Postgres).await?;
