@@ -621,6 +621,7 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
             ],
         }],
         repeat: 1,
+        comparison_id: None,
     };
     let key = ResultKey {
         case_id,
@@ -882,6 +883,7 @@ mod seed {
                 })
                 .to_vec(),
             repeat: REPEAT,
+            comparison_id: None,
         };
         let total = plan.total();
         let keys: Vec<ResultKey> = plan.keys().collect();

@@ -6,12 +6,14 @@
 //! `decide`, and append what comes back.
 
 pub mod card;
+pub mod comparison;
 pub mod error;
 pub mod event;
 pub mod names;
 pub mod promptfoo;
 pub mod role;
 pub mod run;
+pub mod stats;
 pub mod template;
 pub mod test_case;
 pub mod user;

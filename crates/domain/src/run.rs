@@ -112,6 +112,10 @@ pub struct RunPlan {
     pub cases: Vec<RunCase>,
     pub providers: Vec<ProviderSpec>,
     pub repeat: u32,
+    /// The comparison this run is one side of, if any; the runner finishes the comparison
+    /// when both of its runs are over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison_id: Option<Uuid>,
 }
 
 impl RunPlan {
@@ -220,6 +224,8 @@ pub struct CardRunRequest {
     pub cases: Vec<TestCase>,
     pub providers: Vec<ProviderSpec>,
     pub repeat: u32,
+    /// The comparison the run belongs to, if any.
+    pub comparison_id: Option<Uuid>,
 }
 
 /// The cases a request runs: the ones it names, or every case of the card.
@@ -277,6 +283,7 @@ impl CardRunRequest {
             cases,
             providers: self.providers,
             repeat: self.repeat,
+            comparison_id: self.comparison_id,
         })
     }
 }
@@ -539,6 +546,7 @@ mod tests {
                 })
                 .collect(),
             repeat,
+            comparison_id: None,
         }
     }
 
@@ -776,6 +784,7 @@ mod tests {
                     config: Value::Null,
                 }],
                 repeat: 1,
+                comparison_id: None,
             },
         }
     }

@@ -204,6 +204,7 @@ impl Histories for Actor {
                 config: Value::Null,
             }],
             repeat: 1,
+            comparison_id: None,
         };
         let total = plan.total();
         let mut events = vec![

@@ -102,6 +102,7 @@ pub async fn request_run(
             cases,
             providers: request.providers.iter().cloned().map(ProviderSpec::from).collect(),
             repeat: request.repeat.unwrap_or(1),
+            comparison_id: None,
         })
     };
     state

@@ -142,6 +142,7 @@ pub fn run_requested(run_id: Uuid, workspace_id: Uuid, card_id: Uuid, case_id: U
                 config: Value::Null,
             }],
             repeat,
+            comparison_id: None,
         },
         total: u64::from(repeat),
     })

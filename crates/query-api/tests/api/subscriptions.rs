@@ -280,6 +280,7 @@ mod run_progress {
                 config: Value::Null,
             }],
             repeat: 1,
+            comparison_id: None,
         };
         app.execute::<TestRun>(
             run_id,

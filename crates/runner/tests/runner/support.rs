@@ -62,6 +62,7 @@ pub async fn request_run(store: &EventStore, cases: u128, providers: &[&str], re
             })
             .collect(),
         repeat,
+        comparison_id: None,
     };
     let run_id = Uuid::now_v7();
     let events = TestRun::default()
