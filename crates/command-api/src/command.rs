@@ -21,6 +21,7 @@ use auth::Principal;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::card::PromptCard;
+use domain::comparison::Comparison;
 use domain::run::TestRun;
 use domain::test_case::TestCase;
 use domain::workspace::Workspace;
@@ -146,6 +147,13 @@ impl InWorkspace for TestCase {
     const NOT_FOUND: &'static str = "test case not found";
     fn workspace_id(&self) -> Option<Uuid> {
         self.workspace_id
+    }
+}
+
+impl InWorkspace for Comparison {
+    const NOT_FOUND: &'static str = "comparison not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        Comparison::workspace_id(self)
     }
 }
 
@@ -309,6 +317,12 @@ impl AppState {
         let loaded = load(loader).await?;
         let (changes, answer) = decide(loaded)?;
         self.append(ctx, access, Reads::Postgres, changes, status, answer).await
+    }
+
+    /// Authorises a read that appends nothing (an export): the returned loader reads the
+    /// streams as stored, inside the authorised workspace only.
+    pub async fn authorise_read(&self, ctx: &CommandContext, access: Access) -> Result<Loader, ApiError> {
+        self.authorise(ctx, access, Reads::Postgres).await
     }
 
     async fn authorise(&self, ctx: &CommandContext, access: Access, reads: Reads) -> Result<Loader, ApiError> {

@@ -1,7 +1,7 @@
 //! The command API's one error type. Every failure a client can cause is a 4xx with
 //! `{error, message, details?}`; internal failures are a bare 500 and a log line.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::{DomainError, FieldError};
@@ -179,5 +179,11 @@ impl From<JsonRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::BadRequest(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(format!("the query string is invalid: {}", rejection.body_text()))
     }
 }

@@ -101,6 +101,11 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+/// `axum::extract::Query` with our error body on rejection (a missing or unknown parameter).
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
 /// A YAML document (JSON is YAML too) as a JSON value, for bodies such as promptfoo configs.
 /// Accepts `application/yaml` (also `application/x-yaml`, `text/yaml`, `text/x-yaml`) and the
 /// JSON types; YAML merge keys are applied.

@@ -73,7 +73,7 @@ struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, cards, imports, runs, test_cases, workspaces};
+    use routes::{auth, cards, comparisons, exports, imports, runs, test_cases, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -90,6 +90,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(test_cases::update_test_case, test_cases::delete_test_case))
         .routes(routes!(runs::request_run))
         .routes(routes!(runs::cancel_run))
+        .routes(routes!(comparisons::request_comparison))
+        .routes(routes!(exports::export_run))
+        .routes(routes!(exports::export_comparison))
         .routes(routes!(imports::import_promptfoo))
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 pub const MAX_TAGS: usize = 20;
 
-static LABEL: LazyLock<Regex> =
+pub(crate) static LABEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$").expect("valid regex"));
 
 /// What one version of a card says.

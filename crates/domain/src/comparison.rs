@@ -4,6 +4,7 @@
 //! comparison, moving a label to the candidate when the comparison asked for that and the rule
 //! of [`Promotion`] holds.
 
+use crate::card::{CardCommand, PromptCard};
 use crate::error::Problems;
 use crate::run::TestResult;
 use crate::stats::{fisher_exact, percentile, wilson_interval};
@@ -343,8 +344,12 @@ impl Comparison {
 pub enum ComparisonCommand {
     /// Records a comparison whose two runs are requested in the same append.
     Request { comparison_id: Uuid, plan: ComparisonPlan },
-    /// Finishes it with the report computed from both runs' results.
-    Finish { report: ComparisonReport },
+    /// Finishes it with the report computed from both runs' results. `card` is the card as it
+    /// stands, to know whether a promotion's label move would be accepted.
+    Finish {
+        report: ComparisonReport,
+        card: Box<PromptCard>,
+    },
     /// One of the runs failed or was cancelled: there is nothing to compare.
     Fail { reason: String },
 }
@@ -416,6 +421,12 @@ impl Aggregate for Comparison {
                     );
                 }
                 if let Some(promote) = &plan.promote {
+                    if !crate::card::LABEL.is_match(&promote.label) {
+                        problems.add(
+                            "promote.label",
+                            "must be 1 to 50 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                        );
+                    }
                     if !(0.0..=100.0).contains(&promote.max_cost_increase) {
                         problems.add("promote.max_cost_increase", "must be a fraction from 0 to 100");
                     }
@@ -423,12 +434,25 @@ impl Aggregate for Comparison {
                 problems.into_result()?;
                 Ok(vec![ComparisonEvent::ComparisonRequested { comparison_id, plan }])
             }
-            ComparisonCommand::Finish { report } => {
+            ComparisonCommand::Finish { report, card } => {
                 let plan = self.ensure_running()?;
-                let promotion = plan
-                    .promote
-                    .as_ref()
-                    .map(|promote| promote.judge(&report, plan.candidate.version));
+                let promotion = plan.promote.as_ref().map(|promote| {
+                    let outcome = promote.judge(&report, plan.candidate.version);
+                    match outcome.promoted_version {
+                        Some(version) => match card.decide(CardCommand::MoveLabel {
+                            label: promote.label.clone(),
+                            version,
+                        }) {
+                            Ok(_) => outcome,
+                            Err(refusal) => PromotionOutcome {
+                                promoted_version: None,
+                                reason: format!("the card refused the label move: {refusal}"),
+                                ..outcome
+                            },
+                        },
+                        None => outcome,
+                    }
+                });
                 Ok(vec![ComparisonEvent::ComparisonCompleted { report, promotion }])
             }
             ComparisonCommand::Fail { reason } => {
@@ -461,6 +485,7 @@ impl Aggregate for Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::card::{CardContent, CardEvent};
     use crate::given_when;
     use crate::run::ResultKey;
     use assertions::Verdict;
@@ -513,6 +538,26 @@ mod tests {
             repeat: 1,
             promote,
         }
+    }
+
+    /// The card both sides run: two versions.
+    fn card() -> Box<PromptCard> {
+        let content = CardContent {
+            title: "Greet".into(),
+            description: String::new(),
+            template: "Hi".into(),
+            variables: vec![],
+            tags: vec![],
+        };
+        let events = [
+            CardEvent::PromptCardCreated {
+                card_id: Uuid::from_u128(101),
+                workspace_id: Uuid::from_u128(100),
+                content: content.clone(),
+            },
+            CardEvent::PromptCardUpdated { version: 2, content },
+        ];
+        Box::new(PromptCard::fold(&events))
     }
 
     fn requested(promote: Option<Promotion>) -> ComparisonEvent {
@@ -569,6 +614,7 @@ mod tests {
             &given,
             ComparisonCommand::Finish {
                 report: better_and_cheap,
+                card: card(),
             },
         )
         .unwrap();
@@ -582,6 +628,7 @@ mod tests {
             &given,
             ComparisonCommand::Finish {
                 report: better_but_dear,
+                card: card(),
             },
         )
         .unwrap();
@@ -592,12 +639,39 @@ mod tests {
         assert!(p.reason.contains("costs"), "{}", p.reason);
 
         let not_better = compare(&side(10, 5, 0), &side(10, 6, 0));
-        let events = given_when::<Comparison>(&given, ComparisonCommand::Finish { report: not_better }).unwrap();
+        let events = given_when::<Comparison>(
+            &given,
+            ComparisonCommand::Finish {
+                report: not_better,
+                card: card(),
+            },
+        )
+        .unwrap();
         let ComparisonEvent::ComparisonCompleted { promotion: Some(p), .. } = &events[0] else {
             panic!("{events:?}")
         };
         assert_eq!(p.promoted_version, None);
         assert!(p.reason.contains("NO_SIGNIFICANT_DIFFERENCE"), "{}", p.reason);
+    }
+
+    #[test]
+    fn an_archived_card_keeps_its_label_and_the_comparison_says_why() {
+        let promote = Promotion {
+            label: "production".into(),
+            max_cost_increase: 0.0,
+        };
+        let archived = Box::new(card().evolve(&CardEvent::PromptCardArchived {}));
+        let report = compare(&side(10, 0, 0), &side(10, 10, 0));
+        let events = given_when::<Comparison>(
+            &[requested(Some(promote))],
+            ComparisonCommand::Finish { report, card: archived },
+        )
+        .unwrap();
+        let ComparisonEvent::ComparisonCompleted { promotion: Some(p), .. } = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(p.promoted_version, None);
+        assert!(p.reason.contains("archived"), "{}", p.reason);
     }
 
     #[test]
@@ -607,7 +681,10 @@ mod tests {
             report: report.clone(),
             promotion: None,
         };
-        let again = given_when::<Comparison>(&[requested(None), done], ComparisonCommand::Finish { report });
+        let again = given_when::<Comparison>(
+            &[requested(None), done],
+            ComparisonCommand::Finish { report, card: card() },
+        );
         assert!(matches!(again, Err(DomainError::Conflict(_))));
         let failed = given_when::<Comparison>(&[], ComparisonCommand::Fail { reason: "x".into() });
         assert!(matches!(failed, Err(DomainError::NotFound(_))));

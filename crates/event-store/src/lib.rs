@@ -290,6 +290,33 @@ impl EventStore {
         sql::events(&self.pool, filter)
     }
 
+    /// A run's recorded results in the order they were recorded, at most `limit` of them (the
+    /// count a loaded run reports, for a reader that must agree with it), streamed.
+    pub fn run_results(
+        &self,
+        run_id: Uuid,
+        limit: Option<i64>,
+    ) -> futures_util::stream::BoxStream<'_, Result<domain::run::TestResult, LoadError>> {
+        use futures_util::StreamExt;
+        let filter = EventFilter {
+            stream_id: Some(run_id),
+            event_type: Some(domain::run::RunEvent::TEST_RESULT_RECORDED.into()),
+            limit,
+            ..Default::default()
+        };
+        // The filter reads results only, so any other event decoded is skipped, never met.
+        sql::events(&self.pool, &filter)
+            .filter_map(|event| async move {
+                let decoded = event.map_err(LoadError::from).and_then(|event| Ok(event.decode()?));
+                match decoded {
+                    Ok(domain::run::RunEvent::TestResultRecorded { result, .. }) => Some(Ok(result)),
+                    Ok(_) => None,
+                    Err(error) => Some(Err(error)),
+                }
+            })
+            .boxed()
+    }
+
     /// A workspace's events (optionally of one stream), newest first, below `before_position`
     /// when given: the audit log, a page at a time.
     pub async fn workspace_history(

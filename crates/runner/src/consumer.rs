@@ -153,9 +153,18 @@ impl RunRequests {
 async fn execute_until_done(runner: &Runner, run_id: Uuid) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match runner.execute(run_id).await {
-            Ok(outcome) => {
-                tracing::info!(run_id = %run_id, outcome = ?outcome, "Run is over.");
+        let outcome = match runner.execute(run_id).await {
+            // A run that is one side of a comparison settles it once over; until that is
+            // written the request stays uncommitted, so a crash in between settles it again.
+            Ok(outcome) => runner
+                .settle_comparison(run_id)
+                .await
+                .map(|comparison| (outcome, comparison)),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok((outcome, comparison)) => {
+                tracing::info!(run_id = %run_id, outcome = ?outcome, comparison = ?comparison, "Run is over.");
                 return;
             }
             Err(error) => {

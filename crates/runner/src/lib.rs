@@ -4,6 +4,7 @@
 //! the run's expected version, and the aggregate records each slot at most once, so a runner
 //! killed mid-run resumes without redoing or losing a result; a cancel stops further calls.
 
+pub mod comparisons;
 mod consumer;
 pub mod instruments;
 
@@ -148,6 +149,14 @@ impl Runner {
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Finishes the comparison the run is one side of, when both sides are over.
+    pub async fn settle_comparison(
+        &self,
+        run_id: Uuid,
+    ) -> anyhow::Result<Option<domain::comparison::ComparisonStatus>> {
+        comparisons::settle(&self.repo, run_id).await
     }
 
     /// Loads the run, decides, and appends at the loaded version, retrying a lost race.

@@ -1,5 +1,7 @@
 pub mod auth;
 pub mod cards;
+pub mod comparisons;
+pub mod exports;
 pub mod health;
 pub mod imports;
 pub mod runs;
