@@ -27,7 +27,7 @@ pub const SINKS: [&str; 3] = ["postgres", "redis", "clickhouse"];
 pub use test_support::{clickhouse_url, kafka_brokers as brokers, redis_url};
 
 /// `target/debug` (or wherever this test binary was built): the stack's binaries are beside it.
-fn binary_path(name: &str) -> PathBuf {
+pub fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(
@@ -480,6 +480,39 @@ impl Client {
             .ok()?;
         let body: Value = response.json().await.ok()?;
         body.get("errors").is_none().then(|| body["data"].clone())
+    }
+
+    /// One request to a path of the workspace, with this client's token.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1/workspaces/{}{path}", self.base, self.workspace))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A GraphQL query with variables: its data, or a panic naming the errors.
+    pub async fn graphql(&self, query_api: &str, query: &str, variables: Value) -> Value {
+        let body: Value = self
+            .http
+            .post(format!("{query_api}/graphql"))
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(body.get("errors").is_none(), "{query}: {body}");
+        body["data"].clone()
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn create_card(&self, title: &str) -> Uuid {

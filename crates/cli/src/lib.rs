@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod diff;
 pub mod events;
+pub mod gate;
 pub mod output;
 pub mod regrade;
 pub mod replay;
@@ -37,7 +38,7 @@ Exit status: 0 success; 1 a check found differences (verify); 2 bad usage; \
 #[command(
     name = "promptcards",
     version,
-    about = "Operator tooling for Promptcards: audit, time travel, replay and verification.",
+    about = "Operator tooling for Promptcards: audit, time travel, replay and verification; and the CI gate.",
     after_help = EXIT_CODES,
     propagate_version = true
 )]
@@ -119,6 +120,10 @@ pub enum Command {
     /// any provider; records the result as a `TestRunRegraded` event.
     #[command(after_long_help = regrade::DETAILS)]
     Regrade(regrade::RegradeArgs),
+    /// The CI gate: compare a candidate with a baseline through the API and fail the build on
+    /// a regression (exit 1); writes JUnit for the CI's test report.
+    #[command(after_long_help = gate::DETAILS)]
+    Gate(gate::GateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +158,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => verify::run(&settings, args).await,
         Command::Audit(AuditCommand::Export(args)) => audit::run(&settings, args).await,
         Command::Regrade(args) => regrade::run(&settings, args).await,
+        // The gate talks to the API, not the store, and has exit codes of its own.
+        Command::Gate(args) => return ExitCode::from(gate::run(args).await),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

@@ -33,6 +33,11 @@ pub fn run_channel(run_id: Uuid) -> String {
     format!("promptcards:run:{run_id}:events")
 }
 
+/// Redis pub/sub channel carrying one comparison's events (live comparison progress).
+pub fn comparison_channel(comparison_id: Uuid) -> String {
+    format!("promptcards:comparison:{comparison_id}:events")
+}
+
 /// Redis pub/sub channel carrying one workspace's events (its audit log, live).
 pub fn workspace_channel(workspace_id: Uuid) -> String {
     format!("promptcards:workspace:{workspace_id}:events")

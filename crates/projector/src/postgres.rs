@@ -331,8 +331,8 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO label_moves (card_id, position, label, version, previous_version, actor_id, moved_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO label_moves (card_id, position, label, version, previous_version, actor_id, moved_at, cause_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id)
             .bind(event.position)
@@ -341,6 +341,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .bind(previous_version.map(|v| v as i32))
             .bind(event.actor_id)
             .bind(at)
+            .bind(event.causation_id)
             .execute(&mut *tx)
             .await?;
         }

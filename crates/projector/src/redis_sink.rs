@@ -2,7 +2,7 @@
 //! served) and pub/sub notifications per workspace for GraphQL subscriptions.
 
 use crate::Sink;
-use domain::names::{run_channel, version_key, workspace_channel};
+use domain::names::{comparison_channel, run_channel, version_key, workspace_channel};
 use event_store::RecordedEvent;
 use redis::aio::ConnectionManager;
 use serde_json::json;
@@ -73,6 +73,9 @@ impl Sink for RedisSink {
             }
             if event.stream_type == domain::names::stream_types::TEST_RUN {
                 pipe.publish(run_channel(event.stream_id), &entry).ignore();
+            }
+            if event.stream_type == domain::names::stream_types::COMPARISON {
+                pipe.publish(comparison_channel(event.stream_id), &entry).ignore();
             }
         }
         let mut connection = self.connection.clone();

@@ -82,7 +82,7 @@ impl CardNode {
     /// Every label move, oldest first: who pointed which label at which version, and when.
     async fn label_history(&self, ctx: &Context<'_>) -> Result<Vec<LabelMove>> {
         sqlx::query_as(
-            "SELECT label, version, previous_version, actor_id, moved_at, position
+            "SELECT label, version, previous_version, actor_id, moved_at, position, cause_id
              FROM read.label_moves WHERE card_id = $1 ORDER BY position",
         )
         .bind(self.id)
@@ -100,6 +100,9 @@ pub struct LabelMove {
     pub actor_id: Option<Uuid>,
     pub moved_at: DateTime<Utc>,
     pub position: i64,
+    /// What caused the move when it was not a person's own command: the comparison that
+    /// promoted its candidate.
+    pub cause_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -12,6 +12,7 @@ pub mod analytics;
 pub mod audit;
 pub mod cache;
 pub mod cards;
+pub mod comparisons;
 pub mod context;
 pub mod errors;
 pub mod freshness;

@@ -6,6 +6,7 @@ use crate::access::Access;
 use crate::analytics::AnalyticsQuery;
 use crate::audit::{AuditQuery, AuditSubscription};
 use crate::cards::{CardsQuery, TestCasesByCard};
+use crate::comparisons::{ComparisonsQuery, ComparisonsSubscription};
 use crate::context::AppState;
 use crate::runs::{RunsQuery, RunsSubscription};
 use crate::workspaces::WorkspacesQuery;
@@ -14,11 +15,18 @@ use async_graphql::{Data, EmptyMutation, MergedObject, MergedSubscription, Schem
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(WorkspacesQuery, CardsQuery, AuditQuery, RunsQuery, AnalyticsQuery);
+pub struct QueryRoot(
+    WorkspacesQuery,
+    CardsQuery,
+    AuditQuery,
+    RunsQuery,
+    AnalyticsQuery,
+    ComparisonsQuery,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(RunsSubscription, AuditSubscription);
+pub struct SubscriptionRoot(RunsSubscription, AuditSubscription, ComparisonsSubscription);
 
 pub type AppSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
 
