@@ -153,8 +153,12 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
         fanout(config, &session, report).await?;
     }
     if config.runs("runner") {
-        runner_throughput(config, &session, report).await?;
+        let (run_id, results) = runner_throughput(config, &session, report).await?;
         runner_overhead(report).await?;
+        exports(&session, &run_id, results, report).await?;
+    }
+    if config.runs("compare") {
+        comparison_verdict(config, &session, report).await?;
     }
     if config.runs("replay") {
         replay(config, report).await?;
@@ -166,8 +170,9 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
 }
 
 /// The groups of figures, as `--only` names them.
-pub const GROUPS: [&str; 7] = [
+pub const GROUPS: [&str; 8] = [
     "append",
+    "compare",
     "freshness",
     "graphql",
     "subscriptions",
@@ -521,7 +526,21 @@ async fn subscribers_registered(session: &Session) -> anyhow::Result<usize> {
 
 /// A run with the echo provider, from the 202 to the run read model saying COMPLETED: the
 /// runner, its appends, the relay and the projector together.
-async fn runner_throughput(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
+async fn runner_throughput(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<(String, f64)> {
+    let run_id = echo_run(config, session, None, report).await?;
+    let results = (config.run_cases as u64 * u64::from(config.run_repeat)) as f64;
+    Ok((run_id, results))
+}
+
+/// Imports a card of `config.run_cases` cases and runs it on echo `config.run_repeat` times
+/// (or compares two versions of it, when `compare` is set, and returns the comparison's id);
+/// reports the run's throughput from the 202 to COMPLETED in the read model.
+async fn echo_run(
+    config: &Config,
+    session: &Session,
+    compare: Option<()>,
+    report: &mut Report,
+) -> anyhow::Result<String> {
     let tests: String = (0..config.run_cases)
         .map(|i| format!("  - {{description: case {i}, vars: {{text: \"text {i}\"}}, assert: [{{type: contains, value: \"text {i}\"}}]}}\n"))
         .collect();
@@ -543,6 +562,41 @@ async fn runner_throughput(config: &Config, session: &Session, report: &mut Repo
     let card_id = imported["cards"][0]["id"]
         .as_str()
         .ok_or_else(|| anyhow!("no card in {imported}"))?;
+    if compare.is_some() {
+        // Version 2 drops the text for its length: every case fails there.
+        let response = session
+            .http
+            .put(format!(
+                "{}/v1/workspaces/{}/prompt-cards/{card_id}",
+                session.command_api, session.workspace
+            ))
+            .bearer_auth(&session.token)
+            .json(
+                &json!({ "title": "Bench comparison", "template": "Summarise {{ text | length }}",
+                "variables": [{ "name": "text", "type": "string" }], "expected_version": 1 }),
+            )
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the update answered {}",
+            response.status()
+        );
+        let started = session
+            .post(
+                &format!(
+                    "/v1/workspaces/{}/prompt-cards/{card_id}/comparisons",
+                    session.workspace
+                ),
+                json!({ "baseline": { "version": 2 }, "candidate": { "version": 1 }, "providers": ["echo"],
+                    "repeat": config.run_repeat }),
+            )
+            .await?;
+        return started["comparison_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no comparison_id in {started}"));
+    }
     let run = session
         .post(
             &format!("/v1/workspaces/{}/runs", session.workspace),
@@ -569,6 +623,71 @@ async fn runner_throughput(config: &Config, session: &Session, report: &mut Repo
     let elapsed = accepted.elapsed().as_secs_f64();
     report.figure("runner.results", total, "results");
     report.figure("runner.results_per_s", total / elapsed, "results/s");
+    Ok(run_id)
+}
+
+/// A run's results exported over HTTP, each format read to its end: results per second.
+async fn exports(session: &Session, run_id: &str, results: f64, report: &mut Report) -> anyhow::Result<()> {
+    for format in ["csv", "xlsx"] {
+        let started = Instant::now();
+        let response = session
+            .http
+            .get(format!(
+                "{}/v1/workspaces/{}/runs/{run_id}/export?format={format}",
+                session.command_api, session.workspace
+            ))
+            .bearer_auth(&session.token)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the export answered {}",
+            response.status()
+        );
+        let bytes = response.bytes().await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        anyhow::ensure!(!bytes.is_empty(), "the {format} export was empty");
+        report.figure(
+            &format!("export.{format}_results_per_s"),
+            results / elapsed,
+            "results/s",
+        );
+    }
+    Ok(())
+}
+
+/// Two versions compared on echo (each side a run of `run_cases` x `run_repeat` results): the
+/// time from the later run's end to the comparison's verdict, both as the store recorded them.
+async fn comparison_verdict(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
+    let comparison_id: uuid::Uuid = echo_run(config, session, Some(()), report).await?.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.database_url)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let seconds: f64 = loop {
+        let gap: Option<f64> = sqlx::query_scalar(
+            "WITH c AS (SELECT data, recorded_at FROM events WHERE stream_id = $1 AND event_type = 'ComparisonCompleted')
+             SELECT EXTRACT(EPOCH FROM (SELECT recorded_at FROM c) - max(e.recorded_at))::float8
+             FROM events e, (SELECT data FROM events WHERE stream_id = $1 AND version = 1) r
+             WHERE e.event_type = 'TestRunCompleted'
+               AND e.stream_id IN ((r.data->'baseline'->>'run_id')::uuid, (r.data->'candidate'->>'run_id')::uuid)
+               AND EXISTS (SELECT 1 FROM c)",
+        )
+        .bind(comparison_id)
+        .fetch_one(&pool)
+        .await?;
+        if let Some(gap) = gap {
+            break gap;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bench comparison did not complete in 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    report.figure("compare.verdict_after_runs_ms", seconds * 1000.0, "ms");
     Ok(())
 }
 
