@@ -242,11 +242,37 @@ async fn a_comparison_finds_the_flips_promotes_the_winner_and_exports_in_every_f
     assert_eq!(comparison_json["report"]["verdict"], "CANDIDATE_BETTER");
     assert_eq!(comparison_json["report"]["flips"].as_array().unwrap().len(), 8);
 
+    // Analytics series as CSV, from ClickHouse: both runs' 16 results in today's bucket.
+    let analytics = format!("/v1/workspaces/{}/analytics/export", client.workspace);
+    let series = eventually(Duration::from_secs(30), "the results reach ClickHouse", || async {
+        let response = client
+            .get_at(
+                &query_api,
+                &format!("{analytics}?series=pass_rate&bucket=day&card_id={card}"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(Result::unwrap)
+            .collect();
+        (rows.len() == 1 && &rows[0][1] == "16").then_some(rows)
+    })
+    .await;
+    assert_eq!(&series[0][2], "8", "8 of 16 passed: {series:?}");
+    let bad_series = client.get_at(&query_api, &format!("{analytics}?series=nope")).await;
+    assert_eq!(bad_series.status(), 400);
+
     // Bad input is a 400 with a JSON error; a stranger sees nothing.
     let bad = client.send(Method::GET, &run_export("pdf"), None).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.json::<Value>().await.unwrap()["error"], "bad_request");
     let stranger = stack.client().await;
+    let their_view = stranger
+        .get_at(&query_api, &format!("{analytics}?series=pass_rate"))
+        .await;
+    assert_eq!(their_view.status(), 404);
     for path in [run_export("csv"), format!("/comparisons/{id}/export?format=json")] {
         assert_eq!(stranger.send(Method::GET, &path, None).await.status(), 404, "{path}");
     }

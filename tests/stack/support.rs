@@ -494,6 +494,16 @@ impl Client {
         request.send().await.unwrap()
     }
 
+    /// A GET of `path` on another of the stack's APIs (`base`), with this client's token.
+    pub async fn get_at(&self, base: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A GraphQL query with variables: its data, or a panic naming the errors.
     pub async fn graphql(&self, query_api: &str, query: &str, variables: Value) -> Value {
         let body: Value = self

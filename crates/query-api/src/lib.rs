@@ -15,6 +15,7 @@ pub mod cards;
 pub mod comparisons;
 pub mod context;
 pub mod errors;
+pub mod exports;
 pub mod freshness;
 pub mod metrics;
 pub mod money;
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(websocket))
+        .route("/v1/workspaces/{ws}/analytics/export", get(exports::analytics_csv))
         .with_state((state, schema))
         .merge(service::ops_router(readiness))
         .layer(
