@@ -428,3 +428,185 @@ mod run_progress {
         );
     }
 }
+
+mod comparison_progress {
+    use super::*;
+    use domain::card::PromptCard;
+    use domain::comparison::{compare, Comparison, ComparisonCommand, ComparisonPlan, Side};
+    use domain::run::{ProviderSpec, ResultKey, RunCase, RunCommand, RunPlan, TestResult, TestRun};
+
+    /// A comparison of versions 1 and 2 of one case on echo, both runs requested.
+    async fn request(app: &TestApp, tenant: &Tenant) -> (Uuid, [(Uuid, ResultKey); 2]) {
+        let comparison_id = Uuid::now_v7();
+        let case_id = Uuid::now_v7();
+        let card_id = Uuid::now_v7();
+        let ws = Some(tenant.workspace_id);
+        let mut sides = Vec::new();
+        for version in [1, 2] {
+            let run_id = Uuid::now_v7();
+            let plan = RunPlan {
+                workspace_id: tenant.workspace_id,
+                card_id,
+                card_version: version,
+                template: "Hi".into(),
+                variables: vec![],
+                cases: vec![RunCase {
+                    case_id,
+                    name: "greets".into(),
+                    vars: Default::default(),
+                    expected_output: None,
+                    assertions: vec![],
+                }],
+                providers: vec![ProviderSpec {
+                    id: "echo".into(),
+                    config: Value::Null,
+                }],
+                repeat: 1,
+                comparison_id: Some(comparison_id),
+            };
+            app.execute::<TestRun>(run_id, RunCommand::Request { run_id, plan }, ws, Some(tenant.user_id))
+                .await;
+            let key = ResultKey {
+                case_id,
+                provider: "echo".into(),
+                repetition: 0,
+            };
+            sides.push((run_id, key));
+        }
+        let side = |i: usize, version| Side {
+            version,
+            label: None,
+            run_id: sides[i].0,
+        };
+        let plan = ComparisonPlan {
+            workspace_id: tenant.workspace_id,
+            card_id,
+            baseline: side(0, 1),
+            candidate: side(1, 2),
+            providers: vec!["echo".into()],
+            repeat: 1,
+            promote: None,
+        };
+        app.execute::<Comparison>(
+            comparison_id,
+            ComparisonCommand::Request { comparison_id, plan },
+            ws,
+            Some(tenant.user_id),
+        )
+        .await;
+        (comparison_id, [sides[0].clone(), sides[1].clone()])
+    }
+
+    fn result(key: ResultKey, passed: bool) -> TestResult {
+        TestResult {
+            key,
+            rendered_prompt: "Hi".into(),
+            output: Some("Hi".into()),
+            error: None,
+            latency_ms: 3,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cost_micro_usd: 0,
+            passed,
+            score: if passed { 1.0 } else { 0.0 },
+            assertions: vec![],
+        }
+    }
+
+    async fn subscribe(socket: &mut Socket, comparison_id: Uuid) {
+        let query = format!(
+            "subscription {{ comparisonProgress(id: \"{comparison_id}\") {{ status verdict baseline {{ status completed total }} candidate {{ status completed }} }} }}"
+        );
+        send(
+            socket,
+            json!({ "id": "9", "type": "subscribe", "payload": { "query": query } }),
+        )
+        .await;
+    }
+
+    #[sqlx::test(migrator = "event_store::MIGRATOR")]
+    async fn a_subscriber_sees_both_runs_progress_then_the_verdict_then_the_end(pool: PgPool) {
+        let app = TestApp::new(pool).await;
+        let ada = app.tenant("ada").await;
+        app.project().await;
+        let (comparison_id, [(baseline, baseline_key), (candidate, candidate_key)]) = request(&app, &ada).await;
+        let addr = serve(&app).await;
+        let mut socket = open(addr, &ada.token).await;
+        subscribe(&mut socket, comparison_id).await;
+        let first = next(&mut socket, DELIVERY)
+            .await
+            .expect("the current state is sent first");
+        let progress = &first["payload"]["data"]["comparisonProgress"];
+        assert_eq!(progress["status"], "RUNNING", "{first}");
+        assert_eq!(progress["baseline"]["status"], "QUEUED");
+        assert_eq!(progress["baseline"]["total"], 1);
+
+        let ws = Some(ada.workspace_id);
+        let head = app.head().await;
+        let (baseline_result, candidate_result) = (result(baseline_key, true), result(candidate_key, false));
+        app.execute::<TestRun>(
+            baseline,
+            RunCommand::Record {
+                results: vec![baseline_result.clone()],
+            },
+            ws,
+            None,
+        )
+        .await;
+        app.execute::<TestRun>(baseline, RunCommand::Complete, ws, None).await;
+        app.project_with_redis(head).await;
+        let update = next(&mut socket, DELIVERY)
+            .await
+            .expect("the baseline's progress is delivered");
+        let progress = &update["payload"]["data"]["comparisonProgress"];
+        assert_eq!(progress["baseline"]["status"], "COMPLETED", "{update}");
+        assert_eq!(progress["candidate"]["completed"], 0);
+
+        let head = app.head().await;
+        app.execute::<TestRun>(
+            candidate,
+            RunCommand::Record {
+                results: vec![candidate_result.clone()],
+            },
+            ws,
+            None,
+        )
+        .await;
+        app.execute::<TestRun>(candidate, RunCommand::Complete, ws, None).await;
+        let report = compare(&[baseline_result], &[candidate_result]);
+        let finish = ComparisonCommand::Finish {
+            report,
+            card: Box::new(PromptCard::default()),
+        };
+        app.execute::<Comparison>(comparison_id, finish, ws, None).await;
+        app.project_with_redis(head).await;
+        let mut last = Value::Null;
+        while let Some(message) = next(&mut socket, DELIVERY).await {
+            if message["type"] == "complete" {
+                break;
+            }
+            last = message;
+        }
+        let progress = &last["payload"]["data"]["comparisonProgress"];
+        assert_eq!(progress["status"], "COMPLETED", "{last}");
+        assert_eq!(progress["verdict"], "NO_SIGNIFICANT_DIFFERENCE");
+        assert_eq!(progress["candidate"]["status"], "COMPLETED");
+    }
+
+    #[sqlx::test(migrator = "event_store::MIGRATOR")]
+    async fn a_stranger_cannot_follow_a_comparison(pool: PgPool) {
+        let app = TestApp::new(pool).await;
+        let ada = app.tenant("ada").await;
+        let bob = app.tenant("bob").await;
+        app.project().await;
+        let (comparison_id, _) = request(&app, &ada).await;
+        let addr = serve(&app).await;
+        let mut socket = open(addr, &bob.token).await;
+        subscribe(&mut socket, comparison_id).await;
+        let refused = next(&mut socket, DELIVERY).await.expect("an answer");
+        assert_eq!(
+            refused["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{refused}"
+        );
+    }
+}
