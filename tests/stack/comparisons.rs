@@ -18,17 +18,7 @@ async fn card_with_a_bad_production_version(client: &Client) -> Uuid {
     for word in WORDS {
         client.create_case(card, word).await;
     }
-    let updated = client
-        .send(
-            Method::PUT,
-            &format!("/prompt-cards/{card}"),
-            Some(
-                json!({ "title": "Compare", "template": "Say {{ word | length }} things.",
-                "variables": [{ "name": "word", "type": "string" }], "expected_version": 1 }),
-            ),
-        )
-        .await;
-    assert_eq!(updated.status(), 200, "{}", updated.text().await.unwrap());
+    update_card(client, card, "Say {{ word | length }} things.", 1).await;
     client
         .post(
             &format!("/prompt-cards/{card}/labels"),
@@ -36,6 +26,16 @@ async fn card_with_a_bad_production_version(client: &Client) -> Uuid {
         )
         .await;
     card
+}
+
+/// A new version of the card with `template`, over the same variable.
+async fn update_card(client: &Client, card: Uuid, template: &str, expected_version: u32) {
+    let body = json!({ "title": "Compare", "template": template,
+        "variables": [{ "name": "word", "type": "string" }], "expected_version": expected_version });
+    let updated = client
+        .send(Method::PUT, &format!("/prompt-cards/{card}"), Some(body))
+        .await;
+    assert_eq!(updated.status(), 200, "{}", updated.text().await.unwrap());
 }
 
 async fn finished_comparison(client: &Client, query_api: &str, id: &str) -> Value {
@@ -376,17 +376,7 @@ async fn the_gate_passes_an_improvement_and_fails_a_regression_with_junit_for_ci
 
     // A pass rate below the threshold fails without a significant difference: version 3 is
     // as bad as version 2.
-    let updated = client
-        .send(
-            Method::PUT,
-            &format!("/prompt-cards/{card}"),
-            Some(
-                json!({ "title": "Compare", "template": "Say {{ word | length }} things!",
-                "variables": [{ "name": "word", "type": "string" }], "expected_version": 2 }),
-            ),
-        )
-        .await;
-    assert_eq!(updated.status(), 200);
+    update_card(&client, card.parse().unwrap(), "Say {{ word | length }} things!", 2).await;
     let (code, out) = gate(
         &client,
         &key,

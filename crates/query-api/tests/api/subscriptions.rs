@@ -255,6 +255,23 @@ async fn a_forged_token_closes_the_connection(pool: PgPool) {
     }
 }
 
+/// An echo result of "Hi" in a slot, passed or not.
+fn echo_result(key: domain::run::ResultKey, passed: bool) -> domain::run::TestResult {
+    domain::run::TestResult {
+        key,
+        rendered_prompt: "Hi".into(),
+        output: Some("Hi".into()),
+        error: None,
+        latency_ms: 3,
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        cost_micro_usd: 0,
+        passed,
+        score: if passed { 1.0 } else { 0.0 },
+        assertions: vec![],
+    }
+}
+
 mod run_progress {
     use super::*;
     use domain::run::{ProviderSpec, ResultKey, RunCase, RunCommand, RunPlan, TestResult, TestRun};
@@ -300,19 +317,7 @@ mod run_progress {
     }
 
     fn result(key: ResultKey) -> TestResult {
-        TestResult {
-            key,
-            rendered_prompt: "Hi".into(),
-            output: Some("Hi".into()),
-            error: None,
-            latency_ms: 3,
-            prompt_tokens: 1,
-            completion_tokens: 1,
-            cost_micro_usd: 0,
-            passed: true,
-            score: 1.0,
-            assertions: vec![],
-        }
+        echo_result(key, true)
     }
 
     async fn subscribe_progress(socket: &mut Socket, run_id: Uuid) {
@@ -433,7 +438,7 @@ mod comparison_progress {
     use super::*;
     use domain::card::PromptCard;
     use domain::comparison::{compare, Comparison, ComparisonCommand, ComparisonPlan, Side};
-    use domain::run::{ProviderSpec, ResultKey, RunCase, RunCommand, RunPlan, TestResult, TestRun};
+    use domain::run::{ProviderSpec, ResultKey, RunCase, RunCommand, RunPlan, TestRun};
 
     /// A comparison of versions 1 and 2 of one case on echo, both runs requested.
     async fn request(app: &TestApp, tenant: &Tenant) -> (Uuid, [(Uuid, ResultKey); 2]) {
@@ -497,22 +502,6 @@ mod comparison_progress {
         (comparison_id, [sides[0].clone(), sides[1].clone()])
     }
 
-    fn result(key: ResultKey, passed: bool) -> TestResult {
-        TestResult {
-            key,
-            rendered_prompt: "Hi".into(),
-            output: Some("Hi".into()),
-            error: None,
-            latency_ms: 3,
-            prompt_tokens: 1,
-            completion_tokens: 1,
-            cost_micro_usd: 0,
-            passed,
-            score: if passed { 1.0 } else { 0.0 },
-            assertions: vec![],
-        }
-    }
-
     async fn subscribe(socket: &mut Socket, comparison_id: Uuid) {
         let query = format!(
             "subscription {{ comparisonProgress(id: \"{comparison_id}\") {{ status verdict baseline {{ status completed total }} candidate {{ status completed }} }} }}"
@@ -543,7 +532,7 @@ mod comparison_progress {
 
         let ws = Some(ada.workspace_id);
         let head = app.head().await;
-        let (baseline_result, candidate_result) = (result(baseline_key, true), result(candidate_key, false));
+        let (baseline_result, candidate_result) = (echo_result(baseline_key, true), echo_result(candidate_key, false));
         app.execute::<TestRun>(
             baseline,
             RunCommand::Record {
