@@ -9,6 +9,7 @@ pub mod card;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod prompt;
 pub mod promptfoo;
 pub mod role;
 pub mod run;
