@@ -7,6 +7,7 @@ use crate::analytics::AnalyticsQuery;
 use crate::audit::{AuditQuery, AuditSubscription};
 use crate::cards::{CardsQuery, TestCasesByCard};
 use crate::context::AppState;
+use crate::prompts::PromptsQuery;
 use crate::runs::{RunsQuery, RunsSubscription};
 use crate::workspaces::WorkspacesQuery;
 use async_graphql::dataloader::DataLoader;
@@ -14,7 +15,7 @@ use async_graphql::{Data, EmptyMutation, MergedObject, MergedSubscription, Schem
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(WorkspacesQuery, CardsQuery, AuditQuery, RunsQuery, AnalyticsQuery);
+pub struct QueryRoot(WorkspacesQuery, CardsQuery, AuditQuery, RunsQuery, AnalyticsQuery, PromptsQuery);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
