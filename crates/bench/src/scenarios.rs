@@ -257,11 +257,13 @@ async fn store_append(config: &Config, report: &mut Report) -> anyhow::Result<()
                         CardCommand::Create {
                             card_id,
                             workspace_id,
+                            name: format!("bench-{}", card_id.simple()),
                             content,
                         }
                     } else {
                         CardCommand::Update {
                             expected_version: edit,
+                            name: None,
                             content,
                         }
                     };
@@ -596,6 +598,8 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         card_id: uuid::Uuid::now_v7(),
         card_version: 1,
         template: "Summarise {{ text }} for {{ audience }} in three sentences.".into(),
+        messages: vec![],
+        config: Default::default(),
         variables: ["text", "audience"]
             .map(|name| Variable {
                 name: name.into(),
@@ -759,6 +763,7 @@ mod seed {
                 })
                 .to_vec(),
             tags: vec!["bench".into(), "support".into()],
+            ..Default::default()
         }
     }
 
@@ -802,6 +807,7 @@ mod seed {
         let mut card_events = vec![NewEvent::from_domain(&CardEvent::PromptCardCreated {
             card_id,
             workspace_id,
+            name: format!("invoice-summary-{}", card_id.simple()),
             content: content("Invoice summary", 0),
         })];
         let mut streams = Vec::new();
@@ -863,6 +869,8 @@ mod seed {
             card_id,
             card_version: 5,
             template: content("Invoice summary", 5).template,
+            messages: vec![],
+            config: Default::default(),
             variables: content("Invoice summary", 5).variables,
             cases: case_ids
                 .iter()

@@ -267,6 +267,8 @@ mod run_progress {
             card_id: Uuid::now_v7(),
             card_version: 1,
             template: "Hi".into(),
+            messages: vec![],
+            config: Default::default(),
             variables: vec![],
             cases: vec![RunCase {
                 case_id,
