@@ -480,11 +480,23 @@ async fn serve_prompt(config: &Config, session: &Session, report: &mut Report) -
         )
         .await?;
     let key = session
-        .post(&format!("/v1/workspaces/{ws}/api-keys"), json!({"name": "serve bench", "role": "viewer"}))
+        .post(
+            &format!("/v1/workspaces/{ws}/api-keys"),
+            json!({"name": "serve bench", "role": "viewer"}),
+        )
         .await?;
-    let position = moved["position"].as_i64().max(key["position"].as_i64()).unwrap_or_default();
-    let key = key["key"].as_str().ok_or_else(|| anyhow!("no key in {key}"))?.to_owned();
-    let url = format!("{}/v1/workspaces/{ws}/prompts/{name}?label=production", session.command_api);
+    let position = moved["position"]
+        .as_i64()
+        .max(key["position"].as_i64())
+        .unwrap_or_default();
+    let key = key["key"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no key in {key}"))?
+        .to_owned();
+    let url = format!(
+        "{}/v1/workspaces/{ws}/prompts/{name}?label=production",
+        session.command_api
+    );
     // The first fetch waits for the read models (the key and the label), then fills the caches.
     let first = session
         .http
@@ -493,7 +505,11 @@ async fn serve_prompt(config: &Config, session: &Session, report: &mut Report) -
         .header("x-min-position", position.to_string())
         .send()
         .await?;
-    anyhow::ensure!(first.status().is_success(), "the first fetch answered {}", first.status());
+    anyhow::ensure!(
+        first.status().is_success(),
+        "the first fetch answered {}",
+        first.status()
+    );
     let before = lookups(session, "postgres").await?;
     let deadline = Instant::now() + config.duration;
     let mut workers = Vec::new();

@@ -635,7 +635,8 @@ mod tests {
                 "card_id": card_id, "workspace_id": Uuid::nil(), "title": "Support reply",
                 "description": "", "template": "Hi", "variables": [], "tags": []
             });
-            let CardEvent::PromptCardCreated { name, content, .. } = decode("PromptCardCreated", version, data).unwrap()
+            let CardEvent::PromptCardCreated { name, content, .. } =
+                decode("PromptCardCreated", version, data).unwrap()
             else {
                 panic!("wrong variant")
             };
@@ -716,11 +717,16 @@ mod tests {
         assert_eq!(encoded.data["messages"][0]["role"], "system");
         assert_eq!(encoded.data["config"]["temperature"], 0.2);
         let back: CardEvent = decode(encoded.event_type, 3, encoded.data).unwrap();
-        let CardEvent::PromptCardCreated { content, .. } = back else { panic!("wrong variant") };
+        let CardEvent::PromptCardCreated { content, .. } = back else {
+            panic!("wrong variant")
+        };
         assert_eq!(content.kind(), PromptKind::Chat);
         let mut both = content.clone();
         both.template = "t".into();
-        assert_eq!(invalid_fields(given_when::<PromptCard>(&[], create(both)).unwrap_err()), vec!["template"]);
+        assert_eq!(
+            invalid_fields(given_when::<PromptCard>(&[], create(both)).unwrap_err()),
+            vec!["template"]
+        );
     }
 
     #[test]

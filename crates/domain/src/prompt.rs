@@ -14,8 +14,7 @@ pub const MAX_MESSAGES: usize = 100;
 pub const MAX_CONFIG_BYTES: usize = 20_000;
 pub const MAX_NAME_CHARS: usize = 100;
 
-static CARD_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9._-]{0,99}$").expect("valid regex"));
+static CARD_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9._-]{0,99}$").expect("valid regex"));
 
 /// Who says a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +111,10 @@ pub fn legacy_name(title: &str, card_id: Uuid) -> String {
 /// variables.
 pub(crate) fn check_messages(messages: &[ChatMessage], variables: &[Variable], problems: &mut Problems) {
     if messages.len() > MAX_MESSAGES {
-        problems.add("messages", format!("at most {MAX_MESSAGES} messages, got {}", messages.len()));
+        problems.add(
+            "messages",
+            format!("at most {MAX_MESSAGES} messages, got {}", messages.len()),
+        );
     }
     let mut total = 0;
     for (i, message) in messages.iter().enumerate() {
@@ -261,7 +263,9 @@ mod tests {
         let mut values = Map::new();
         values.insert("name".into(), Value::from("Ada"));
         let rendered = render_prompt("", &messages, &variables, &values, "variables").unwrap();
-        let Rendered::Chat(out) = rendered else { panic!("chat expected") };
+        let Rendered::Chat(out) = rendered else {
+            panic!("chat expected")
+        };
         assert_eq!(out[0].content, "Count 1");
         assert_eq!(out[1].content, "I am Ada");
 

@@ -13,8 +13,8 @@
 
 use crate::card::CardContent;
 use crate::error::Problems;
-use crate::run::{is_known_provider, ProviderSpec};
 use crate::prompt::ChatMessage;
+use crate::run::{is_known_provider, ProviderSpec};
 use crate::template::{template_variables, VarType, Variable};
 use crate::test_case::TestCaseContent;
 use crate::{DomainError, FieldError};
@@ -271,11 +271,7 @@ impl Prompt {
             };
         }
         let text = self.messages.first().map_or(self.raw.as_str(), |m| m.content.as_str());
-        let first_line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("prompt");
+        let first_line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("prompt");
         if first_line.chars().count() > 80 {
             format!("{}…", first_line.chars().take(79).collect::<String>())
         } else {
@@ -346,9 +342,14 @@ fn read_prompts(value: Option<&Value>, problems: &mut Problems) -> Vec<Prompt> {
         let messages = chat_messages(&raw).unwrap_or_default();
         // A template that does not parse is reported when its card is decided.
         let variables = if messages.is_empty() {
-            template_variables(&raw).map(|v| v.into_iter().collect()).unwrap_or_default()
+            template_variables(&raw)
+                .map(|v| v.into_iter().collect())
+                .unwrap_or_default()
         } else {
-            let used = messages.iter().filter_map(|m| template_variables(&m.content).ok()).flatten();
+            let used = messages
+                .iter()
+                .filter_map(|m| template_variables(&m.content).ok())
+                .flatten();
             used.collect::<std::collections::BTreeSet<_>>().into_iter().collect()
         };
         prompts.push(Prompt {

@@ -109,13 +109,22 @@ impl Providers {
     /// Sends a chat prompt's messages, in order, to the provider `spec` names. `echo` answers
     /// with the messages as a JSON array, the form promptfoo gives a chat prompt. System
     /// messages go where each API wants them (Anthropic's top-level `system`).
-    pub async fn complete_chat(&self, spec: &ProviderSpec, messages: &[ChatMessage]) -> Result<Completion, ProviderError> {
+    pub async fn complete_chat(
+        &self,
+        spec: &ProviderSpec,
+        messages: &[ChatMessage],
+    ) -> Result<Completion, ProviderError> {
         let text = serde_json::to_string(messages).expect("messages serialize");
         self.converse(spec, messages, &text).await
     }
 
     #[tracing::instrument(skip_all, fields(provider = %spec.id), err(Display))]
-    async fn converse(&self, spec: &ProviderSpec, messages: &[ChatMessage], echoed: &str) -> Result<Completion, ProviderError> {
+    async fn converse(
+        &self,
+        spec: &ProviderSpec,
+        messages: &[ChatMessage],
+        echoed: &str,
+    ) -> Result<Completion, ProviderError> {
         let target = protocol::parse_id(&spec.id)?;
         if target.protocol == Protocol::Echo {
             let completion = echo(echoed);

@@ -156,7 +156,11 @@ const OPENAI_OPTIONS: &[&str] = &[
 ];
 
 pub(crate) fn openai_body(model: &str, prompt: &[ChatMessage], config: &Map<String, Value>) -> Value {
-    body_with(config, OPENAI_OPTIONS, json!({ "model": model, "messages": chat(prompt) }))
+    body_with(
+        config,
+        OPENAI_OPTIONS,
+        json!({ "model": model, "messages": chat(prompt) }),
+    )
 }
 
 const ANTHROPIC_OPTIONS: &[&str] = &["temperature", "top_p", "top_k", "stop_sequences", "system", "metadata"];

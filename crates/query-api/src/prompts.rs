@@ -33,7 +33,11 @@ impl PromptNode {
     }
     /// `[{role, content}]` for a chat prompt.
     async fn messages(&self) -> Option<Json<Value>> {
-        self.0.prompt.messages.as_ref().map(|m| Json(serde_json::to_value(m).unwrap_or_default()))
+        self.0
+            .prompt
+            .messages
+            .as_ref()
+            .map(|m| Json(serde_json::to_value(m).unwrap_or_default()))
     }
     async fn variables(&self) -> Json<Value> {
         Json(serde_json::to_value(&self.0.prompt.variables).unwrap_or_default())
@@ -68,12 +72,18 @@ fn graphql_error(failure: ServeError) -> async_graphql::Error {
         ServeError::Unauthorized(message) => error("UNAUTHENTICATED", message),
         ServeError::NotFound(message) => error("NOT_FOUND", message),
         ServeError::BadRequest(message) => error("BAD_REQUEST", message),
-        ServeError::Stale(position) => error("STALE", format!("the read models have not reached position {position} yet")),
+        ServeError::Stale(position) => error(
+            "STALE",
+            format!("the read models have not reached position {position} yet"),
+        ),
         ServeError::Invalid(fields) => {
             let message = ServeError::Invalid(fields.clone()).to_string();
             async_graphql::ErrorExtensions::extend_with(async_graphql::Error::new(message), move |_, e| {
                 e.set("code", "BAD_REQUEST");
-                e.set("details", async_graphql::Value::from_json(serde_json::json!(fields)).unwrap_or_default());
+                e.set(
+                    "details",
+                    async_graphql::Value::from_json(serde_json::json!(fields)).unwrap_or_default(),
+                );
             })
         }
         ServeError::Internal(message) => internal(message),
@@ -143,7 +153,9 @@ impl PromptsQuery {
             version: reply.version,
             kind: reply.kind.as_str().to_owned(),
             text: reply.text,
-            messages: reply.messages.map(|m| Json(serde_json::to_value(m).unwrap_or_default())),
+            messages: reply
+                .messages
+                .map(|m| Json(serde_json::to_value(m).unwrap_or_default())),
         })
     }
 }

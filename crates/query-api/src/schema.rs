@@ -15,7 +15,14 @@ use async_graphql::{Data, EmptyMutation, MergedObject, MergedSubscription, Schem
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(WorkspacesQuery, CardsQuery, AuditQuery, RunsQuery, AnalyticsQuery, PromptsQuery);
+pub struct QueryRoot(
+    WorkspacesQuery,
+    CardsQuery,
+    AuditQuery,
+    RunsQuery,
+    AnalyticsQuery,
+    PromptsQuery,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]

@@ -10,9 +10,9 @@ pub mod instruments;
 pub use consumer::RunRequests;
 
 use assertions::{grade, Observation};
-use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::prompt::{ChatMessage, Rendered};
 use domain::run::ProviderSpec;
+use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
 use domain::DomainError;
 use event_store::{AppendError, ExecuteError, Metadata, Repository};
@@ -343,8 +343,11 @@ fn with_card_config(provider: &ProviderSpec, card: &serde_json::Map<String, serd
     if card.is_empty() {
         return provider.clone();
     }
-    let mut config: serde_json::Map<String, serde_json::Value> =
-        card.iter().filter(|(k, _)| k.as_str() != "model").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut config: serde_json::Map<String, serde_json::Value> = card
+        .iter()
+        .filter(|(k, _)| k.as_str() != "model")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if let serde_json::Value::Object(own) = &provider.config {
         config.extend(own.clone());
     }

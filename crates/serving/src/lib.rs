@@ -113,7 +113,12 @@ pub struct Served {
 impl Served {
     /// Changes whenever the card's stream does (a new version, a moved label, a rename).
     pub fn etag(&self) -> String {
-        format!("\"{}-{}-{}\"", self.prompt.id.simple(), self.stream_version, self.prompt.version)
+        format!(
+            "\"{}-{}-{}\"",
+            self.prompt.id.simple(),
+            self.stream_version,
+            self.prompt.version
+        )
     }
 
     /// Renders the version with `values`; every unknown, mistyped or missing variable is named.
@@ -212,7 +217,8 @@ impl Prompts {
 
     /// The caller an `Authorization` header value names.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, ServeError> {
-        let header = header.ok_or_else(|| ServeError::Unauthorized("send Authorization: Bearer <token or API key>".into()))?;
+        let header =
+            header.ok_or_else(|| ServeError::Unauthorized("send Authorization: Bearer <token or API key>".into()))?;
         let token = auth::bearer(header)?;
         if let Some(principal) = self.memory.principal(token) {
             return Ok(principal);
@@ -312,7 +318,11 @@ impl Prompts {
     ) -> Result<Arc<Served>, ServeError> {
         self.authorise(principal, workspace_id).await?;
         let recent_enough = |served: &Served| min_position.is_none_or(|p| served.prompt.position >= p);
-        if let Some(served) = self.memory.prompt(workspace_id, name, selector).filter(|s| recent_enough(s)) {
+        if let Some(served) = self
+            .memory
+            .prompt(workspace_id, name, selector)
+            .filter(|s| recent_enough(s))
+        {
             lookup("memory");
             return Ok(served);
         }
@@ -327,7 +337,10 @@ impl Prompts {
         }
         lookup("postgres");
         let served = self.from_postgres(workspace_id, name, selector).await?.ok_or_else(|| {
-            ServeError::NotFound(format!("no prompt named {name:?}{} in this workspace", selector.describe()))
+            ServeError::NotFound(format!(
+                "no prompt named {name:?}{} in this workspace",
+                selector.describe()
+            ))
         })?;
         let served = Arc::new(served);
         self.memory.remember_prompt(name, selector, served.clone(), epoch);
@@ -373,7 +386,12 @@ impl Prompts {
 
     /// One statement: the card by name, the version the selector resolves to, and the stream
     /// version and position the read models have applied.
-    async fn from_postgres(&self, workspace_id: Uuid, name: &str, selector: &Selector) -> Result<Option<Served>, ServeError> {
+    async fn from_postgres(
+        &self,
+        workspace_id: Uuid,
+        name: &str,
+        selector: &Selector,
+    ) -> Result<Option<Served>, ServeError> {
         let (label, version) = match selector {
             Selector::Label(label) => (Some(label.as_str()), None),
             Selector::Version(version) => (None, Some(i32::try_from(*version).unwrap_or(i32::MAX))),
@@ -413,7 +431,11 @@ impl Prompts {
         let Some(row) = row else { return Ok(None) };
         let parse = |e: serde_json::Error| ServeError::Internal(format!("a read model row does not parse: {e}"));
         let messages: Vec<ChatMessage> = serde_json::from_value(row.messages).map_err(parse)?;
-        let kind = if messages.is_empty() { PromptKind::Text } else { PromptKind::Chat };
+        let kind = if messages.is_empty() {
+            PromptKind::Text
+        } else {
+            PromptKind::Chat
+        };
         Ok(Some(Served {
             workspace_id,
             stream_version: row.stream_version,

@@ -70,7 +70,9 @@ where
                     .to_str()
                     .ok()
                     .and_then(|v| v.trim().parse::<i64>().ok())
-                    .ok_or_else(|| ServeError::BadRequest("X-Min-Position must be a global position (an integer)".into()))?;
+                    .ok_or_else(|| {
+                        ServeError::BadRequest("X-Min-Position must be a global position (an integer)".into())
+                    })?;
                 prompts.wait_for(position).await?;
                 Some(position)
             }
@@ -187,9 +189,8 @@ pub async fn render_prompt(
     body: Result<Json<RenderRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RenderReply>, ServeError> {
     let Path((workspace_id, name)) = path.map_err(path_error)?;
-    let Json(request) = body.map_err(|rejection| {
-        ServeError::Invalid(vec![domain::FieldError::new("body", rejection.body_text())])
-    })?;
+    let Json(request) =
+        body.map_err(|rejection| ServeError::Invalid(vec![domain::FieldError::new("body", rejection.body_text())]))?;
     let selector = Selector::new(request.label, request.version)?;
     let served: Arc<Served> = prompts
         .get(caller.principal, workspace_id, &name, &selector, caller.min_position)

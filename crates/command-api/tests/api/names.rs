@@ -63,7 +63,10 @@ async fn names_are_derived_unique_checked_and_renamable(pool: PgPool) {
     let (other_token, _, other_ws) = app.signup("bob@example.com").await;
     let mut same = card_body("Other");
     same["name"] = json!("replies");
-    assert_eq!(app.post(&cards_path(other_ws), &other_token, same).await.0, StatusCode::CREATED);
+    assert_eq!(
+        app.post(&cards_path(other_ws), &other_token, same).await.0,
+        StatusCode::CREATED
+    );
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
@@ -76,7 +79,10 @@ async fn a_chat_card_with_config_is_created_and_a_bad_one_names_each_problem(poo
     let answer = app.post(&cards_path(ws), &token, chat).await;
     assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.2);
     let bad = json!({"title": "Chat", "messages": [{"role": "narrator", "content": "x"}]});
-    assert_eq!(app.post(&cards_path(ws), &token, bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.post(&cards_path(ws), &token, bad).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let bad = json!({"title": "Chat", "messages": [{"role": "user", "content": "{{ nope }}"}]});
     let answer = app.post(&cards_path(ws), &token, bad).await;
     assert_eq!(invalid_fields(&answer.2), ["messages[0].content"]);

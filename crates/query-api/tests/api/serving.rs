@@ -14,7 +14,14 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-async fn call(app: &TestApp, method: Method, path: &str, token: &str, headers: &[(&str, &str)], body: Option<Value>) -> (StatusCode, HeaderMap, Value) {
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, Value) {
     let mut request = Request::builder()
         .method(method)
         .uri(path)
@@ -51,8 +58,12 @@ async fn card_with_versions(app: &TestApp, tenant: &Tenant, name: &str, versions
     };
     app.card_command(tenant, card_id, command).await;
     for v in 2..=versions {
-        app.update_card(tenant, card_id, content("Greeter", "", &format!("v{v} {{{{ text }}}}"), &["text"], &[]))
-            .await;
+        app.update_card(
+            tenant,
+            card_id,
+            content("Greeter", "", &format!("v{v} {{{{ text }}}}"), &["text"], &[]),
+        )
+        .await;
     }
     app.project().await;
     card_id
@@ -74,7 +85,15 @@ async fn a_viewer_key_fetches_by_label_and_defaults_to_production_then_latest(po
     let card_id = card_with_versions(&app, &tenant, "support-reply", 3).await;
     app.project().await;
 
-    let (status, headers, body) = call(&app, Method::GET, &prompt_path(&tenant, "support-reply"), &key, &[], None).await;
+    let (status, headers, body) = call(
+        &app,
+        Method::GET,
+        &prompt_path(&tenant, "support-reply"),
+        &key,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 3, "no production label: the latest");
     assert_eq!(body["type"], "text");
@@ -185,11 +204,22 @@ async fn render_names_every_bad_variable_and_renders_chat_prompts(pool: PgPool) 
     let (status, _, body) = call(&app, Method::GET, &prompt_path(&tenant, "chatty"), &key, &[], None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["type"], "chat");
-    assert_eq!(body["messages"][0], json!({"role": "system", "content": "You write about {{ topic }}."}));
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "system", "content": "You write about {{ topic }}."})
+    );
     assert_eq!(body["config"], json!({"temperature": 0.3}));
     assert!(body.get("template").is_none());
 
-    let (status, _, body) = call(&app, Method::POST, &render, &key, &[], Some(json!({"variables": {"topic": "tides"}}))).await;
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        &render,
+        &key,
+        &[],
+        Some(json!({"variables": {"topic": "tides"}})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
@@ -197,9 +227,22 @@ async fn render_names_every_bad_variable_and_renders_chat_prompts(pool: PgPool) 
             {"role": "system", "content": "You write about tides."}, {"role": "user", "content": "Go."}]})
     );
 
-    let (status, _, body) = call(&app, Method::POST, &render, &key, &[], Some(json!({"variables": {"topic": 7, "extra": "x"}}))).await;
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        &render,
+        &key,
+        &[],
+        Some(json!({"variables": {"topic": 7, "extra": "x"}})),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let fields: Vec<&str> = body["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["variables.extra", "variables.topic"]);
     let (status, _, body) = call(&app, Method::POST, &render, &key, &[], Some(json!({"variables": {}}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -241,7 +284,15 @@ async fn a_strangers_key_or_token_gets_404_and_no_credential_401(pool: PgPool) {
     for credential in [&strangers_key, &strangers_token] {
         let (status, _, body) = call(&app, Method::GET, &path, credential, &[], None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-        let (status, _, _) = call(&app, Method::POST, &format!("{path}/render"), credential, &[], Some(json!({"variables": {"text": "x"}}))).await;
+        let (status, _, _) = call(
+            &app,
+            Method::POST,
+            &format!("{path}/render"),
+            credential,
+            &[],
+            Some(json!({"variables": {"text": "x"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
     let answer = app
