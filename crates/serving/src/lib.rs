@@ -191,7 +191,7 @@ impl Prompts {
         min_position_wait: Duration,
     ) -> Self {
         let memory = Arc::new(Memory::new());
-        memory::listen(pool.clone(), memory.clone());
+        memory::follow(freshness.notices(), memory.clone());
         let redis = Arc::new(OnceLock::new());
         let (slot, url) = (redis.clone(), redis_url.to_owned());
         tokio::spawn(async move {

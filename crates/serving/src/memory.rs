@@ -7,15 +7,15 @@
 //! notice therefore cannot bring an old answer back. Losing the notices' connection raises the
 //! epoch, which every thing carries too, so after a reconnection nothing from before is trusted.
 
+use crate::freshness::Notice;
 use crate::{Selector, Served};
 use auth::Principal;
-use domain::names::PROMPTS_CHANNEL;
 use moka::sync::Cache;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -67,8 +67,9 @@ impl Memory {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             floors: RwLock::default(),
-            // Nothing is trusted until the notices' connection is up (epoch 0 is never current).
-            epoch: AtomicU64::new(0),
+            // The listener's connection raises it when it (re)connects, so what is read before
+            // the notices flow is not trusted past that moment.
+            epoch: AtomicU64::new(1),
         }
     }
 
@@ -84,7 +85,7 @@ impl Memory {
     fn current<T: Clone>(&self, entry: Option<Entry<T>>) -> Option<T> {
         let entry = entry?;
         let epoch = self.epoch.load(Ordering::Acquire);
-        (epoch != 0 && entry.epoch == epoch && entry.version >= self.floor(entry.stream)).then_some(entry.value)
+        (entry.epoch == epoch && entry.version >= self.floor(entry.stream)).then_some(entry.value)
     }
 
     pub(crate) fn prompt(&self, workspace_id: Uuid, name: &str, selector: &Selector) -> Option<Arc<Served>> {
@@ -160,34 +161,16 @@ impl Memory {
     }
 }
 
-/// Follows the projector's notices for as long as the process runs, reconnecting by itself.
-pub(crate) fn listen(pool: PgPool, memory: Arc<Memory>) {
+/// Applies the projector's notices for as long as the process runs; notices this task fell
+/// behind on count as lost.
+pub(crate) fn follow(mut notices: broadcast::Receiver<Notice>, memory: Arc<Memory>) {
     tokio::spawn(async move {
         loop {
-            if let Err(error) = follow(&pool, &memory).await {
-                tracing::warn!(error = %error, "Served-prompt notices lost; reconnecting.");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            match notices.recv().await {
+                Ok(Notice::Streams(streams)) => memory.noticed(&streams),
+                Ok(Notice::Lost) | Err(broadcast::error::RecvError::Lagged(_)) => memory.forget_everything(),
+                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     });
-}
-
-async fn follow(pool: &PgPool, memory: &Memory) -> Result<(), sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-    listener.listen(PROMPTS_CHANNEL).await?;
-    // Listening from here on; what changed before is not remembered past this point.
-    memory.forget_everything();
-    loop {
-        match listener.try_recv().await? {
-            Some(notice) => match serde_json::from_str::<Vec<(Uuid, i64)>>(notice.payload()) {
-                Ok(streams) => memory.noticed(&streams),
-                Err(error) => {
-                    tracing::warn!(error = %error, "A served-prompt notice did not parse; forgetting everything.");
-                    memory.forget_everything();
-                }
-            },
-            // The connection dropped and was re-established: notices may be lost.
-            None => memory.forget_everything(),
-        }
-    }
 }
