@@ -328,7 +328,7 @@ impl Prompts {
         }
         let epoch = self.memory.epoch();
         if min_position.is_none() {
-            if let Some(served) = self.from_redis(workspace_id, name, selector).await {
+            if let Some(served) = self.redis_doc(workspace_id, name, selector).await {
                 lookup("redis");
                 let served = Arc::new(served);
                 self.memory.remember_prompt(name, selector, served.clone(), epoch);
@@ -336,7 +336,7 @@ impl Prompts {
             }
         }
         lookup("postgres");
-        let served = self.from_postgres(workspace_id, name, selector).await?.ok_or_else(|| {
+        let served = self.read_model(workspace_id, name, selector).await?.ok_or_else(|| {
             ServeError::NotFound(format!(
                 "no prompt named {name:?}{} in this workspace",
                 selector.describe()
@@ -344,11 +344,11 @@ impl Prompts {
         })?;
         let served = Arc::new(served);
         self.memory.remember_prompt(name, selector, served.clone(), epoch);
-        self.to_redis(name, selector, &served).await;
+        self.put_redis_doc(name, selector, &served).await;
         Ok(served)
     }
 
-    async fn from_redis(&self, workspace_id: Uuid, name: &str, selector: &Selector) -> Option<Served> {
+    async fn redis_doc(&self, workspace_id: Uuid, name: &str, selector: &Selector) -> Option<Served> {
         let mut redis = self.redis.get()?.clone();
         let doc: Option<String> = redis::cmd("GET")
             .arg(doc_key(workspace_id, name, selector))
@@ -368,7 +368,7 @@ impl Prompts {
         fresh.then_some(served)
     }
 
-    async fn to_redis(&self, name: &str, selector: &Selector, served: &Served) {
+    async fn put_redis_doc(&self, name: &str, selector: &Selector, served: &Served) {
         let Some(mut redis) = self.redis.get().cloned() else {
             return;
         };
@@ -386,7 +386,7 @@ impl Prompts {
 
     /// One statement: the card by name, the version the selector resolves to, and the stream
     /// version and position the read models have applied.
-    async fn from_postgres(
+    async fn read_model(
         &self,
         workspace_id: Uuid,
         name: &str,
