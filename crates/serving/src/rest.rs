@@ -61,8 +61,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ServeError> {
         let prompts = Prompts::from_ref(state);
-        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let principal = prompts.authenticate(authorization).await?;
+        // The wait comes first: a key created by the command at that position (or a member
+        // added by it) is known to the read models only once they reach it.
         let min_position = match parts.headers.get("x-min-position") {
             None => None,
             Some(value) => {
@@ -77,6 +77,8 @@ where
                 Some(position)
             }
         };
+        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let principal = prompts.authenticate(authorization).await?;
         Ok(Caller {
             principal,
             min_position,
