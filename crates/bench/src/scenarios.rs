@@ -152,6 +152,9 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
     if config.runs("subscriptions") {
         fanout(config, &session, report).await?;
     }
+    if config.runs("serve") {
+        serve_prompt(config, &session, report).await?;
+    }
     if config.runs("runner") {
         let (run_id, results) = runner_throughput(config, &session, report).await?;
         runner_overhead(report).await?;
@@ -170,12 +173,13 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
 }
 
 /// The groups of figures, as `--only` names them.
-pub const GROUPS: [&str; 8] = [
+pub const GROUPS: [&str; 9] = [
     "append",
     "compare",
     "freshness",
     "graphql",
     "subscriptions",
+    "serve",
     "runner",
     "replay",
     "rss",
@@ -262,11 +266,13 @@ async fn store_append(config: &Config, report: &mut Report) -> anyhow::Result<()
                         CardCommand::Create {
                             card_id,
                             workspace_id,
+                            name: format!("bench-{}", card_id.simple()),
                             content,
                         }
                     } else {
                         CardCommand::Update {
                             expected_version: edit,
+                            name: None,
                             content,
                         }
                     };
@@ -432,6 +438,112 @@ async fn graphql_card(config: &Config, session: &Session, report: &mut Report) -
         "requests/s",
     );
     report.figure("graphql.card_p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
+    Ok(())
+}
+
+/// The count of served-prompt lookups answered from `from` (memory, redis, postgres), read
+/// from the command API's metrics.
+async fn lookups(session: &Session, from: &str) -> anyhow::Result<f64> {
+    let text = session
+        .http
+        .get(format!("{}/metrics", session.command_api))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let needle = format!("serve_prompt_lookups_total{{from=\"{from}\"}} ");
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix(&needle))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
+/// An application's fetch of a labelled prompt by name with a viewer API key, from 16 clients
+/// (whatever `--quick` says: the figure is at 16), against the command API.
+async fn serve_prompt(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
+    const CLIENTS: usize = 16;
+    let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let ws = &session.workspace;
+    let card = session
+        .post(
+            &format!("/v1/workspaces/{ws}/prompt-cards"),
+            json!({
+                "title": "Serve bench", "name": name,
+                "messages": [{"role": "system", "content": "You summarise for {{ audience }}."},
+                             {"role": "user", "content": "{{ text }}"}],
+                "variables": [{"name": "text", "type": "string"}, {"name": "audience", "type": "string"}],
+                "config": {"model": "gpt-4o-mini", "temperature": 0.2},
+            }),
+        )
+        .await?;
+    let card_id = card["id"].as_str().ok_or_else(|| anyhow!("no id in {card}"))?;
+    let moved = session
+        .post(
+            &format!("/v1/workspaces/{ws}/prompt-cards/{card_id}/labels"),
+            json!({"label": "production", "version": 1}),
+        )
+        .await?;
+    let key = session
+        .post(
+            &format!("/v1/workspaces/{ws}/api-keys"),
+            json!({"name": "serve bench", "role": "viewer"}),
+        )
+        .await?;
+    let position = moved["position"]
+        .as_i64()
+        .max(key["position"].as_i64())
+        .unwrap_or_default();
+    let key = key["key"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no key in {key}"))?
+        .to_owned();
+    let url = format!(
+        "{}/v1/workspaces/{ws}/prompts/{name}?label=production",
+        session.command_api
+    );
+    // The first fetch waits for the read models (the key and the label), then fills the caches.
+    let first = session
+        .http
+        .get(&url)
+        .bearer_auth(&key)
+        .header("x-min-position", position.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        first.status().is_success(),
+        "the first fetch answered {}",
+        first.status()
+    );
+    let before = lookups(session, "postgres").await?;
+    let deadline = Instant::now() + config.duration;
+    let mut workers = Vec::new();
+    for _ in 0..CLIENTS {
+        let (http, url, key) = (session.http.clone(), url.clone(), key.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let response = http.get(&url).bearer_auth(&key).send().await?;
+                anyhow::ensure!(response.status().is_success(), "a fetch answered {}", response.status());
+                response.bytes().await?;
+                latencies.push(started.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let after = lookups(session, "postgres").await?;
+    report.figure(
+        "serve.prompt_rps",
+        latencies.len() as f64 / config.duration.as_secs_f64(),
+        "requests/s",
+    );
+    report.figure("serve.prompt_p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
+    report.figure("serve.prompt_postgres_lookups", after - before, "lookups");
     Ok(())
 }
 
@@ -715,6 +827,8 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         card_id: uuid::Uuid::now_v7(),
         card_version: 1,
         template: "Summarise {{ text }} for {{ audience }} in three sentences.".into(),
+        messages: vec![],
+        config: Default::default(),
         variables: ["text", "audience"]
             .map(|name| Variable {
                 name: name.into(),
@@ -879,6 +993,7 @@ mod seed {
                 })
                 .to_vec(),
             tags: vec!["bench".into(), "support".into()],
+            ..Default::default()
         }
     }
 
@@ -922,6 +1037,7 @@ mod seed {
         let mut card_events = vec![NewEvent::from_domain(&CardEvent::PromptCardCreated {
             card_id,
             workspace_id,
+            name: format!("invoice-summary-{}", card_id.simple()),
             content: content("Invoice summary", 0),
         })];
         let mut streams = Vec::new();
@@ -983,6 +1099,8 @@ mod seed {
             card_id,
             card_version: 5,
             template: content("Invoice summary", 5).template,
+            messages: vec![],
+            config: Default::default(),
             variables: content("Invoice summary", 5).variables,
             cases: case_ids
                 .iter()

@@ -220,6 +220,7 @@ mod tests {
             template: template.into(),
             variables,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            ..Default::default()
         }
     }
 

@@ -175,7 +175,9 @@ fn card_state(card: &PromptCard) -> Vec<(&'static str, Value)> {
     vec![
         ("id", json!(card.id)),
         ("workspace_id", json!(card.workspace_id)),
+        ("name", json!(card.name)),
         ("version", json!(card.version())),
+        ("type", json!(current.map(|c| c.kind().as_str()))),
         ("title", json!(current.map(|c| &c.title))),
         ("description", json!(current.map(|c| &c.description))),
         ("tags", json!(current.map(|c| &c.tags))),
@@ -184,6 +186,8 @@ fn card_state(card: &PromptCard) -> Vec<(&'static str, Value)> {
         ("archived", json!(card.archived)),
         ("test_cases", json!(card.test_cases)),
         ("template", json!(current.map(|c| &c.template))),
+        ("messages", json!(current.map(|c| &c.messages))),
+        ("config", json!(current.map(|c| &c.config))),
     ]
 }
 

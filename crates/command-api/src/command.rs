@@ -216,6 +216,8 @@ pub struct Changes {
     /// The state each decided stream reaches, by stream id, remembered after the append.
     decided: Vec<(Uuid, Remember)>,
     reservations: Vec<Reservation>,
+    /// Values the streams give up in the same transaction.
+    releases: Vec<Reservation>,
     /// The workspace the events are recorded in, when it is not the authorised one (a
     /// workspace being created).
     workspace_id: Option<Uuid>,
@@ -248,6 +250,15 @@ impl Changes {
     /// Claims `value` in `scope` for `stream_id`; a taken value fails the whole append.
     pub fn reserve(&mut self, scope: &str, value: String, stream_id: Uuid) {
         self.reservations.push(Reservation {
+            scope: scope.into(),
+            value,
+            stream_id,
+        });
+    }
+
+    /// Gives up `value` in `scope` if `stream_id` holds it, in the same transaction.
+    pub fn release(&mut self, scope: &str, value: String, stream_id: Uuid) {
+        self.releases.push(Reservation {
             scope: scope.into(),
             value,
             stream_id,
@@ -441,6 +452,7 @@ impl AppState {
                 tracestate,
             },
             reservations: changes.reservations,
+            releases: changes.releases,
             idempotency: self.idempotency(ctx, stored),
             // The workspace that authorised a decision made from memory must not have moved.
             unchanged: match (reads, access) {

@@ -26,6 +26,9 @@ pub enum ApiError {
         /// For cards: the version the client should have edited.
         current_version: Option<u32>,
     },
+    /// A card name another card of the workspace holds.
+    #[error("the name {0:?} is already taken by another card of the workspace")]
+    NameTaken(String),
     #[error("the request body is larger than this server accepts")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -52,7 +55,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Conflict { .. } | ApiError::NameTaken(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
@@ -84,6 +87,7 @@ impl IntoResponse for ApiError {
                 body["current_version"] = json!(v);
                 body["details"] = json!({ "current_version": v });
             }
+            ApiError::NameTaken(name) => body["details"] = json!({ "name": name }),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "Request failed with an internal error.");
                 body["message"] = Value::from("internal error");

@@ -44,19 +44,36 @@ pub struct AppState {
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
+    /// Prompts served by name to applications (`serving`), from memory, Redis, the read models.
+    pub prompts: serving::Prompts,
+}
+
+impl axum::extract::FromRef<AppState> for serving::Prompts {
+    fn from_ref(state: &AppState) -> Self {
+        state.prompts.clone()
+    }
 }
 
 impl AppState {
     pub fn new(store: EventStore, settings: Settings) -> Self {
         let per_second = NonZeroU32::new(settings.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(per_second);
+        let tokens = Arc::new(TokenKeys::new(
+            settings.jwt_secret.expose(),
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+        ));
+        let prompts = serving::Prompts::start(
+            store.pool().clone(),
+            settings.redis_url.expose(),
+            tokens.clone(),
+            serving::Freshness::start(store.pool().clone(), store.clone()),
+            settings.min_position_wait,
+        );
         Self {
             repo: Repository::new(store, 10_000),
-            tokens: Arc::new(TokenKeys::new(
-                settings.jwt_secret.expose(),
-                settings.access_token_ttl,
-                settings.refresh_token_ttl,
-            )),
+            tokens,
+            prompts,
             limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
             settings: Arc::new(settings),
             metrics: service::metrics_handle(),
@@ -94,6 +111,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(exports::export_run))
         .routes(routes!(exports::export_comparison))
         .routes(routes!(imports::import_promptfoo))
+        .routes(routes!(serving::rest::get_prompt))
+        .routes(routes!(serving::rest::render_prompt))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

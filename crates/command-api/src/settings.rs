@@ -19,6 +19,10 @@ pub struct Settings {
     /// Sustained commands per second per user, API key or anonymous client address.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// `REDIS_URL`: what served prompts are cached in, behind this process's memory.
+    pub redis_url: Secret,
+    /// `MIN_POSITION_WAIT_MS`: the longest a prompt fetch with `X-Min-Position` waits.
+    pub min_position_wait: Duration,
 }
 
 impl Settings {
@@ -33,6 +37,8 @@ impl Settings {
             body_limit: env_or("BODY_LIMIT_BYTES", "1048576").parse()?,
             rate_limit_per_second: env_or("RATE_LIMIT_PER_SECOND", "1000").parse()?,
             rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,
+            redis_url: settings::redis_url(),
+            min_position_wait: Duration::from_millis(env_or("MIN_POSITION_WAIT_MS", "3000").parse()?),
         })
     }
 }

@@ -2,11 +2,12 @@
 //! `production` point at versions.
 
 use crate::error::Problems;
+use crate::prompt::{check_card_name, check_config, check_messages, legacy_name, ChatMessage, PromptKind};
 use crate::template::{check_template, check_variables, VarType, Variable};
 use crate::{Aggregate, DecodeError, DomainError, Event};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -17,14 +18,22 @@ pub const MAX_TAGS: usize = 20;
 pub(crate) static LABEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$").expect("valid regex"));
 
-/// What one version of a card says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What one version of a card says. A version is a text `template` or a chat prompt
+/// (`messages`, each content a template), never both; `config` is the team's model settings
+/// (model, temperature, max_tokens, ...), passed to providers where they apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CardContent {
     pub title: String,
     pub description: String,
+    /// Empty for a chat prompt.
+    #[serde(default)]
     pub template: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<ChatMessage>,
     pub variables: Vec<Variable>,
     pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub config: Map<String, Value>,
 }
 
 impl CardContent {
@@ -40,7 +49,15 @@ impl CardContent {
             problems.add("description", "must be at most 5,000 characters");
         }
         check_variables(&self.variables, &mut problems);
-        check_template(&self.template, &self.variables, &mut problems);
+        if self.messages.is_empty() {
+            check_template(&self.template, &self.variables, &mut problems);
+        } else {
+            if !self.template.is_empty() {
+                problems.add("template", "give a template or messages, not both");
+            }
+            check_messages(&self.messages, &self.variables, &mut problems);
+        }
+        check_config(&self.config, &mut problems);
         if self.tags.len() > MAX_TAGS {
             problems.add("tags", format!("at most {MAX_TAGS} tags, got {}", self.tags.len()));
         }
@@ -59,6 +76,28 @@ impl CardContent {
         }
         problems.into_result().map(|()| self)
     }
+
+    /// [`validated`](Self::validated), with the card's name checked too when one is given.
+    fn validated_with_name(self, name: Option<&str>) -> Result<Self, DomainError> {
+        let name_problem = name.and_then(|n| check_card_name(n).err());
+        match (self.validated(), name_problem) {
+            (result, None) => result,
+            (Ok(_), Some(problem)) => Err(DomainError::Invalid(vec![problem])),
+            (Err(DomainError::Invalid(mut problems)), Some(problem)) => {
+                problems.insert(0, problem);
+                Err(DomainError::Invalid(problems))
+            }
+            (Err(error), Some(_)) => Err(error),
+        }
+    }
+
+    pub fn kind(&self) -> PromptKind {
+        if self.messages.is_empty() {
+            PromptKind::Text
+        } else {
+            PromptKind::Chat
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +110,8 @@ pub struct CardVersion {
 pub struct PromptCard {
     pub id: Option<Uuid>,
     pub workspace_id: Option<Uuid>,
+    /// The slug the card is served under, unique in its workspace.
+    pub name: String,
     /// Every version ever written, oldest first; `versions[n - 1].version == n`. Shared, not
     /// copied, when the state is cloned: a card edited thousands of times was otherwise copied
     /// whole on every command (a profile of the command API under load showed half its CPU in
@@ -101,13 +142,17 @@ impl PromptCard {
 
 #[derive(Debug, Clone)]
 pub enum CardCommand {
+    /// `name` is checked here; that no other card holds it is the reservation's job.
     Create {
         card_id: Uuid,
         workspace_id: Uuid,
+        name: String,
         content: CardContent,
     },
+    /// A new version; with a `name` other than the card's, the card is renamed too.
     Update {
         expected_version: u32,
+        name: Option<String>,
         content: CardContent,
     },
     MoveLabel {
@@ -131,8 +176,13 @@ pub enum CardEvent {
     PromptCardCreated {
         card_id: Uuid,
         workspace_id: Uuid,
+        name: String,
         #[serde(flatten)]
         content: CardContent,
+    },
+    PromptCardRenamed {
+        name: String,
+        previous_name: String,
     },
     PromptCardUpdated {
         version: u32,
@@ -157,6 +207,7 @@ impl Event for CardEvent {
     fn event_type(&self) -> &'static str {
         match self {
             CardEvent::PromptCardCreated { .. } => "PromptCardCreated",
+            CardEvent::PromptCardRenamed { .. } => "PromptCardRenamed",
             CardEvent::PromptCardUpdated { .. } => "PromptCardUpdated",
             CardEvent::PromptCardLabelMoved { .. } => "PromptCardLabelMoved",
             CardEvent::PromptCardArchived { .. } => "PromptCardArchived",
@@ -166,17 +217,24 @@ impl Event for CardEvent {
     }
 
     /// Version 2 of the content-carrying events declares typed variables; version 1 listed
-    /// bare names, all of which were strings and required.
+    /// bare names, all of which were strings and required. Version 3 of `PromptCardCreated`
+    /// names the card; older ones get the name [`legacy_name`] derives from their title and id
+    /// (the migration that introduced names reserved the same names).
     fn schema_version(event_type: &str) -> u32 {
         match event_type {
-            "PromptCardCreated" | "PromptCardUpdated" => 2,
+            "PromptCardCreated" => 3,
+            "PromptCardUpdated" => 2,
             _ => 1,
         }
     }
 
     fn upcast(event_type: &str, schema_version: u32, mut data: Value) -> Result<Value, DecodeError> {
+        if event_type == "PromptCardCreated" && schema_version < 3 {
+            let data = Self::upcast("PromptCardUpdated", schema_version, data)?;
+            return Ok(with_legacy_name(data));
+        }
         match (event_type, schema_version) {
-            ("PromptCardCreated" | "PromptCardUpdated", 1) => {
+            ("PromptCardUpdated", 1) => {
                 if let Some(vars) = data.get_mut("variables").and_then(Value::as_array_mut) {
                     for var in vars.iter_mut() {
                         if let Value::String(name) = var {
@@ -197,6 +255,23 @@ impl Event for CardEvent {
             }),
         }
     }
+}
+
+/// Adds the name a card created before names existed is known by.
+fn with_legacy_name(mut data: Value) -> Value {
+    if let Value::Object(fields) = &mut data {
+        if !fields.contains_key("name") {
+            let title = fields.get("title").and_then(Value::as_str).unwrap_or_default();
+            let card_id = fields
+                .get("card_id")
+                .and_then(Value::as_str)
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .unwrap_or_default();
+            let name = legacy_name(title, card_id);
+            fields.insert("name".into(), Value::String(name));
+        }
+    }
+    data
 }
 
 impl PromptCard {
@@ -221,33 +296,44 @@ impl Aggregate for PromptCard {
             CardCommand::Create {
                 card_id,
                 workspace_id,
+                name,
                 content,
             } => {
                 if self.id.is_some() {
                     return Err(DomainError::Conflict("the prompt card already exists".into()));
                 }
+                let content = content.validated_with_name(Some(&name))?;
                 Ok(vec![CardEvent::PromptCardCreated {
                     card_id,
                     workspace_id,
-                    content: content.validated()?,
+                    name,
+                    content,
                 }])
             }
             CardCommand::Update {
                 expected_version,
+                name,
                 content,
             } => {
                 self.ensure_live()?;
-                let content = content.validated()?;
+                let content = content.validated_with_name(name.as_deref())?;
                 if expected_version != self.version() {
                     return Err(DomainError::VersionMismatch {
                         expected: expected_version,
                         current: self.version(),
                     });
                 }
-                Ok(vec![CardEvent::PromptCardUpdated {
+                let mut events = vec![CardEvent::PromptCardUpdated {
                     version: self.version() + 1,
                     content,
-                }])
+                }];
+                if let Some(name) = name.filter(|n| *n != self.name) {
+                    events.push(CardEvent::PromptCardRenamed {
+                        name,
+                        previous_name: self.name.clone(),
+                    });
+                }
+                Ok(events)
             }
             CardCommand::MoveLabel { label, version } => {
                 self.ensure_live()?;
@@ -303,10 +389,12 @@ impl Aggregate for PromptCard {
             CardEvent::PromptCardCreated {
                 card_id,
                 workspace_id,
+                name,
                 content,
             } => {
                 self.id = Some(*card_id);
                 self.workspace_id = Some(*workspace_id);
+                self.name = name.clone();
                 self.versions = vec![Arc::new(CardVersion {
                     version: 1,
                     content: content.clone(),
@@ -318,6 +406,7 @@ impl Aggregate for PromptCard {
                     content: content.clone(),
                 }));
             }
+            CardEvent::PromptCardRenamed { name, .. } => self.name = name.clone(),
             CardEvent::PromptCardLabelMoved { label, version, .. } => {
                 self.labels.insert(label.clone(), *version);
             }
@@ -351,6 +440,7 @@ mod tests {
                 })
                 .collect(),
             tags: vec!["support".into()],
+            ..Default::default()
         }
     }
 
@@ -358,6 +448,7 @@ mod tests {
         CardEvent::PromptCardCreated {
             card_id: Uuid::new_v4(),
             workspace_id: Uuid::new_v4(),
+            name: "summarise".into(),
             content: content("Summarise {{ text }}", &["text"]),
         }
     }
@@ -376,6 +467,7 @@ mod tests {
             CardCommand::Create {
                 card_id: Uuid::new_v4(),
                 workspace_id: Uuid::new_v4(),
+                name: "summarise".into(),
                 content: content("Hi {{ name }}", &["name"]),
             },
         )
@@ -397,6 +489,7 @@ mod tests {
             CardCommand::Create {
                 card_id: Uuid::new_v4(),
                 workspace_id: Uuid::new_v4(),
+                name: "summarise".into(),
                 content: bad,
             },
         )
@@ -423,6 +516,7 @@ mod tests {
         let events = given_when::<PromptCard>(
             &[created()],
             CardCommand::Update {
+                name: None,
                 expected_version: 1,
                 content: content("Summarise briefly: {{ text }}", &["text"]),
             },
@@ -439,6 +533,7 @@ mod tests {
         let err = given_when::<PromptCard>(
             &[created()],
             CardCommand::Update {
+                name: None,
                 expected_version: 3,
                 content: content("x {{ text }}", &["text"]),
             },
@@ -530,6 +625,108 @@ mod tests {
         assert_eq!(content.variables[0].name, "q");
         assert_eq!(content.variables[0].kind, VarType::String);
         assert!(content.variables[0].required);
+    }
+
+    #[test]
+    fn an_older_created_event_is_named_from_its_title_and_id() {
+        let card_id = Uuid::parse_str("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        for version in [1, 2] {
+            let data = serde_json::json!({
+                "card_id": card_id, "workspace_id": Uuid::nil(), "title": "Support reply",
+                "description": "", "template": "Hi", "variables": [], "tags": []
+            });
+            let CardEvent::PromptCardCreated { name, content, .. } =
+                decode("PromptCardCreated", version, data).unwrap()
+            else {
+                panic!("wrong variant")
+            };
+            assert_eq!(name, "support-reply-2e3f4a5b");
+            assert_eq!(content.kind(), PromptKind::Text);
+            assert!(content.config.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_update_with_another_name_renames_the_card() {
+        let events = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::Update {
+                expected_version: 1,
+                name: Some("digest".into()),
+                content: content("Digest {{ text }}", &["text"]),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            events[1],
+            CardEvent::PromptCardRenamed {
+                name: "digest".into(),
+                previous_name: "summarise".into()
+            }
+        );
+        let card = PromptCard::fold([created()].iter().chain(&events));
+        assert_eq!(card.name, "digest");
+        let same = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::Update {
+                expected_version: 1,
+                name: Some("summarise".into()),
+                content: content("x {{ text }}", &["text"]),
+            },
+        )
+        .unwrap();
+        assert_eq!(same.len(), 1, "keeping the name renames nothing");
+        let bad = given_when::<PromptCard>(
+            &[created()],
+            CardCommand::Update {
+                expected_version: 1,
+                name: Some("Not A Slug".into()),
+                content: content("x {{ text }}", &["text"]),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(invalid_fields(bad), vec!["name"]);
+    }
+
+    #[test]
+    fn a_chat_version_checks_variables_across_messages_and_keeps_its_config() {
+        let mut chat = content("", &["topic"]);
+        chat.messages = vec![
+            ChatMessage {
+                role: crate::prompt::ChatRole::System,
+                content: "You write about {{ topic }}".into(),
+            },
+            ChatMessage {
+                role: crate::prompt::ChatRole::User,
+                content: "And {{ undeclared }}".into(),
+            },
+        ];
+        let create = |content| CardCommand::Create {
+            card_id: Uuid::new_v4(),
+            workspace_id: Uuid::new_v4(),
+            name: "chat".into(),
+            content,
+        };
+        let err = given_when::<PromptCard>(&[], create(chat.clone())).unwrap_err();
+        assert_eq!(invalid_fields(err), vec!["messages[1].content"]);
+        chat.messages[1].content = "Go".into();
+        chat.config.insert("temperature".into(), Value::from(0.2));
+        let events = given_when::<PromptCard>(&[], create(chat)).unwrap();
+        let encoded = encode(&events[0]);
+        assert_eq!(encoded.schema_version, 3);
+        assert_eq!(encoded.data["messages"][0]["role"], "system");
+        assert_eq!(encoded.data["config"]["temperature"], 0.2);
+        let back: CardEvent = decode(encoded.event_type, 3, encoded.data).unwrap();
+        let CardEvent::PromptCardCreated { content, .. } = back else {
+            panic!("wrong variant")
+        };
+        assert_eq!(content.kind(), PromptKind::Chat);
+        let mut both = content.clone();
+        both.template = "t".into();
+        assert_eq!(
+            invalid_fields(given_when::<PromptCard>(&[], create(both)).unwrap_err()),
+            vec!["template"]
+        );
     }
 
     #[test]

@@ -546,13 +546,16 @@ mod tests {
             title: "Greet".into(),
             description: String::new(),
             template: "Hi".into(),
+            messages: vec![],
             variables: vec![],
             tags: vec![],
+            config: Default::default(),
         };
         let events = [
             CardEvent::PromptCardCreated {
                 card_id: Uuid::from_u128(101),
                 workspace_id: Uuid::from_u128(100),
+                name: "greet".into(),
                 content: content.clone(),
             },
             CardEvent::PromptCardUpdated { version: 2, content },

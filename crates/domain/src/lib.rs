@@ -10,6 +10,7 @@ pub mod comparison;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod prompt;
 pub mod promptfoo;
 pub mod role;
 pub mod run;

@@ -42,3 +42,14 @@ pub fn comparison_channel(comparison_id: Uuid) -> String {
 pub fn workspace_channel(workspace_id: Uuid) -> String {
     format!("promptcards:workspace:{workspace_id}:events")
 }
+
+/// Reservation scope of card names: a name belongs to one card of the workspace.
+pub fn card_name_scope(workspace_id: Uuid) -> String {
+    format!("card_name:{workspace_id}")
+}
+
+/// Postgres NOTIFY channel: the projector names each prompt card whose read model changed in a
+/// batch, as `[[card_id, stream_version], ...]` in JSON, so that processes serving prompts from
+/// memory drop what they hold of it. Sent in the batch's transaction, so a reader woken by it
+/// finds the change committed.
+pub const PROMPTS_CHANNEL: &str = "promptcards_prompts";

@@ -13,6 +13,7 @@
 
 use crate::card::CardContent;
 use crate::error::Problems;
+use crate::prompt::ChatMessage;
 use crate::run::{is_known_provider, ProviderSpec};
 use crate::template::{template_variables, VarType, Variable};
 use crate::test_case::TestCaseContent;
@@ -197,8 +198,14 @@ pub fn translate(config: &Value) -> Result<Import, DomainError> {
                 title: prompt.title(&description, several.then_some(i)),
                 description: description.clone(),
                 variables: infer_variables(prompt, &cases),
-                template: prompt.raw.clone(),
+                template: if prompt.messages.is_empty() {
+                    prompt.raw.clone()
+                } else {
+                    String::new()
+                },
+                messages: prompt.messages.clone(),
                 tags: Vec::new(),
+                config: Map::new(),
             },
             cases: cases.clone(),
         })
@@ -233,6 +240,20 @@ struct Prompt {
     raw: String,
     label: Option<String>,
     variables: Vec<String>,
+    /// A chat prompt in promptfoo's JSON form (`[{"role": ..., "content": ...}, ...]`); empty
+    /// for a text prompt.
+    messages: Vec<ChatMessage>,
+}
+
+/// The messages of a prompt written as promptfoo's JSON chat form, if it is one: a JSON array of
+/// `{role: system|user|assistant, content: string}` objects.
+fn chat_messages(raw: &str) -> Option<Vec<ChatMessage>> {
+    if !raw.trim_start().starts_with('[') {
+        return None;
+    }
+    serde_json::from_str::<Vec<ChatMessage>>(raw)
+        .ok()
+        .filter(|messages| !messages.is_empty())
 }
 
 impl Prompt {
@@ -249,12 +270,8 @@ impl Prompt {
                 None => description.to_owned(),
             };
         }
-        let first_line = self
-            .raw
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("prompt");
+        let text = self.messages.first().map_or(self.raw.as_str(), |m| m.content.as_str());
+        let first_line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("prompt");
         if first_line.chars().count() > 80 {
             format!("{}…", first_line.chars().take(79).collect::<String>())
         } else {
@@ -322,11 +339,25 @@ fn read_prompts(value: Option<&Value>, problems: &mut Problems) -> Vec<Prompt> {
             problems.add(field, FILE_REFERENCE);
             continue;
         }
+        let messages = chat_messages(&raw).unwrap_or_default();
         // A template that does not parse is reported when its card is decided.
-        let variables = template_variables(&raw)
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default();
-        prompts.push(Prompt { raw, label, variables });
+        let variables = if messages.is_empty() {
+            template_variables(&raw)
+                .map(|v| v.into_iter().collect())
+                .unwrap_or_default()
+        } else {
+            let used = messages
+                .iter()
+                .filter_map(|m| template_variables(&m.content).ok())
+                .flatten();
+            used.collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+        };
+        prompts.push(Prompt {
+            raw,
+            label,
+            variables,
+            messages,
+        });
     }
     prompts
 }
@@ -655,6 +686,26 @@ mod tests {
             DomainError::Invalid(fields) => fields.into_iter().map(|f| (f.field, f.message)).collect(),
             other => panic!("expected field errors, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chat_prompt_in_json_form_becomes_a_chat_card() {
+        let import = translate(&config(
+            r#"
+prompts:
+  - '[{"role": "system", "content": "You are {{ persona }}"}, {"role": "user", "content": "{{ question }}"}]'
+providers: [echo]
+tests:
+  - vars: {persona: terse, question: why}
+"#,
+        ))
+        .expect("importable");
+        let content = &import.cards[0].content;
+        assert_eq!(content.kind(), crate::prompt::PromptKind::Chat);
+        assert_eq!(content.template, "");
+        assert_eq!(content.messages[1].content, "{{ question }}");
+        let names: Vec<_> = content.variables.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["persona", "question"]);
     }
 
     #[test]

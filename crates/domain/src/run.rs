@@ -7,6 +7,7 @@
 
 use crate::card::PromptCard;
 use crate::error::Problems;
+use crate::prompt::ChatMessage;
 use crate::template::Variable;
 use crate::test_case::TestCase;
 use crate::{Aggregate, DomainError, Event};
@@ -107,7 +108,14 @@ pub struct RunPlan {
     pub workspace_id: Uuid,
     pub card_id: Uuid,
     pub card_version: u32,
+    /// Empty when the version is a chat prompt.
     pub template: String,
+    /// The chat prompt's messages; empty for a text template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<ChatMessage>,
+    /// The version's model settings, under each provider's own config.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub config: Map<String, Value>,
     pub variables: Vec<Variable>,
     pub cases: Vec<RunCase>,
     pub providers: Vec<ProviderSpec>,
@@ -279,6 +287,8 @@ impl CardRunRequest {
             card_id,
             card_version,
             template: content.template,
+            messages: content.messages,
+            config: content.config,
             variables: content.variables,
             cases,
             providers: self.providers,
@@ -528,6 +538,8 @@ mod tests {
             card_id: Uuid::new_v4(),
             card_version: 1,
             template: "Hi {{ name }}".into(),
+            messages: vec![],
+            config: Map::new(),
             variables: vec![],
             cases: (0..cases)
                 .map(|i| RunCase {
@@ -747,12 +759,11 @@ mod tests {
             CardEvent::PromptCardCreated {
                 card_id,
                 workspace_id,
+                name: "greeter".into(),
                 content: CardContent {
                     title: "Greeter".into(),
-                    description: String::new(),
                     template: "Hi".into(),
-                    variables: vec![],
-                    tags: vec![],
+                    ..Default::default()
                 },
             },
             CardEvent::TestCaseAttached { case_id },

@@ -104,6 +104,9 @@ pub struct Append {
     pub streams: Vec<StreamAppend>,
     pub metadata: Metadata,
     pub reservations: Vec<Reservation>,
+    /// Values given up in the same transaction (a card's old name on a rename); only a value
+    /// held by the stream named is released. Released before the reservations are claimed.
+    pub releases: Vec<Reservation>,
     pub idempotency: Option<Idempotency>,
     /// Streams read to decide but not written, which must still be at these versions (e.g. the
     /// workspace whose membership authorised the command): a decision made on a state that has

@@ -89,6 +89,9 @@ fn command_json(append: &Append) -> Value {
         "reservations": append.reservations.iter().map(|r| json!({
             "scope": r.scope, "value": r.value, "stream_id": r.stream_id,
         })).collect::<Vec<_>>(),
+        "releases": append.releases.iter().map(|r| json!({
+            "scope": r.scope, "value": r.value, "stream_id": r.stream_id,
+        })).collect::<Vec<_>>(),
         "idempotency": append.idempotency.as_ref().map(|i| json!({
             "scope": i.scope, "key": i.key, "request_hash": i.request_hash, "response": i.response,
         })),

@@ -8,7 +8,7 @@
 
 use crate::Sink;
 use domain::card::{CardContent, CardEvent};
-use domain::names::{stream_types, READ_MODELS_CHANNEL};
+use domain::names::{stream_types, PROMPTS_CHANNEL, READ_MODELS_CHANNEL};
 use domain::run::RunEvent;
 use domain::run::TestResult;
 use domain::test_case::TestCaseEvent;
@@ -113,6 +113,24 @@ impl PostgresSink {
             .bind(&positions)
             .execute(&mut *tx)
             .await?;
+        }
+        // Tells processes serving prompts from memory which cards changed, once the batch is
+        // visible (a NOTIFY is delivered at commit). Chunked: a payload holds at most 8,000 bytes.
+        if self.notify {
+            let cards: Vec<(Uuid, i64)> = events
+                .iter()
+                .filter(|e| e.stream_type == stream_types::PROMPT_CARD)
+                .map(|e| (e.stream_id, e.version))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect();
+            for chunk in cards.chunks(100) {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(PROMPTS_CHANNEL)
+                    .bind(serde_json::to_string(chunk)?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         // Wakes read-your-writes waiters in the query API once the batch is visible.
         if let Some(last) = events.iter().map(|e| e.position).max().filter(|_| self.notify) {
@@ -256,8 +274,9 @@ async fn insert_card_version(
     content: &CardContent,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO card_versions (card_id, version, title, description, template, variables, tags, actor_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO card_versions (card_id, version, title, description, template, variables, tags, actor_id, created_at,
+                                    messages, config)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(event.stream_id)
     .bind(version as i32)
@@ -268,6 +287,8 @@ async fn insert_card_version(
     .bind(&content.tags)
     .bind(event.actor_id)
     .bind(event.recorded_at)
+    .bind(serde_json::to_value(&content.messages)?)
+    .bind(serde_json::Value::Object(content.config.clone()))
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -278,12 +299,16 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
     let at = event.recorded_at;
     match card {
         CardEvent::PromptCardCreated {
-            workspace_id, content, ..
+            workspace_id,
+            name,
+            content,
+            ..
         } => {
             sqlx::query(
                 "INSERT INTO prompt_cards
-                   (card_id, workspace_id, title, description, template, variables, tags, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                   (card_id, workspace_id, title, description, template, variables, tags, version, created_at, updated_at,
+                    name, kind, messages, config)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10, $11, $12)",
             )
             .bind(id)
             .bind(workspace_id)
@@ -293,6 +318,10 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .bind(serde_json::to_value(&content.variables)?)
             .bind(&content.tags)
             .bind(at)
+            .bind(&name)
+            .bind(content.kind().as_str())
+            .bind(serde_json::to_value(&content.messages)?)
+            .bind(serde_json::Value::Object(content.config.clone()))
             .execute(&mut *tx)
             .await?;
             insert_card_version(tx, event, 1, &content).await?;
@@ -300,7 +329,7 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
         CardEvent::PromptCardUpdated { version, content } => {
             sqlx::query(
                 "UPDATE prompt_cards SET title = $2, description = $3, template = $4, variables = $5,
-                        tags = $6, version = $7, updated_at = $8
+                        tags = $6, version = $7, updated_at = $8, kind = $9, messages = $10, config = $11
                  WHERE card_id = $1",
             )
             .bind(id)
@@ -311,6 +340,9 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .bind(&content.tags)
             .bind(version as i32)
             .bind(at)
+            .bind(content.kind().as_str())
+            .bind(serde_json::to_value(&content.messages)?)
+            .bind(serde_json::Value::Object(content.config.clone()))
             .execute(&mut *tx)
             .await?;
             insert_card_version(tx, event, version, &content).await?;
@@ -344,6 +376,14 @@ async fn apply_card(tx: &mut PgConnection, event: &RecordedEvent, card: CardEven
             .bind(event.causation_id)
             .execute(&mut *tx)
             .await?;
+        }
+        CardEvent::PromptCardRenamed { name, .. } => {
+            sqlx::query("UPDATE prompt_cards SET name = $2, updated_at = $3 WHERE card_id = $1")
+                .bind(id)
+                .bind(&name)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
         }
         CardEvent::PromptCardArchived {} => {
             sqlx::query("UPDATE prompt_cards SET archived = true, updated_at = $2 WHERE card_id = $1")

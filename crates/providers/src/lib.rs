@@ -16,6 +16,7 @@ pub use error::{ConfigError, ProviderError};
 pub use prices::{Price, PriceTable};
 pub use settings::ProviderSettings;
 
+use domain::prompt::{ChatMessage, ChatRole};
 use domain::run::ProviderSpec;
 use protocol::{Protocol, Target};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -97,17 +98,42 @@ impl Providers {
     /// Sends `prompt` as a single user message to the provider `spec` names and returns its
     /// answer. Waits for one of the provider id's concurrency slots first, and keeps it through
     /// retries, so a rate-limited provider gets fewer requests rather than more.
-    #[tracing::instrument(skip_all, fields(provider = %spec.id), err(Display))]
     pub async fn complete(&self, spec: &ProviderSpec, prompt: &str) -> Result<Completion, ProviderError> {
+        let message = ChatMessage {
+            role: ChatRole::User,
+            content: prompt.to_owned(),
+        };
+        self.converse(spec, std::slice::from_ref(&message), prompt).await
+    }
+
+    /// Sends a chat prompt's messages, in order, to the provider `spec` names. `echo` answers
+    /// with the messages as a JSON array, the form promptfoo gives a chat prompt. System
+    /// messages go where each API wants them (Anthropic's top-level `system`).
+    pub async fn complete_chat(
+        &self,
+        spec: &ProviderSpec,
+        messages: &[ChatMessage],
+    ) -> Result<Completion, ProviderError> {
+        let text = serde_json::to_string(messages).expect("messages serialize");
+        self.converse(spec, messages, &text).await
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = %spec.id), err(Display))]
+    async fn converse(
+        &self,
+        spec: &ProviderSpec,
+        messages: &[ChatMessage],
+        echoed: &str,
+    ) -> Result<Completion, ProviderError> {
         let target = protocol::parse_id(&spec.id)?;
         if target.protocol == Protocol::Echo {
-            let completion = echo(prompt);
+            let completion = echo(echoed);
             record(&spec.id, &Ok(()), Some(completion.latency));
             return Ok(completion);
         }
         // From here the id is a valid one, so it is a bounded metrics label; an unknown id
         // (refused above) would let any request mint a new time series.
-        let request = match self.request(target, &spec.config, prompt) {
+        let request = match self.request(target, &spec.config, messages) {
             Ok(request) => request,
             Err(error) => {
                 record(&spec.id, &Err(&error), None);
@@ -149,7 +175,7 @@ impl Providers {
     /// Builds the HTTP request for a call. The configured API key is sent only to the configured
     /// base URL: a config that overrides the base URL gets no key, because anyone who can edit
     /// a run's providers could otherwise collect it.
-    fn request(&self, target: Target<'_>, config: &Value, prompt: &str) -> Result<Request, ProviderError> {
+    fn request(&self, target: Target<'_>, config: &Value, prompt: &[ChatMessage]) -> Result<Request, ProviderError> {
         let config = protocol::config_map(config)?;
         let base_override = protocol::base_url_override(&config)?;
         if base_override.is_some() && !self.settings.allow_base_url_override {

@@ -2,6 +2,7 @@
 //! each answer is read. Pure functions, so the shapes are testable without a server.
 
 use crate::ProviderError;
+use domain::prompt::{ChatMessage, ChatRole};
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +117,8 @@ pub(crate) fn base_url_override(config: &Map<String, Value>) -> Result<Option<St
     Ok(None)
 }
 
-fn user_message(prompt: &str) -> Value {
-    json!([{ "role": "user", "content": prompt }])
+fn chat(messages: &[ChatMessage]) -> Value {
+    json!(messages)
 }
 
 /// Copies `keys` present in `config` into `body`, after promptfoo's `passthrough` object, so a
@@ -154,11 +155,11 @@ const OPENAI_OPTIONS: &[&str] = &[
     "user",
 ];
 
-pub(crate) fn openai_body(model: &str, prompt: &str, config: &Map<String, Value>) -> Value {
+pub(crate) fn openai_body(model: &str, prompt: &[ChatMessage], config: &Map<String, Value>) -> Value {
     body_with(
         config,
         OPENAI_OPTIONS,
-        json!({ "model": model, "messages": user_message(prompt) }),
+        json!({ "model": model, "messages": chat(prompt) }),
     )
 }
 
@@ -167,16 +168,20 @@ const ANTHROPIC_OPTIONS: &[&str] = &["temperature", "top_p", "top_k", "stop_sequ
 /// Anthropic requires `max_tokens`; promptfoo's default is 1024 too.
 pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 1024;
 
-pub(crate) fn anthropic_body(model: &str, prompt: &str, config: &Map<String, Value>) -> Value {
+pub(crate) fn anthropic_body(model: &str, prompt: &[ChatMessage], config: &Map<String, Value>) -> Value {
     let max_tokens = config
         .get("max_tokens")
         .cloned()
         .unwrap_or(json!(ANTHROPIC_DEFAULT_MAX_TOKENS));
-    body_with(
-        config,
-        ANTHROPIC_OPTIONS,
-        json!({ "model": model, "max_tokens": max_tokens, "messages": user_message(prompt) }),
-    )
+    // Anthropic takes system prompts beside the messages, not among them.
+    let (system, rest): (Vec<&ChatMessage>, Vec<&ChatMessage>) =
+        prompt.iter().partition(|m| m.role == ChatRole::System);
+    let mut fixed = json!({ "model": model, "max_tokens": max_tokens, "messages": rest });
+    if !system.is_empty() && !config.contains_key("system") {
+        let text: Vec<&str> = system.iter().map(|m| m.content.as_str()).collect();
+        fixed["system"] = Value::from(text.join("\n\n"));
+    }
+    body_with(config, ANTHROPIC_OPTIONS, fixed)
 }
 
 /// Fields of Ollama's `/api/chat` that sit beside `options` rather than inside it.
@@ -184,7 +189,7 @@ const OLLAMA_TOP_LEVEL: &[&str] = &["format", "keep_alive", "think"];
 
 /// Everything else in the config is a model option (`temperature`, `num_predict`, `num_ctx`, ...),
 /// as in promptfoo; Ollama ignores options it does not know.
-pub(crate) fn ollama_body(model: &str, prompt: &str, config: &Map<String, Value>) -> Value {
+pub(crate) fn ollama_body(model: &str, prompt: &[ChatMessage], config: &Map<String, Value>) -> Value {
     let options: Map<String, Value> = config
         .iter()
         .filter(|(k, _)| {
@@ -194,7 +199,7 @@ pub(crate) fn ollama_body(model: &str, prompt: &str, config: &Map<String, Value>
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut fixed = json!({ "model": model, "messages": user_message(prompt), "stream": false });
+    let mut fixed = json!({ "model": model, "messages": chat(prompt), "stream": false });
     if !options.is_empty() {
         fixed["options"] = Value::Object(options);
     }
@@ -321,17 +326,33 @@ mod tests {
             "passthrough": { "model": "other", "logprobs": true }
         }))
         .unwrap();
-        let body = openai_body("gpt-4o-mini", "Hi", &config);
+        let hi = [ChatMessage {
+            role: ChatRole::User,
+            content: "Hi".into(),
+        }];
+        let body = openai_body("gpt-4o-mini", &hi, &config);
         assert_eq!(
             body,
             json!({ "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
                     "temperature": 0.2, "max_tokens": 50, "logprobs": true })
         );
-        let body = anthropic_body("claude", "Hi", &config_map(&Value::Null).unwrap());
+        let body = anthropic_body("claude", &hi, &config_map(&Value::Null).unwrap());
         assert_eq!(body["max_tokens"], 1024);
+        let chat = [
+            ChatMessage {
+                role: ChatRole::System,
+                content: "Be brief".into(),
+            },
+            hi[0].clone(),
+        ];
+        let body = anthropic_body("claude", &chat, &config_map(&Value::Null).unwrap());
+        assert_eq!(body["system"], "Be brief");
+        assert_eq!(body["messages"], json!([{"role": "user", "content": "Hi"}]));
+        let body = openai_body("gpt-4o-mini", &chat, &config);
+        assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief"}));
         let body = ollama_body(
             "llama3",
-            "Hi",
+            &hi,
             &config_map(&json!({"temperature": 0, "format": "json", "base_url": "http://x"})).unwrap(),
         );
         assert_eq!(body["options"], json!({"temperature": 0}));

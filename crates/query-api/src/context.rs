@@ -29,6 +29,8 @@ pub struct AppState {
     pub clickhouse: clickhouse::Client,
     pub tokens: Arc<TokenKeys>,
     pub freshness: Freshness,
+    /// Prompts served by name (`serving`): REST beside GraphQL, and `prompt`/`renderPrompt`.
+    pub prompts: serving::Prompts,
     pub settings: Arc<Settings>,
 }
 
@@ -37,19 +39,28 @@ impl AppState {
     pub async fn new(pool: PgPool, settings: Settings) -> Self {
         let redis_client = redis::Client::open(settings.redis_url.expose()).ok();
         let store = EventStore::new(pool.clone());
+        let freshness = Freshness::start(pool.clone(), store.clone());
+        let tokens = Arc::new(TokenKeys::new(
+            settings.jwt_secret.expose(),
+            Duration::from_secs(900),
+            Duration::from_secs(900),
+        ));
         Self {
             repo: event_store::Repository::new(store.clone(), 1_000),
-            freshness: Freshness::start(pool.clone(), store.clone()),
+            prompts: serving::Prompts::start(
+                pool.clone(),
+                settings.redis_url.expose(),
+                tokens.clone(),
+                freshness.clone(),
+                settings.min_position_wait,
+            ),
+            freshness,
             store,
             pool,
             cache: DocCache::connect(settings.redis_url.expose()),
             redis_client,
             clickhouse: service::clickhouse::client(&settings.clickhouse_url, &settings.clickhouse_database),
-            tokens: Arc::new(TokenKeys::new(
-                settings.jwt_secret.expose(),
-                Duration::from_secs(900),
-                Duration::from_secs(900),
-            )),
+            tokens,
             settings: Arc::new(settings),
         }
     }

@@ -2,7 +2,7 @@
 //! live subscriptions fed by Redis pub/sub.
 
 //!
-//! Layout: one module per GraphQL area (`cards`, `workspaces`, `runs`, `analytics`, `audit`),
+//! Layout: one module per GraphQL area (`cards`, `prompts`, `workspaces`, `runs`, `analytics`, `audit`),
 //! each with its types and resolvers, merged in `schema`. The areas use the shared modules
 //! (`context`, `pagination`, `access`, `errors`, `cache`, `freshness`, `metrics`, `money`);
 //! the shared modules never use an area.
@@ -16,10 +16,11 @@ pub mod comparisons;
 pub mod context;
 pub mod errors;
 pub mod exports;
-pub mod freshness;
+pub use serving::freshness;
 pub mod metrics;
 pub mod money;
 pub mod pagination;
+pub mod prompts;
 pub mod runs;
 pub mod schema;
 pub mod settings;
@@ -145,11 +146,13 @@ pub fn router(state: AppState) -> Router {
         .with("redis", service::readiness::redis_client(state.redis_client.clone()))
         .with("clickhouse", service::readiness::clickhouse(state.clickhouse.clone()))
         .into_check();
+    let prompts = state.prompts.clone();
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(websocket))
         .route("/v1/workspaces/{ws}/analytics/export", get(exports::analytics_csv))
         .with_state((state, schema))
+        .merge(serving::rest::router().with_state(prompts))
         .merge(service::ops_router(readiness))
         .layer(
             TraceLayer::new_for_http()

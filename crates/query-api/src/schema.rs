@@ -8,6 +8,7 @@ use crate::audit::{AuditQuery, AuditSubscription};
 use crate::cards::{CardsQuery, TestCasesByCard};
 use crate::comparisons::{ComparisonsQuery, ComparisonsSubscription};
 use crate::context::AppState;
+use crate::prompts::PromptsQuery;
 use crate::runs::{RunsQuery, RunsSubscription};
 use crate::workspaces::WorkspacesQuery;
 use async_graphql::dataloader::DataLoader;
@@ -22,6 +23,7 @@ pub struct QueryRoot(
     RunsQuery,
     AnalyticsQuery,
     ComparisonsQuery,
+    PromptsQuery,
 );
 
 #[derive(MergedSubscription, Default)]

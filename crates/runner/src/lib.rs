@@ -11,6 +11,8 @@ pub mod instruments;
 pub use consumer::RunRequests;
 
 use assertions::{grade, Observation};
+use domain::prompt::{ChatMessage, Rendered};
+use domain::run::ProviderSpec;
 use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
 use domain::DomainError;
@@ -283,12 +285,34 @@ pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> T
         score: 0.0,
         assertions: vec![],
     };
-    let prompt = match render(&plan.template, &plan.variables, &case.vars) {
-        Ok(prompt) => prompt,
+    let rendered = if plan.messages.is_empty() {
+        render(&plan.template, &plan.variables, &case.vars).map(Rendered::Text)
+    } else {
+        plan.messages
+            .iter()
+            .map(|m| {
+                Ok(ChatMessage {
+                    role: m.role,
+                    content: render(&m.content, &plan.variables, &case.vars)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(Rendered::Chat)
+    };
+    let rendered = match rendered {
+        Ok(rendered) => rendered,
         Err(error) => return failed(String::new(), format!("the template did not render: {error}"), 0),
     };
+    // The version's config under the provider's own: the provider's settings win, and the
+    // provider id names the model, so the version's `model` is for applications, not runs.
+    let provider = &with_card_config(provider, &plan.config);
+    let prompt = rendered.to_prompt_string();
     let started = Instant::now();
-    let completion = match providers.complete(provider, &prompt).await {
+    let answer = match &rendered {
+        Rendered::Text(text) => providers.complete(provider, text).await,
+        Rendered::Chat(messages) => providers.complete_chat(provider, messages).await,
+    };
+    let completion = match answer {
         Ok(completion) => completion,
         Err(error) => return failed(prompt, error.to_string(), started.elapsed().as_millis() as u64),
     };
@@ -319,5 +343,25 @@ pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> T
         passed: graded.passed,
         score: graded.score,
         assertions: graded.verdicts,
+    }
+}
+
+/// The provider with the card version's config beneath its own (the provider's keys win);
+/// `model` is left out, since the provider id names the model a run calls.
+fn with_card_config(provider: &ProviderSpec, card: &serde_json::Map<String, serde_json::Value>) -> ProviderSpec {
+    if card.is_empty() {
+        return provider.clone();
+    }
+    let mut config: serde_json::Map<String, serde_json::Value> = card
+        .iter()
+        .filter(|(k, _)| k.as_str() != "model")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let serde_json::Value::Object(own) = &provider.config {
+        config.extend(own.clone());
+    }
+    ProviderSpec {
+        id: provider.id.clone(),
+        config: serde_json::Value::Object(config),
     }
 }

@@ -105,6 +105,7 @@ pub fn content(title: &str, template: &str) -> CardContent {
         template: template.to_owned(),
         variables: vec![variable("name")],
         tags: vec!["demo".to_owned()],
+        ..Default::default()
     }
 }
 
@@ -136,6 +137,7 @@ impl Histories for Actor {
         let card = NewEvent::from_domain(&CardEvent::PromptCardCreated {
             card_id,
             workspace_id: self.workspace_id,
+            name: domain::prompt::legacy_name(title, card_id),
             content: content(title, "Hello {{ name }}!"),
         });
         let case = NewEvent::from_domain(&TestCaseEvent::TestCaseCreated {
@@ -197,6 +199,8 @@ impl Histories for Actor {
             card_id,
             card_version: 1,
             template: "Hello {{ name }}!".to_owned(),
+            messages: vec![],
+            config: Default::default(),
             variables: vec![variable("name")],
             cases: cases.clone(),
             providers: vec![ProviderSpec {

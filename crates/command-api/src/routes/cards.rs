@@ -1,6 +1,6 @@
 //! Prompt cards: create, update (a new version), labels and archive.
 
-use crate::command::{Access, Changes, Positioned, Reply};
+use crate::command::{Access, Changes, Loader, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
@@ -8,12 +8,14 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use domain::card::{CardCommand, CardContent, PromptCard};
+use domain::names::card_name_scope;
+use domain::prompt::{legacy_name, name_candidates, ChatMessage, ChatRole};
 use domain::template::{VarType, Variable};
 use domain::Permission;
-use event_store::Loaded;
+use event_store::{AppendError, Loaded};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -56,18 +58,58 @@ impl From<VariableDto> for Variable {
     }
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRoleDto {
+    System,
+    User,
+    Assistant,
+}
+
+/// One message of a chat prompt; `content` is a template.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessageDto {
+    pub role: ChatRoleDto,
+    pub content: String,
+}
+
+impl From<ChatMessageDto> for ChatMessage {
+    fn from(dto: ChatMessageDto) -> Self {
+        ChatMessage {
+            role: match dto.role {
+                ChatRoleDto::System => ChatRole::System,
+                ChatRoleDto::User => ChatRole::User,
+                ChatRoleDto::Assistant => ChatRole::Assistant,
+            },
+            content: dto.content,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCard {
+    /// The slug the card is served under (`^[a-z0-9][a-z0-9._-]{0,99}$`), unique in the
+    /// workspace. Derived from the title, and made unique, when absent.
+    pub name: Option<String>,
     pub title: String,
     #[serde(default)]
     pub description: String,
-    /// Jinja/Nunjucks syntax: `{{ name }}`.
+    /// A text prompt, in Jinja/Nunjucks syntax: `{{ name }}`. Give this or `messages`.
+    #[serde(default)]
     pub template: String,
+    /// A chat prompt: messages whose contents are templates. Give this or `template`.
+    #[serde(default)]
+    pub messages: Vec<ChatMessageDto>,
     #[serde(default)]
     pub variables: Vec<VariableDto>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Model settings passed to providers where they apply (model, temperature, max_tokens, ...).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
 }
 
 impl CreateCard {
@@ -76,8 +118,10 @@ impl CreateCard {
             title: self.title,
             description: self.description,
             template: self.template,
+            messages: self.messages.into_iter().map(ChatMessage::from).collect(),
             variables: self.variables.into_iter().map(Variable::from).collect(),
             tags: self.tags,
+            config: self.config,
         }
     }
 }
@@ -85,14 +129,22 @@ impl CreateCard {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCard {
+    /// A new name for the card; absent keeps the name it has.
+    pub name: Option<String>,
     pub title: String,
     #[serde(default)]
     pub description: String,
+    #[serde(default)]
     pub template: String,
+    #[serde(default)]
+    pub messages: Vec<ChatMessageDto>,
     #[serde(default)]
     pub variables: Vec<VariableDto>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
     /// The version being edited; alternatively send `If-Match: "<version>"`.
     pub expected_version: Option<u32>,
 }
@@ -109,6 +161,9 @@ pub struct MoveLabel {
 pub struct CardReply {
     pub id: Uuid,
     pub version: u32,
+    /// The name the card is served under (absent in answers stored before cards had names).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 /// A label and the version it now points at.
@@ -146,10 +201,19 @@ async fn execute<T: Serialize + DeserializeOwned>(
             |(command, card)| {
                 let mut changes = Changes::default();
                 let after = changes.decide(card_id, &card, command)?;
+                if after.name != card.state.name {
+                    let scope = card_name_scope(workspace_id);
+                    changes.reserve(&scope, after.name.clone(), card_id);
+                    changes.release(&scope, card.state.name.clone(), card_id);
+                }
                 Ok((changes, answer(&after)))
             },
         )
         .await?;
+    let result = match result {
+        Err(AppendError::Reserved { value, .. }) => return Err(ApiError::NameTaken(value)),
+        other => other,
+    };
     match result.map_err(ApiError::from) {
         Err(ApiError::Conflict { .. }) => {
             let current = state.repo.load::<PromptCard>(card_id).await?.state.version();
@@ -165,7 +229,7 @@ async fn execute<T: Serialize + DeserializeOwned>(
 /// Creates a card at version 1.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/prompt-cards", tag = "prompt-cards",
     request_body = CreateCard, params(("ws" = Uuid, Path)),
-    responses((status = 201, body = Positioned<CardReply>), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 201, body = Positioned<CardReply>), (status = 403), (status = 404), (status = 409, description = "the name is taken; details name it"), (status = 422)))]
 pub async fn create_card(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
@@ -173,31 +237,64 @@ pub async fn create_card(
     Json(request): Json<CreateCard>,
 ) -> Result<Reply<CardReply>, ApiError> {
     let card_id = Uuid::now_v7();
-    let command = CardCommand::Create {
-        card_id,
-        workspace_id,
-        content: request.into_content(),
-    };
+    let given_name = request.name.clone();
+    let title = request.title.clone();
+    let content = request.into_content();
+    let scope = card_name_scope(workspace_id);
     let access = Access::Workspace(workspace_id, Permission::WriteCards);
-    state
-        .execute(
-            &ctx,
-            access,
-            StatusCode::CREATED,
-            async |_| Ok(Loaded::<PromptCard>::empty()),
-            |card| {
-                let mut changes = Changes::default();
-                changes.decide(card_id, &card, command.clone())?;
-                Ok((
-                    changes,
-                    CardReply {
-                        id: card_id,
-                        version: 1,
-                    },
-                ))
-            },
-        )
-        .await
+    // A derived name another creator claims first is derived again, a few times.
+    for attempt in 1.. {
+        let result = state
+            .try_execute(
+                &ctx,
+                access,
+                StatusCode::CREATED,
+                async |loader| {
+                    let name = match &given_name {
+                        Some(name) => name.clone(),
+                        None => free_name(&loader, &scope, &title, card_id).await?,
+                    };
+                    Ok((name, Loaded::<PromptCard>::empty()))
+                },
+                |(name, card)| {
+                    let mut changes = Changes::default();
+                    let command = CardCommand::Create {
+                        card_id,
+                        workspace_id,
+                        name: name.clone(),
+                        content: content.clone(),
+                    };
+                    changes.decide(card_id, &card, command)?;
+                    changes.reserve(&scope, name.clone(), card_id);
+                    Ok((
+                        changes,
+                        CardReply {
+                            id: card_id,
+                            version: 1,
+                            name,
+                        },
+                    ))
+                },
+            )
+            .await?;
+        return match result {
+            Err(AppendError::Reserved { .. }) if given_name.is_none() && attempt < 5 => continue,
+            Err(AppendError::Reserved { value, .. }) => Err(ApiError::NameTaken(value)),
+            other => other.map_err(ApiError::from),
+        };
+    }
+    unreachable!("the loop returns")
+}
+
+/// The first name the title suggests that no card of the workspace holds.
+async fn free_name(loader: &Loader, scope: &str, title: &str, card_id: Uuid) -> Result<String, ApiError> {
+    for candidate in name_candidates(title).take(100) {
+        if loader.reservation(scope, &candidate).await?.is_none() {
+            return Ok(candidate);
+        }
+    }
+    // A hundred cards of one title: the id's random tail sets this one apart.
+    Ok(legacy_name(title, card_id))
 }
 
 /// The version the client edited: `expected_version` in the body or an `If-Match` header.
@@ -239,23 +336,29 @@ pub async fn update_card(
     ctx: CommandContext,
     Json(request): Json<UpdateCard>,
 ) -> Result<Reply<CardReply>, ApiError> {
+    let name = request.name;
     let content = CreateCard {
+        name: None,
         title: request.title,
         description: request.description,
         template: request.template,
+        messages: request.messages,
         variables: request.variables,
         tags: request.tags,
+        config: request.config,
     }
     .into_content();
     let command = || {
         Ok(CardCommand::Update {
             expected_version: expected_version(&headers, request.expected_version)?,
+            name: name.clone(),
             content: content.clone(),
         })
     };
     execute(&state, &ctx, workspace_id, card_id, command, |card| CardReply {
         id: card_id,
         version: card.version(),
+        name: card.name.clone(),
     })
     .await
 }

@@ -1,6 +1,6 @@
 //! Imports from other tools' formats.
 
-use crate::command::{Access, Changes, Positioned, Reply};
+use crate::command::{Access, Changes, Loader, Positioned, Reply};
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Path, Yaml};
@@ -8,10 +8,12 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::card::{CardCommand, PromptCard};
+use domain::names::card_name_scope;
+use domain::prompt::{legacy_name, name_candidates};
 use domain::run::ProviderSpec;
 use domain::test_case::{CardFacts, TestCase, TestCaseCommand};
 use domain::{promptfoo, DomainError, FieldError, Permission};
-use event_store::Loaded;
+use event_store::{AppendError, Loaded};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -32,6 +34,9 @@ pub struct ImportReply {
 pub struct ImportedCardReply {
     pub id: Uuid,
     pub title: Option<String>,
+    /// The name the card is served under, derived from its title.
+    #[serde(default)]
+    pub name: String,
     pub version: u32,
     pub test_case_ids: Vec<Uuid>,
 }
@@ -52,19 +57,49 @@ pub async fn import_promptfoo(
     Yaml(config): Yaml,
 ) -> Result<Reply<ImportReply>, ApiError> {
     let access = Access::Workspace(workspace_id, Permission::WriteCards);
-    state
-        .execute(
-            &ctx,
-            access,
-            StatusCode::CREATED,
-            async |_| Ok(()),
-            |()| decide_import(workspace_id, &config),
-        )
-        .await
+    let scope = card_name_scope(workspace_id);
+    // Names derived for the cards may be claimed by another creator first: derive them again.
+    for attempt in 1.. {
+        let result = state
+            .try_execute(
+                &ctx,
+                access,
+                StatusCode::CREATED,
+                async |loader| free_names(&loader, &scope, &config).await,
+                |names| decide_import(workspace_id, &config, &names),
+            )
+            .await?;
+        return match result {
+            Err(AppendError::Reserved { .. }) if attempt < 5 => continue,
+            other => other.map_err(ApiError::from),
+        };
+    }
+    unreachable!("the loop returns")
+}
+
+/// A free name for each card the config makes, in order: the title's slug, made unique among
+/// the workspace's cards and the import's own.
+async fn free_names(loader: &Loader, scope: &str, config: &Value) -> Result<Vec<String>, ApiError> {
+    let Ok(import) = promptfoo::translate(config) else {
+        // The decision reports what is wrong with the config.
+        return Ok(vec![]);
+    };
+    let mut names: Vec<String> = Vec::new();
+    for card in &import.cards {
+        let mut chosen = None;
+        for candidate in name_candidates(&card.content.title).take(100) {
+            if !names.contains(&candidate) && loader.reservation(scope, &candidate).await?.is_none() {
+                chosen = Some(candidate);
+                break;
+            }
+        }
+        names.push(chosen.unwrap_or_else(|| legacy_name(&card.content.title, Uuid::now_v7())));
+    }
+    Ok(names)
 }
 
 /// Decides every card and case of the config on new streams, reporting every invalid item.
-fn decide_import(workspace_id: Uuid, config: &Value) -> Result<(Changes, ImportReply), ApiError> {
+fn decide_import(workspace_id: Uuid, config: &Value, names: &[String]) -> Result<(Changes, ImportReply), ApiError> {
     let import = promptfoo::translate(config)?;
     let mut problems: Vec<FieldError> = Vec::new();
     let mut note = |error: DomainError| -> Result<(), ApiError> {
@@ -82,11 +117,18 @@ fn decide_import(workspace_id: Uuid, config: &Value) -> Result<(Changes, ImportR
     };
     let mut changes = Changes::default();
     let mut cards = Vec::new();
-    for card in &import.cards {
+    let scope = card_name_scope(workspace_id);
+    for (i, card) in import.cards.iter().enumerate() {
         let card_id = Uuid::now_v7();
+        let name = names
+            .get(i)
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no name was chosen for imported card {i}")))?;
+        changes.reserve(&scope, name.clone(), card_id);
         let command = CardCommand::Create {
             card_id,
             workspace_id,
+            name: name.clone(),
             content: card.content.clone(),
         };
         // The card's creation and the attachment of each case are one append to its stream.
@@ -126,6 +168,7 @@ fn decide_import(workspace_id: Uuid, config: &Value) -> Result<(Changes, ImportR
         cards.push(ImportedCardReply {
             id: card_id,
             title: created.state.current().map(|v| v.content.title.clone()),
+            name,
             version: 1,
             test_case_ids: case_ids,
         });

@@ -29,6 +29,8 @@ pub fn settings() -> Settings {
         body_limit: 1024 * 1024,
         rate_limit_per_second: 100_000,
         rate_limit_burst: 100_000,
+        redis_url: service::settings::redis_url(),
+        min_position_wait: Duration::from_secs(3),
     }
 }
 

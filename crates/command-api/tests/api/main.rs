@@ -9,6 +9,7 @@ mod concurrency;
 mod idempotency;
 mod imports;
 mod memory;
+mod names;
 mod rate_limit;
 mod roles_and_tenancy;
 mod surface;

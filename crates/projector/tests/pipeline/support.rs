@@ -57,6 +57,7 @@ pub fn content(title: &str) -> CardContent {
             },
         ],
         tags: vec!["summary".to_owned(), format!("t-{}", title.len())],
+        ..Default::default()
     }
 }
 
@@ -78,6 +79,7 @@ pub fn card_created(card_id: Uuid, workspace_id: Uuid, title: &str) -> NewEvent 
     NewEvent::from_domain(&CardEvent::PromptCardCreated {
         card_id,
         workspace_id,
+        name: domain::prompt::legacy_name(title, card_id),
         content: content(title),
     })
 }
@@ -129,6 +131,8 @@ pub fn run_requested(run_id: Uuid, workspace_id: Uuid, card_id: Uuid, case_id: U
             card_id,
             card_version: 1,
             template: content("run card").template,
+            messages: vec![],
+            config: Default::default(),
             variables: content("run card").variables,
             cases: vec![RunCase {
                 case_id,

@@ -11,6 +11,7 @@ mod limits;
 mod pagination;
 mod read_your_writes;
 mod search;
+mod serving;
 mod subscriptions;
 mod support;
 mod surface;

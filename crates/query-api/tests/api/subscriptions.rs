@@ -284,6 +284,8 @@ mod run_progress {
             card_id: Uuid::now_v7(),
             card_version: 1,
             template: "Hi".into(),
+            messages: vec![],
+            config: Default::default(),
             variables: vec![],
             cases: vec![RunCase {
                 case_id,
@@ -454,6 +456,8 @@ mod comparison_progress {
                 card_id,
                 card_version: version,
                 template: "Hi".into(),
+                messages: vec![],
+                config: Default::default(),
                 variables: vec![],
                 cases: vec![RunCase {
                     case_id,

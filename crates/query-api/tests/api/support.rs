@@ -283,6 +283,7 @@ impl TestApp {
         let command = CardCommand::Create {
             card_id,
             workspace_id: tenant.workspace_id,
+            name: domain::prompt::legacy_name(&content.title, card_id),
             content,
         };
         let appended = self.card_command(tenant, card_id, command).await;
@@ -302,6 +303,7 @@ impl TestApp {
             card_id,
             CardCommand::Update {
                 expected_version: current,
+                name: None,
                 content,
             },
         )
@@ -445,6 +447,7 @@ pub fn content(title: &str, description: &str, template: &str, vars: &[&str], ta
         template: template.to_owned(),
         variables: vars.iter().map(|v| string_var(v)).collect(),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        ..Default::default()
     }
 }
 

@@ -38,6 +38,8 @@ pub async fn request_run(store: &EventStore, cases: u128, providers: &[&str], re
         card_id: Uuid::new_v4(),
         card_version: 1,
         template: "Say hello to {{ who }}".into(),
+        messages: vec![],
+        config: Default::default(),
         variables: vec![Variable {
             name: "who".into(),
             kind: VarType::String,
