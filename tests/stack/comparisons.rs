@@ -332,7 +332,7 @@ async fn the_gate_passes_an_improvement_and_fails_a_regression_with_junit_for_ci
         &key,
         &[
             "--card",
-            &card,
+            "compare", // the card by its name, as CI jobs name it
             "--candidate",
             "1",
             "--baseline",
