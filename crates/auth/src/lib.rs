@@ -3,6 +3,10 @@
 //! as a SHA-256 hash. A bearer credential resolves to a [`Principal`], the one notion of a
 //! caller both services share.
 
+pub mod keys;
+
+pub use keys::{ApiKeys, API_KEY_SCOPE};
+
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;

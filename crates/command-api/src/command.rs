@@ -352,6 +352,20 @@ impl AppState {
         Ok(loader)
     }
 
+    /// Authorises a read of a workspace (a GET) as a command is authorised, on the workspace as
+    /// stored: strangers get 404, members lacking `permission` 403. Answers the workspace and
+    /// the caller's role there.
+    pub async fn authorise_read(
+        &self,
+        ctx: &CommandContext,
+        workspace_id: Uuid,
+        permission: Permission,
+    ) -> Result<(Loaded<Workspace>, Role), ApiError> {
+        self.authorise(ctx, Access::Workspace(workspace_id, permission), Reads::Postgres)
+            .await?
+            .workspace()
+    }
+
     /// The first answer to a request sent earlier with the same Idempotency-Key, if any.
     async fn replay<T: DeserializeOwned>(
         &self,

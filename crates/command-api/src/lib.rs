@@ -32,14 +32,15 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Reservation scope mapping an API key id to its workspace.
-pub const API_KEY_SCOPE: &str = "api_key";
+pub use ::auth::API_KEY_SCOPE;
 
 /// Handles shared by every request.
 #[derive(Clone)]
 pub struct AppState {
     pub repo: Repository,
     pub tokens: Arc<TokenKeys>,
+    /// API keys as their workspaces' streams record them, and their last use.
+    pub api_keys: ::auth::ApiKeys,
     /// Requests per caller (user, API key or client address); checked on every command.
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
     pub settings: Arc<Settings>,
@@ -50,8 +51,10 @@ impl AppState {
     pub fn new(store: EventStore, settings: Settings) -> Self {
         let per_second = NonZeroU32::new(settings.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(per_second);
+        let repo = Repository::new(store, 10_000);
         Self {
-            repo: Repository::new(store, 10_000),
+            api_keys: ::auth::ApiKeys::new(repo.clone()),
+            repo,
             tokens: Arc::new(TokenKeys::new(
                 settings.jwt_secret.expose(),
                 settings.access_token_ttl,
@@ -81,7 +84,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::create_workspace))
         .routes(routes!(workspaces::add_member))
         .routes(routes!(workspaces::change_member_role, workspaces::remove_member))
-        .routes(routes!(workspaces::create_api_key))
+        .routes(routes!(workspaces::create_api_key, workspaces::list_api_keys))
+        .routes(routes!(workspaces::revoke_api_key))
         .routes(routes!(cards::create_card))
         .routes(routes!(cards::update_card))
         .routes(routes!(cards::move_label))

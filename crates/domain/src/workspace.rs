@@ -1,8 +1,11 @@
 //! A team's workspace: its members with their roles, and its API keys.
 
 use crate::error::Problems;
+use crate::event::DecodeError;
 use crate::{Aggregate, DomainError, Event, Permission, Role};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -20,7 +23,18 @@ pub struct ApiKey {
     pub role: Role,
     /// SHA-256 of the key's secret, hex encoded. The secret itself is shown once and never kept.
     pub secret_hash: String,
-    pub revoked: bool,
+    /// When the key was made; unknown for keys made before keys recorded it.
+    pub created_at: Option<DateTime<Utc>>,
+    /// After this instant the key no longer authenticates.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Whether the key still authenticates at `now`: not revoked and not expired.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| now < expiry)
+    }
 }
 
 impl Workspace {
@@ -61,6 +75,13 @@ pub enum WorkspaceCommand {
         name: String,
         role: Role,
         secret_hash: String,
+        created_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    RevokeApiKey {
+        actor_role: Role,
+        key_id: Uuid,
+        revoked_at: DateTime<Utc>,
     },
 }
 
@@ -84,11 +105,20 @@ pub enum WorkspaceEvent {
     MemberRemoved {
         user_id: Uuid,
     },
+    /// Schema version 2 added `created_at` and `expires_at`; version 1 keys have neither.
     ApiKeyCreated {
         key_id: Uuid,
         name: String,
         role: Role,
         secret_hash: String,
+        #[serde(default)]
+        created_at: Option<DateTime<Utc>>,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    ApiKeyRevoked {
+        key_id: Uuid,
+        revoked_at: DateTime<Utc>,
     },
 }
 
@@ -100,6 +130,27 @@ impl Event for WorkspaceEvent {
             WorkspaceEvent::MemberRoleChanged { .. } => "MemberRoleChanged",
             WorkspaceEvent::MemberRemoved { .. } => "MemberRemoved",
             WorkspaceEvent::ApiKeyCreated { .. } => "ApiKeyCreated",
+            WorkspaceEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+        }
+    }
+
+    fn schema_version(event_type: &str) -> u32 {
+        match event_type {
+            "ApiKeyCreated" => 2,
+            _ => 1,
+        }
+    }
+
+    fn upcast(event_type: &str, schema_version: u32, data: Value) -> Result<Value, DecodeError> {
+        match (event_type, schema_version) {
+            // Version 1 had no times: the key's creation is unknown and it never expires, which
+            // the new fields' absence (`null`) says.
+            ("ApiKeyCreated", 1) => Ok(data),
+            (t, v) if v == Self::schema_version(t) => Ok(data),
+            (t, v) => Err(DecodeError::UnknownSchemaVersion {
+                event_type: t.to_owned(),
+                schema_version: v,
+            }),
         }
     }
 }
@@ -203,6 +254,8 @@ impl Aggregate for Workspace {
                 name,
                 role,
                 secret_hash,
+                created_at,
+                expires_at,
             } => {
                 may_manage(actor_role, role)?;
                 if role > actor_role {
@@ -215,13 +268,33 @@ impl Aggregate for Workspace {
                 if name.is_empty() || name.chars().count() > 200 {
                     problems.add("name", "must be 1 to 200 characters");
                 }
+                if expires_at.is_some_and(|expiry| expiry <= created_at) {
+                    problems.add("expires_at", "must be in the future");
+                }
                 problems.into_result()?;
                 Ok(vec![WorkspaceEvent::ApiKeyCreated {
                     key_id,
                     name,
                     role,
                     secret_hash,
+                    created_at: Some(created_at),
+                    expires_at,
                 }])
+            }
+            WorkspaceCommand::RevokeApiKey {
+                actor_role,
+                key_id,
+                revoked_at,
+            } => {
+                let key = self
+                    .api_keys
+                    .get(&key_id)
+                    .ok_or_else(|| DomainError::NotFound("API key not found".into()))?;
+                may_manage(actor_role, key.role)?;
+                if key.revoked_at.is_some() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![WorkspaceEvent::ApiKeyRevoked { key_id, revoked_at }])
             }
         }
     }
@@ -251,6 +324,8 @@ impl Aggregate for Workspace {
                 name,
                 role,
                 secret_hash,
+                created_at,
+                expires_at,
             } => {
                 self.api_keys.insert(
                     *key_id,
@@ -258,9 +333,16 @@ impl Aggregate for Workspace {
                         name: name.clone(),
                         role: *role,
                         secret_hash: secret_hash.clone(),
-                        revoked: false,
+                        created_at: *created_at,
+                        expires_at: *expires_at,
+                        revoked_at: None,
                     },
                 );
+            }
+            WorkspaceEvent::ApiKeyRevoked { key_id, revoked_at } => {
+                if let Some(key) = self.api_keys.get_mut(key_id) {
+                    key.revoked_at = Some(*revoked_at);
+                }
             }
         }
         self
@@ -398,10 +480,73 @@ mod tests {
                 name: "ci".into(),
                 role: Role::Owner,
                 secret_hash: "x".into(),
+                created_at: Utc::now(),
+                expires_at: None,
             },
         )
         .unwrap_err();
         assert!(matches!(err, DomainError::Forbidden(_)));
+    }
+
+    #[test]
+    fn a_revoked_or_expired_key_is_no_longer_live_and_revoking_twice_changes_nothing() {
+        let now = Utc::now();
+        let key_id = Uuid::new_v4();
+        let given = [
+            created(Uuid::new_v4()),
+            WorkspaceEvent::ApiKeyCreated {
+                key_id,
+                name: "ci".into(),
+                role: Role::Member,
+                secret_hash: "x".into(),
+                created_at: Some(now),
+                expires_at: Some(now + chrono::Duration::seconds(60)),
+            },
+        ];
+        let ws = Workspace::fold(&given);
+        assert!(ws.api_keys[&key_id].is_live(now));
+        assert!(!ws.api_keys[&key_id].is_live(now + chrono::Duration::seconds(60)));
+        let revoke = |actor_role| WorkspaceCommand::RevokeApiKey {
+            actor_role,
+            key_id,
+            revoked_at: now,
+        };
+        let err = given_when::<Workspace>(&given, revoke(Role::Member)).unwrap_err();
+        assert!(matches!(err, DomainError::Forbidden(_)));
+        let events = given_when::<Workspace>(&given, revoke(Role::Admin)).unwrap();
+        assert_eq!(
+            events,
+            vec![WorkspaceEvent::ApiKeyRevoked {
+                key_id,
+                revoked_at: now
+            }]
+        );
+        let revoked: Vec<_> = given.iter().cloned().chain(events).collect();
+        assert!(!Workspace::fold(&revoked).api_keys[&key_id].is_live(now));
+        assert_eq!(given_when::<Workspace>(&revoked, revoke(Role::Owner)).unwrap(), vec![]);
+        let unknown = WorkspaceCommand::RevokeApiKey {
+            actor_role: Role::Owner,
+            key_id: Uuid::new_v4(),
+            revoked_at: now,
+        };
+        assert!(matches!(
+            given_when::<Workspace>(&given, unknown),
+            Err(DomainError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_version_1_key_has_no_times_and_never_expires() {
+        let data = serde_json::json!({"key_id": Uuid::new_v4(), "name": "old", "role": "member", "secret_hash": "h"});
+        let event: WorkspaceEvent = crate::event::decode("ApiKeyCreated", 1, data).unwrap();
+        let WorkspaceEvent::ApiKeyCreated {
+            created_at, expires_at, ..
+        } = event
+        else {
+            panic!("decoded {event:?}")
+        };
+        assert_eq!((created_at, expires_at), (None, None));
+        assert_eq!(WorkspaceEvent::schema_version("ApiKeyCreated"), 2);
     }
 
     #[test]

@@ -206,6 +206,7 @@ async fn apply_workspace(
             name,
             role,
             secret_hash,
+            ..
         } => {
             sqlx::query(
                 "INSERT INTO api_keys (key_id, workspace_id, name, role, secret_hash, created_at)
@@ -219,6 +220,14 @@ async fn apply_workspace(
             .bind(at)
             .execute(&mut *tx)
             .await?;
+        }
+        // The APIs authenticate keys from the store; the read model forgets a revoked key so
+        // that nothing reading it can mistake it for a live one.
+        WorkspaceEvent::ApiKeyRevoked { key_id, .. } => {
+            sqlx::query("DELETE FROM api_keys WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     sqlx::query("UPDATE workspaces SET updated_at = $2 WHERE workspace_id = $1")

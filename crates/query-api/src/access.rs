@@ -4,7 +4,6 @@
 use crate::errors::{internal, not_found, unauthenticated};
 pub use auth::Principal;
 
-use auth::{AuthError, StoredApiKey, TokenKeys};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -42,21 +41,4 @@ impl Access {
         };
         role.ok_or_else(|| not_found("workspace"))
     }
-}
-
-/// Resolves a bearer token: a JWT access token or an API key known to the read models.
-pub async fn authenticate(tokens: &TokenKeys, pool: &PgPool, token: &str) -> Result<Principal, AuthError> {
-    auth::authenticate(tokens, token, |key_id| async move {
-        let row: Option<(Uuid, String)> =
-            sqlx::query_as("SELECT workspace_id, secret_hash FROM read.api_keys WHERE key_id = $1")
-                .bind(key_id)
-                .fetch_optional(pool)
-                .await
-                .map_err(|e| AuthError::Internal(e.to_string()))?;
-        Ok(row.map(|(workspace_id, secret_hash)| StoredApiKey {
-            workspace_id,
-            secret_hash,
-        }))
-    })
-    .await
 }

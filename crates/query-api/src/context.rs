@@ -2,7 +2,7 @@
 //! per request, who is asking ([`Access`]); the areas' loaders are added per request by the
 //! schema root. Resolvers read them through [`state`] and [`access`].
 
-use crate::access::{authenticate, Access};
+use crate::access::Access;
 use crate::cache::DocCache;
 use crate::errors::{bad_request, error, internal};
 use crate::freshness::Freshness;
@@ -28,6 +28,9 @@ pub struct AppState {
     pub redis_client: Option<redis::Client>,
     pub clickhouse: clickhouse::Client,
     pub tokens: Arc<TokenKeys>,
+    /// API keys as their workspaces' streams record them: a revoked or expired key is refused
+    /// by the next request, whatever the projector's lag.
+    pub api_keys: auth::ApiKeys,
     pub freshness: Freshness,
     pub settings: Arc<Settings>,
 }
@@ -37,8 +40,10 @@ impl AppState {
     pub async fn new(pool: PgPool, settings: Settings) -> Self {
         let redis_client = redis::Client::open(settings.redis_url.expose()).ok();
         let store = EventStore::new(pool.clone());
+        let repo = event_store::Repository::new(store.clone(), 1_000);
         Self {
-            repo: event_store::Repository::new(store.clone(), 1_000),
+            api_keys: auth::ApiKeys::new(repo.clone()),
+            repo,
             freshness: Freshness::start(pool.clone(), store.clone()),
             store,
             pool,
@@ -58,7 +63,7 @@ impl AppState {
     pub async fn access_from_header(&self, value: Option<&str>) -> Result<Access> {
         let Some(value) = value else { return Ok(Access(None)) };
         let token = auth::bearer(value).map_err(|e| error("UNAUTHENTICATED", e.to_string()))?;
-        match authenticate(&self.tokens, &self.pool, token).await {
+        match self.api_keys.authenticate(&self.tokens, token).await {
             Ok(principal) => Ok(Access(Some(principal))),
             Err(auth::AuthError::Unauthorized(message)) => Err(error("UNAUTHENTICATED", message)),
             Err(auth::AuthError::Internal(message)) => Err(internal(message)),

@@ -29,11 +29,14 @@ pub use settings::Settings;
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::future::{self, Either};
+use futures::{SinkExt, StreamExt};
 use schema::AppSchema;
 use std::time::{Duration, Instant};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -118,21 +121,84 @@ async fn websocket(
     let (state, schema) = app;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str());
-                    let access = state.access_from_header(authorization).await?;
-                    let mut data = Data::default();
-                    schema::add_request_data(&mut data, &state, access);
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| serve_websocket(socket, state, schema, protocol))
         .into_response()
+}
+
+/// How often a connection opened with an API key asks whether the key is still live. With
+/// [`auth::keys::LIVENESS_TTL`] it bounds the time from a revocation to the close.
+const KEY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Serves one WebSocket. Messages to the client pass through a channel so that a connection
+/// whose API key is revoked or expires can be sent a close frame (4403) and dropped with every
+/// subscription on it.
+async fn serve_websocket(socket: WebSocket, state: AppState, schema: AppSchema, protocol: GraphQLProtocol) {
+    let (mut sink, from_client) = socket.split();
+    let (to_client, mut outgoing) = futures::channel::mpsc::channel::<Message>(64);
+    let (principal_tx, principal_rx) = tokio::sync::oneshot::channel::<access::Principal>();
+    let init_state = state.clone();
+    let serve = GraphQLWebSocket::new_with_pair(to_client, from_client, schema, protocol)
+        .on_connection_init(move |payload| async move {
+            let authorization = payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(|v| v.as_str());
+            let access = init_state.access_from_header(authorization).await?;
+            if let Some(principal) = access.0 {
+                let _ = principal_tx.send(principal);
+            }
+            let mut data = Data::default();
+            schema::add_request_data(&mut data, &init_state, access);
+            Ok(data)
+        })
+        .serve();
+    let revoked = key_revoked(state, principal_rx);
+    let forward = async move {
+        tokio::pin!(revoked);
+        loop {
+            tokio::select! {
+                message = outgoing.next() => {
+                    let Some(message) = message else { break };
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                () = &mut revoked => {
+                    let close = CloseFrame {
+                        code: 4403,
+                        reason: "the API key was revoked or has expired".into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    break;
+                }
+            }
+        }
+    };
+    // When the protocol ends first, what it queued (its own close frame) is still sent.
+    if let Either::Left(((), forward)) = future::select(std::pin::pin!(serve), std::pin::pin!(forward)).await {
+        forward.await;
+    }
+}
+
+/// Completes once the connection's API key is no longer live; never for a user's token,
+/// which is short-lived by itself.
+async fn key_revoked(state: AppState, principal: tokio::sync::oneshot::Receiver<access::Principal>) {
+    let Ok(access::Principal::ApiKey { key_id, .. }) = principal.await else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(KEY_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        match state.api_keys.still_live(key_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%key_id, "Closing a WebSocket whose API key was revoked or expired.");
+                return;
+            }
+            // The store unreachable is no reason to drop every subscriber; the check repeats.
+            Err(error) => tracing::warn!(%key_id, %error, "Checking an API key of an open WebSocket failed."),
+        }
+    }
 }
 
 /// The whole HTTP surface: GraphQL, GraphiQL, the WebSocket, and the ops endpoints.

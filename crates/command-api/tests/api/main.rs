@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod api_keys;
 mod auth;
 mod bad_input;
 mod cards;
