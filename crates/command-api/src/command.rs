@@ -191,6 +191,19 @@ impl Loader {
         }
     }
 
+    /// Any stream, for commands outside a workspace (a user's, a session's): from memory on
+    /// the first attempt (not remembered ends it, and the attempt reading Postgres answers).
+    pub async fn stream<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
+        match self.reads {
+            Reads::Postgres => Ok(self.state.repo.load::<A>(id).await?),
+            Reads::Memory => self
+                .state
+                .repo
+                .cached::<A>(id)
+                .ok_or_else(|| ApiError::NotFound("not remembered".into())),
+        }
+    }
+
     /// The stream a reservation points at, e.g. the user who signed up with an email.
     pub async fn reservation(&self, scope: &str, value: &str) -> Result<Option<Uuid>, ApiError> {
         Ok(self.state.repo.store().reservation(scope, value).await?)

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod instruments;
 pub mod routes;
 pub mod settings;
+pub mod throttle;
 
 pub use settings::{Secret, Settings};
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub api_keys: ::auth::ApiKeys,
     /// Requests per caller (user, API key or client address); checked on every command.
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Failed logins per email and per client address.
+    pub login_throttle: Arc<throttle::LoginThrottle>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
 }
@@ -61,6 +64,7 @@ impl AppState {
                 settings.refresh_token_ttl,
             )),
             limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            login_throttle: Arc::new(throttle::LoginThrottle::new(&settings)),
             settings: Arc::new(settings),
             metrics: service::metrics_handle(),
         }
@@ -81,6 +85,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::change_password))
         .routes(routes!(workspaces::create_workspace))
         .routes(routes!(workspaces::add_member))
         .routes(routes!(workspaces::change_member_role, workspaces::remove_member))

@@ -19,6 +19,11 @@ pub struct Settings {
     /// Sustained commands per second per user, API key or anonymous client address.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Failed logins allowed per email, then per client address, before attempts are refused
+    /// (429) until `login_lockout` has passed since the last failure.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_lockout: Duration,
 }
 
 impl Settings {
@@ -33,6 +38,9 @@ impl Settings {
             body_limit: env_or("BODY_LIMIT_BYTES", "1048576").parse()?,
             rate_limit_per_second: env_or("RATE_LIMIT_PER_SECOND", "1000").parse()?,
             rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,
+            login_failures_per_account: env_or("LOGIN_FAILURES_PER_ACCOUNT", "5").parse()?,
+            login_failures_per_address: env_or("LOGIN_FAILURES_PER_ADDRESS", "20").parse()?,
+            login_lockout: Duration::from_secs(env_or("LOGIN_LOCKOUT_SECONDS", "300").parse()?),
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod names;
 pub mod promptfoo;
 pub mod role;
 pub mod run;
+pub mod session;
 pub mod template;
 pub mod test_case;
 pub mod user;

@@ -162,6 +162,8 @@ async fn apply_user(tx: &mut PgConnection, event: &RecordedEvent, user: UserEven
                 .execute(&mut *tx)
                 .await?;
         }
+        // No read model shows passwords.
+        UserEvent::PasswordChanged { .. } => {}
     }
     Ok(())
 }

@@ -29,6 +29,9 @@ pub fn settings() -> Settings {
         body_limit: 1024 * 1024,
         rate_limit_per_second: 100_000,
         rate_limit_burst: 100_000,
+        login_failures_per_account: 5,
+        login_failures_per_address: 20,
+        login_lockout: Duration::from_secs(300),
     }
 }
 

@@ -12,6 +12,7 @@ mod imports;
 mod memory;
 mod rate_limit;
 mod roles_and_tenancy;
+mod sessions;
 mod surface;
 mod test_cases;
 mod tracing;
