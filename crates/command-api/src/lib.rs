@@ -80,7 +80,7 @@ struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, cards, imports, runs, test_cases, workspaces};
+    use routes::{auth, cards, imports, provider_credentials, runs, test_cases, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -101,6 +101,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::request_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(imports::import_promptfoo))
+        .routes(routes!(provider_credentials::list_provider_credentials))
+        .routes(routes!(
+            provider_credentials::set_provider_credential,
+            provider_credentials::remove_provider_credential
+        ))
+        .routes(routes!(
+            provider_credentials::set_budget,
+            provider_credentials::get_budget
+        ))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

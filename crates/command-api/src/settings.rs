@@ -1,9 +1,11 @@
 //! Typed settings from the environment, with development defaults; those the processes share
 //! are in `service::settings`.
 
+use service::sealing::Sealer;
 pub use service::Secret;
 use service::{env_or, settings};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct Settings {
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
     pub login_lockout: Duration,
+    /// Seals provider keys: `PROVIDER_KEYS_KEK`, and `PROVIDER_KEYS_KEK_OLD` during a rotation.
+    pub provider_keys: Arc<Sealer>,
 }
 
 impl Settings {
@@ -41,6 +45,7 @@ impl Settings {
             login_failures_per_account: env_or("LOGIN_FAILURES_PER_ACCOUNT", "5").parse()?,
             login_failures_per_address: env_or("LOGIN_FAILURES_PER_ADDRESS", "20").parse()?,
             login_lockout: Duration::from_secs(env_or("LOGIN_LOCKOUT_SECONDS", "300").parse()?),
+            provider_keys: Arc::new(Sealer::from_env()?),
         })
     }
 }

@@ -231,6 +231,12 @@ async fn apply_workspace(
                 .execute(&mut *tx)
                 .await?;
         }
+        // Provider settings and budgets are read from the workspace's stream by the command
+        // API and the runner; no read model shows them.
+        WorkspaceEvent::ProviderCredentialSet { .. }
+        | WorkspaceEvent::ProviderCredentialRemoved { .. }
+        | WorkspaceEvent::SpendBudgetSet { .. }
+        | WorkspaceEvent::SpendRecorded { .. } => {}
     }
     sqlx::query("UPDATE workspaces SET updated_at = $2 WHERE workspace_id = $1")
         .bind(id)

@@ -32,9 +32,16 @@ pub struct AuditEntry {
 
 #[async_graphql::ComplexObject]
 impl AuditEntry {
-    /// The event's payload.
-    async fn data(&self) -> Json<&Value> {
-        Json(&self.data)
+    /// The event's payload. A provider key appears only as the fact that one was set: even
+    /// sealed, it is no reader's business.
+    async fn data(&self) -> Json<Value> {
+        let mut data = self.data.clone();
+        if self.event_type == "ProviderCredentialSet" {
+            if let Some(key) = data.get_mut("api_key").filter(|key| !key.is_null()) {
+                *key = Value::String("[set]".into());
+            }
+        }
+        Json(data)
     }
 }
 

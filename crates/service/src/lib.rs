@@ -18,6 +18,7 @@ pub mod clickhouse;
 mod process;
 pub mod readiness;
 pub mod redis;
+pub mod sealing;
 pub mod settings;
 pub mod telemetry;
 

@@ -135,11 +135,6 @@ pub struct ApiKeySummary {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeyList {
-    pub api_keys: Vec<ApiKeySummary>,
-}
-
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyRevoked {
     pub id: Uuid,
@@ -325,12 +320,12 @@ pub async fn create_api_key(
 /// Lists the workspace's API keys, revoked and expired ones included; never their secrets.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/api-keys", tag = "workspaces",
     params(("ws" = Uuid, Path)),
-    responses((status = 200, body = ApiKeyList), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = Vec<ApiKeySummary>), (status = 401), (status = 403), (status = 404)))]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     Path(workspace_id): Path<Uuid>,
     ctx: CommandContext,
-) -> Result<axum::Json<ApiKeyList>, ApiError> {
+) -> Result<axum::Json<Vec<ApiKeySummary>>, ApiError> {
     let (workspace, _) = state
         .authorise_read(&ctx, workspace_id, Permission::ManageMembers)
         .await?;
@@ -359,7 +354,7 @@ pub async fn list_api_keys(
         .collect();
     // Key ids are v4 (random), so the newest first is by creation time.
     api_keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    Ok(axum::Json(ApiKeyList { api_keys }))
+    Ok(axum::Json(api_keys))
 }
 
 /// Revokes an API key: from the moment this answers, no request of either API accepts it, and

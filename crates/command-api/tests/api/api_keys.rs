@@ -11,9 +11,8 @@ fn keys_path(workspace_id: Uuid) -> String {
     format!("/v1/workspaces/{workspace_id}/api-keys")
 }
 
-fn listed<'a>(list: &'a Value, key_id: Uuid) -> &'a Value {
-    list["api_keys"]
-        .as_array()
+fn listed(list: &Value, key_id: Uuid) -> &Value {
+    list.as_array()
         .and_then(|keys| keys.iter().find(|k| k["id"] == key_id.to_string()))
         .unwrap_or_else(|| panic!("{key_id} is not listed in {list}"))
 }

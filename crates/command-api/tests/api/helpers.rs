@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ACCESS_TTL_SECS: u64 = 900;
+/// The key-encryption key provider keys are sealed with in tests (32 bytes, base64).
+pub const TEST_KEK: &str = "dGVzdC1vbmx5LWtlay0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
 /// Settings for tests: a known secret and rate limits no test reaches unless it means to.
 pub fn settings() -> Settings {
@@ -32,6 +34,9 @@ pub fn settings() -> Settings {
         login_failures_per_account: 5,
         login_failures_per_address: 20,
         login_lockout: Duration::from_secs(300),
+        provider_keys: std::sync::Arc::new(
+            service::sealing::Sealer::new(&Secret::new(TEST_KEK), None).expect("a valid KEK"),
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ mod concurrency;
 mod idempotency;
 mod imports;
 mod memory;
+mod provider_credentials;
 mod rate_limit;
 mod roles_and_tenancy;
 mod sessions;
