@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
-use governor::clock::{Clock, DefaultClock};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
 use uuid::Uuid;
@@ -109,11 +108,8 @@ impl FromRequestParts<AppState> for CommandContext {
             (None, Some(ip)) => format!("ip:{ip}"),
             (None, None) => "anonymous".into(),
         };
-        if let Err(not_until) = state.limiter.check_key(&rate_key) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            });
+        if let Err(retry_after_secs) = state.limiter.check(&rate_key) {
+            return Err(ApiError::RateLimited { retry_after_secs });
         }
 
         // A key that is not visible ASCII reads as empty and is refused below, never ignored.

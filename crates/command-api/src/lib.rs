@@ -21,12 +21,10 @@ use axum::routing::get;
 use axum::Router;
 use error::ApiError;
 use event_store::{EventStore, Repository};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
@@ -43,7 +41,7 @@ pub struct AppState {
     /// API keys as their workspaces' streams record them, and their last use.
     pub api_keys: ::auth::ApiKeys,
     /// Requests per caller (user, API key or client address); checked on every command.
-    pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    pub limiter: Arc<service::rate_limit::RateLimiter>,
     /// Failed logins per email and per client address.
     pub login_throttle: Arc<throttle::LoginThrottle>,
     pub settings: Arc<Settings>,
@@ -52,8 +50,6 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: EventStore, settings: Settings) -> Self {
-        let per_second = NonZeroU32::new(settings.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(per_second);
         let repo = Repository::new(store, 10_000);
         Self {
             api_keys: ::auth::ApiKeys::new(repo.clone()),
@@ -63,7 +59,7 @@ impl AppState {
                 settings.access_token_ttl,
                 settings.refresh_token_ttl,
             )),
-            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            limiter: service::rate_limit::RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
             login_throttle: Arc::new(throttle::LoginThrottle::new(&settings)),
             settings: Arc::new(settings),
             metrics: service::metrics_handle(),
@@ -162,6 +158,7 @@ pub fn router(state: AppState) -> Router {
     )
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(service::cors::layer(&state.settings.cors_allowed_origins))
     .with_state(state)
 }
 
@@ -197,15 +194,6 @@ impl Application {
         store.migrate().await?;
         let listener = tokio::net::TcpListener::bind(settings.addr).await?;
         let state = AppState::new(store, settings);
-        let limiter = state.limiter.clone();
-        tokio::spawn(async move {
-            // Forget callers idle long enough to be back at full burst, bounding memory.
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limiter.retain_recent();
-            }
-        });
         Ok(Self {
             listener,
             router: router(state),

@@ -28,6 +28,8 @@ pub struct Settings {
     pub login_lockout: Duration,
     /// Seals provider keys: `PROVIDER_KEYS_KEK`, and `PROVIDER_KEYS_KEK_OLD` during a rotation.
     pub provider_keys: Arc<Sealer>,
+    /// `CORS_ALLOWED_ORIGINS`: origins browsers may call from; empty allows none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Settings {
@@ -46,6 +48,7 @@ impl Settings {
             login_failures_per_address: env_or("LOGIN_FAILURES_PER_ADDRESS", "20").parse()?,
             login_lockout: Duration::from_secs(env_or("LOGIN_LOCKOUT_SECONDS", "300").parse()?),
             provider_keys: Arc::new(Sealer::from_env()?),
+            cors_allowed_origins: service::cors::allowed_origins_from_env(),
         })
     }
 }

@@ -77,7 +77,7 @@ impl AuditQuery {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
         let stream_id = stream_id.as_ref().map(|s| parse_id(s, "streamId")).transpose()?;
         let state = state(ctx);
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         let limit = page_size(first)?;
         let after: Option<i64> = after.as_deref().map(decode_cursor).transpose()?;
         let rows: Vec<AuditEntry> = state
@@ -103,8 +103,9 @@ impl AuditSubscription {
     async fn workspace_events(&self, ctx: &Context<'_>, workspace_id: ID) -> Result<impl Stream<Item = AuditEntry>> {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
         let state = state(ctx);
+        access(ctx).count_request(state, "anonymous")?;
         // A stranger gets NOT_FOUND, as from every query of the workspace.
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         let client = state
             .redis_client
             .clone()

@@ -32,6 +32,10 @@ pub struct AppState {
     /// by the next request, whatever the projector's lag.
     pub api_keys: auth::ApiKeys,
     pub freshness: Freshness,
+    /// Queries and new subscriptions per caller (user, API key or client address).
+    pub caller_limiter: Arc<service::rate_limit::RateLimiter>,
+    /// Queries and new subscriptions per workspace, counted for its members.
+    pub workspace_limiter: Arc<service::rate_limit::RateLimiter>,
     pub settings: Arc<Settings>,
 }
 
@@ -55,6 +59,14 @@ impl AppState {
                 Duration::from_secs(900),
                 Duration::from_secs(900),
             )),
+            caller_limiter: service::rate_limit::RateLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+            ),
+            workspace_limiter: service::rate_limit::RateLimiter::new(
+                settings.workspace_rate_limit_per_second,
+                settings.workspace_rate_limit_burst,
+            ),
             settings: Arc::new(settings),
         }
     }

@@ -30,7 +30,7 @@ use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -38,6 +38,7 @@ use axum::Router;
 use futures::future::{self, Either};
 use futures::{SinkExt, StreamExt};
 use schema::AppSchema;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -50,30 +51,64 @@ fn error_response(error: async_graphql::Error) -> GraphQLResponse {
 
 async fn graphql(
     State(app): State<(AppState, AppSchema)>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     request: GraphQLRequest,
-) -> GraphQLResponse {
+) -> Response {
+    graphql_response(
+        app,
+        peer.map(|axum::Extension(ConnectInfo(addr))| addr),
+        headers,
+        request,
+    )
+    .await
+}
+
+async fn graphql_response(
+    app: (AppState, AppSchema),
+    peer: Option<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
     let (state, schema) = app;
     let request = request.into_inner();
     if request.query.len() > state.settings.max_query_bytes {
         return error_response(errors::bad_request(format!(
             "the query is longer than {} bytes",
             state.settings.max_query_bytes
-        )));
+        )))
+        .into_response();
     }
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let access = match state.access_from_header(authorization).await {
         Ok(access) => access,
-        Err(error) => return error_response(error),
+        Err(error) => return error_response(error).into_response(),
     };
+    let address = peer.map_or_else(|| "anonymous".to_owned(), |addr| format!("ip:{}", addr.ip()));
+    if let Err(error) = access.count_request(&state, &address) {
+        // The whole request is refused: HTTP 429 with Retry-After, the GraphQL error inside.
+        let retry_after = error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("retryAfter"))
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "1".into());
+        let mut response = error_response(error).into_response();
+        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let mut min_position = None;
     if let Some(value) = headers.get("x-min-position") {
         let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
             return error_response(errors::bad_request(
                 "X-Min-Position must be a global position (an integer)",
-            ));
+            ))
+            .into_response();
         };
         match state
             .freshness
@@ -86,8 +121,9 @@ async fn graphql(
                     "STALE",
                     format!("the read models have not reached position {position} yet; retry shortly"),
                 ))
+                .into_response()
             }
-            Err(error) => return error_response(errors::internal(error)),
+            Err(error) => return error_response(errors::internal(error)).into_response(),
         }
         min_position = Some(freshness::MinPosition(position));
     }
@@ -100,7 +136,7 @@ async fn graphql(
     let started = Instant::now();
     let response = schema.execute(request).await;
     metrics::request_served(operation, started.elapsed());
-    response.into()
+    GraphQLResponse::from(response).into_response()
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -212,8 +248,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(websocket))
-        .with_state((state, schema))
+        .with_state((state.clone(), schema))
         .merge(service::ops_router(readiness))
+        .layer(service::cors::layer(&state.settings.cors_allowed_origins))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::extract::Request| {
@@ -249,9 +286,13 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "Query API listening.");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(service::shutdown_signal())
-            .await?;
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(service::shutdown_signal())
+        .await?;
         Ok(())
     }
 }

@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ACCESS_TTL_SECS: u64 = 900;
+/// The one origin browsers may call the test app from.
+pub const ALLOWED_ORIGIN: &str = "https://app.example.com";
 /// The key-encryption key provider keys are sealed with in tests (32 bytes, base64).
 pub const TEST_KEK: &str = "dGVzdC1vbmx5LWtlay0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
@@ -37,6 +39,7 @@ pub fn settings() -> Settings {
         provider_keys: std::sync::Arc::new(
             service::sealing::Sealer::new(&Secret::new(TEST_KEK), None).expect("a valid KEK"),
         ),
+        cors_allowed_origins: vec![ALLOWED_ORIGIN.to_owned()],
     }
 }
 

@@ -47,6 +47,11 @@ pub fn settings() -> Settings {
         max_depth: 10,
         max_complexity: 1000,
         max_query_bytes: 16 * 1024,
+        rate_limit_per_second: 100_000,
+        rate_limit_burst: 100_000,
+        workspace_rate_limit_per_second: 100_000,
+        workspace_rate_limit_burst: 100_000,
+        cors_allowed_origins: vec![],
     }
 }
 
