@@ -5,5 +5,6 @@
 //! ClickHouse. `cargo build --bins` must have run (deploy/local/test does).
 
 mod consumers_killed;
+mod isolation;
 #[allow(dead_code)] // Shared with the fault matrix (tests/faults), which uses all of it.
 mod support;
