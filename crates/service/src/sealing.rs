@@ -5,7 +5,7 @@
 //! id (the first 8 bytes of the KEK's SHA-256, hex), and is bound to where it belongs by the
 //! associated data, so a ciphertext copied to another workspace or provider does not open.
 
-use crate::settings::{env_or, Secret};
+use crate::settings::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -70,14 +70,17 @@ impl Sealer {
         })
     }
 
-    /// From `PROVIDER_KEYS_KEK` (a development key when unset) and `PROVIDER_KEYS_KEK_OLD`.
+    /// From `PROVIDER_KEYS_KEK` (a development key when unset or empty, as compose passes an
+    /// unset variable) and `PROVIDER_KEYS_KEK_OLD`.
     pub fn from_env() -> Result<Self, SealError> {
-        let current = Secret::new(env_or("PROVIDER_KEYS_KEK", DEV_KEK));
-        let old = std::env::var("PROVIDER_KEYS_KEK_OLD")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(Secret::new);
-        Self::new(&current, old.as_ref())
+        let set = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(Secret::new)
+        };
+        let current = set("PROVIDER_KEYS_KEK").unwrap_or_else(|| Secret::new(DEV_KEK));
+        Self::new(&current, set("PROVIDER_KEYS_KEK_OLD").as_ref())
     }
 
     /// Seals `plaintext` under the current KEK, bound to `context` (e.g. workspace and provider).
