@@ -29,15 +29,7 @@ async fn keys_are_listed_without_secrets_and_a_revoked_one_is_refused_by_every_p
         .create_card(&key, workspace_id, "Made with the key elsewhere")
         .await;
 
-    let (status, _, list) = app
-        .json(
-            axum::http::Method::GET,
-            &keys_path(workspace_id),
-            &owner,
-            Value::Null,
-            &[],
-        )
-        .await;
+    let (status, _, list) = app.get_as(&keys_path(workspace_id), &owner).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let entry = listed(&list, key_id);
     assert_eq!(entry["prefix"], format!("pc_{}", key_id.simple()));
@@ -55,15 +47,7 @@ async fn keys_are_listed_without_secrets_and_a_revoked_one_is_refused_by_every_p
     // The use is written in the background; it shows up in the list.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let (_, _, list) = app
-            .json(
-                axum::http::Method::GET,
-                &keys_path(workspace_id),
-                &owner,
-                Value::Null,
-                &[],
-            )
-            .await;
+        let (_, _, list) = app.get_as(&keys_path(workspace_id), &owner).await;
         if listed(&list, key_id)["last_used_at"].is_string() {
             break;
         }
@@ -75,26 +59,10 @@ async fn keys_are_listed_without_secrets_and_a_revoked_one_is_refused_by_every_p
     }
 
     // Only admins list and revoke: the key itself (a member) may not, a stranger sees nothing.
-    let answer = app
-        .json(
-            axum::http::Method::GET,
-            &keys_path(workspace_id),
-            &key,
-            Value::Null,
-            &[],
-        )
-        .await;
+    let answer = app.get_as(&keys_path(workspace_id), &key).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "member");
     let (stranger, _, _) = app.signup("eve@example.com").await;
-    let answer = app
-        .json(
-            axum::http::Method::GET,
-            &keys_path(workspace_id),
-            &stranger,
-            Value::Null,
-            &[],
-        )
-        .await;
+    let answer = app.get_as(&keys_path(workspace_id), &stranger).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "workspace");
     let before = app.events_count().await;
     let answer = app
@@ -131,15 +99,7 @@ async fn keys_are_listed_without_secrets_and_a_revoked_one_is_refused_by_every_p
         .await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(app.events_count().await, before);
-    let (_, _, list) = app
-        .json(
-            axum::http::Method::GET,
-            &keys_path(workspace_id),
-            &owner,
-            Value::Null,
-            &[],
-        )
-        .await;
+    let (_, _, list) = app.get_as(&keys_path(workspace_id), &owner).await;
     let entry = listed(&list, key_id);
     assert_eq!(entry["status"], "revoked");
     assert!(entry["revoked_at"].is_string(), "{entry}");
@@ -182,14 +142,6 @@ async fn a_key_stops_working_when_it_expires_and_an_expiry_in_the_past_is_refuse
         .post(&cards_path(workspace_id), key, card_body("After expiry"))
         .await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", "not valid");
-    let (_, _, list) = app
-        .json(
-            axum::http::Method::GET,
-            &keys_path(workspace_id),
-            &owner,
-            Value::Null,
-            &[],
-        )
-        .await;
+    let (_, _, list) = app.get_as(&keys_path(workspace_id), &owner).await;
     assert_eq!(listed(&list, key_id)["status"], "expired");
 }

@@ -132,6 +132,11 @@ impl TestApp {
         self.json(Method::DELETE, path, token, Value::Null, &[]).await
     }
 
+    /// GET with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> Answer {
+        self.json(Method::GET, path, token, Value::Null, &[]).await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.json(Method::GET, path, "", Value::Null, &[]).await
     }

@@ -2,7 +2,7 @@
 //! in the event, never in clear; admins only; and a spent budget refuses new runs.
 
 use crate::helpers::*;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -39,7 +39,7 @@ async fn a_key_is_sealed_never_answered_and_only_admins_set_it(pool: PgPool) {
     assert!(changed["base_url"].is_null());
 
     let list_path = format!("/v1/workspaces/{workspace_id}/provider-credentials");
-    let (status, _, list) = app.json(Method::GET, &list_path, &owner, Value::Null, &[]).await;
+    let (status, _, list) = app.get_as(&list_path, &owner).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["provider"], "openai");
@@ -82,7 +82,7 @@ async fn a_key_is_sealed_never_answered_and_only_admins_set_it(pool: PgPool) {
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "member");
     let answer = app.put(&path(workspace_id, "openai"), &stranger, body.clone()).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "workspace");
-    let answer = app.json(Method::GET, &list_path, &stranger, Value::Null, &[]).await;
+    let answer = app.get_as(&list_path, &stranger).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "workspace");
     let answer = app.put(&path(workspace_id, "mistral"), &owner, body.clone()).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "unknown provider");
@@ -96,12 +96,12 @@ async fn a_key_is_sealed_never_answered_and_only_admins_set_it(pool: PgPool) {
     assert_eq!(answer.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.2);
     assert_eq!(app.events_count().await, before, "refused requests append nothing");
     // A member reads the list (no keys in it).
-    let (status, _, _) = app.json(Method::GET, &list_path, &member, Value::Null, &[]).await;
+    let (status, _, _) = app.get_as(&list_path, &member).await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, _, removed) = app.delete(&path(workspace_id, "openai"), &owner).await;
     assert_eq!(status, StatusCode::OK, "{removed}");
-    let (_, _, list) = app.json(Method::GET, &list_path, &owner, Value::Null, &[]).await;
+    let (_, _, list) = app.get_as(&list_path, &owner).await;
     assert_eq!(list, json!([]));
     let answer = app.delete(&path(workspace_id, "openai"), &owner).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", "openai");
@@ -142,7 +142,7 @@ async fn a_workspace_past_its_budget_starts_no_run(pool: PgPool) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body) = app.post(&runs, &owner, run).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let (status, _, body) = app.json(Method::GET, &budget, &owner, Value::Null, &[]).await;
+    let (status, _, body) = app.get_as(&budget, &owner).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["limit_micro_usd"].is_null());
 }
