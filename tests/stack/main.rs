@@ -7,5 +7,6 @@
 mod chat;
 mod comparisons;
 mod consumers_killed;
+mod isolation;
 #[allow(dead_code)] // Shared with the fault matrix (tests/faults), which uses all of it.
 mod support;

@@ -3,6 +3,10 @@
 //! as a SHA-256 hash. A bearer credential resolves to a [`Principal`], the one notion of a
 //! caller both services share.
 
+pub mod keys;
+
+pub use keys::{ApiKeys, API_KEY_SCOPE};
+
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -35,6 +39,20 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: Uuid,
+    /// The session (refresh-token family) the token belongs to; absent on tokens issued
+    /// before sessions were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<Uuid>,
+    /// A refresh token's generation in its family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gen: Option<u32>,
+}
+
+/// A token's place in its session: the family and, for a refresh token, its generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef {
+    pub session_id: Uuid,
+    pub generation: u32,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -63,15 +81,32 @@ impl TokenKeys {
         }
     }
 
+    /// Tokens outside any session, whose refresh token no longer refreshes (tests sign
+    /// access tokens with it).
     pub fn issue(&self, user_id: Uuid) -> Result<Tokens, AuthError> {
+        self.issue_tokens(user_id, None)
+    }
+
+    /// Tokens of a session, the refresh token at the session's current generation.
+    pub fn issue_in_session(&self, user_id: Uuid, session: SessionRef) -> Result<Tokens, AuthError> {
+        self.issue_tokens(user_id, Some(session))
+    }
+
+    fn issue_tokens(&self, user_id: Uuid, session: Option<SessionRef>) -> Result<Tokens, AuthError> {
         Ok(Tokens {
-            access_token: self.sign(user_id, TokenType::Access, self.access_ttl)?,
-            refresh_token: self.sign(user_id, TokenType::Refresh, self.refresh_ttl)?,
+            access_token: self.sign(user_id, TokenType::Access, self.access_ttl, session)?,
+            refresh_token: self.sign(user_id, TokenType::Refresh, self.refresh_ttl, session)?,
             expires_in: self.access_ttl.as_secs(),
         })
     }
 
-    fn sign(&self, user_id: Uuid, typ: TokenType, ttl: Duration) -> Result<String, AuthError> {
+    fn sign(
+        &self,
+        user_id: Uuid,
+        typ: TokenType,
+        ttl: Duration,
+        session: Option<SessionRef>,
+    ) -> Result<String, AuthError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
@@ -79,20 +114,33 @@ impl TokenKeys {
             iat: now,
             exp: now + ttl.as_secs() as i64,
             jti: Uuid::new_v4(),
+            sid: session.map(|s| s.session_id),
+            gen: session.filter(|_| typ == TokenType::Refresh).map(|s| s.generation),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     pub fn verify_access(&self, token: &str) -> Result<Uuid, AuthError> {
-        self.verify(token, TokenType::Access)
+        self.verify(token, TokenType::Access).map(|claims| claims.sub)
     }
 
-    pub fn verify_refresh(&self, token: &str) -> Result<Uuid, AuthError> {
-        self.verify(token, TokenType::Refresh)
+    /// The session an access token was issued in, if any.
+    pub fn access_session(&self, token: &str) -> Result<Option<Uuid>, AuthError> {
+        self.verify(token, TokenType::Access).map(|claims| claims.sid)
     }
 
-    fn verify(&self, token: &str, expected: TokenType) -> Result<Uuid, AuthError> {
+    /// The user a refresh token names, and its session; `None` for a token of no session.
+    pub fn verify_refresh(&self, token: &str) -> Result<(Uuid, Option<SessionRef>), AuthError> {
+        let claims = self.verify(token, TokenType::Refresh)?;
+        let session = claims
+            .sid
+            .zip(claims.gen)
+            .map(|(session_id, generation)| SessionRef { session_id, generation });
+        Ok((claims.sub, session))
+    }
+
+    fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
@@ -109,7 +157,7 @@ impl TokenKeys {
                 TokenType::Refresh => "expected a refresh token".into(),
             }));
         }
-        Ok(claims.sub)
+        Ok(claims)
     }
 }
 
@@ -228,7 +276,20 @@ mod tests {
         let user = Uuid::new_v4();
         let tokens = keys.issue(user).unwrap();
         assert_eq!(keys.verify_access(&tokens.access_token).unwrap(), user);
-        assert_eq!(keys.verify_refresh(&tokens.refresh_token).unwrap(), user);
+        assert_eq!(keys.verify_refresh(&tokens.refresh_token).unwrap(), (user, None));
+        let session = SessionRef {
+            session_id: Uuid::new_v4(),
+            generation: 3,
+        };
+        let tokens = keys.issue_in_session(user, session).unwrap();
+        assert_eq!(
+            keys.verify_refresh(&tokens.refresh_token).unwrap(),
+            (user, Some(session))
+        );
+        assert_eq!(
+            keys.access_session(&tokens.access_token).unwrap(),
+            Some(session.session_id)
+        );
         assert!(keys.verify_access(&tokens.refresh_token).is_err());
         let other = TokenKeys::new("other", Duration::from_secs(60), Duration::from_secs(60));
         assert!(other.verify_access(&tokens.access_token).is_err());
@@ -239,6 +300,8 @@ mod tests {
             iat: now - 120,
             exp: now - 60,
             jti: Uuid::new_v4(),
+            sid: None,
+            gen: None,
         };
         let expired = jsonwebtoken::encode(&Header::default(), &expired, &keys.encoding).unwrap();
         assert_eq!(

@@ -218,7 +218,7 @@ fn workspace_state(workspace: &Workspace) -> Vec<(&'static str, Value)> {
     let keys: Vec<Value> = workspace
         .api_keys
         .iter()
-        .map(|(id, key)| json!({ "key_id": id, "name": key.name, "role": key.role.as_str(), "revoked": key.revoked }))
+        .map(|(id, key)| json!({ "key_id": id, "name": key.name, "role": key.role.as_str(), "revoked": key.revoked_at.is_some(), "revoked_at": key.revoked_at, "expires_at": key.expires_at }))
         .collect();
     vec![
         ("id", json!(workspace.id)),

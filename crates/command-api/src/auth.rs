@@ -7,7 +7,6 @@ use crate::error::ApiError;
 use crate::AppState;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use auth::StoredApiKey;
 use domain::workspace::Workspace;
 use domain::Role;
 use uuid::Uuid;
@@ -31,35 +30,16 @@ impl RoleIn for Principal {
             } => workspace
                 .api_keys
                 .get(key_id)
-                .filter(|key| *key_workspace == workspace_id && !key.revoked)
+                .filter(|key| *key_workspace == workspace_id && key.is_live(chrono::Utc::now()))
                 .map(|key| key.role),
         }
     }
 }
 
 /// Resolves a bearer token; API keys are checked against the workspace's stream, so a key
-/// works from the moment it is appended and never after its revocation.
+/// works from the moment it is appended and never after its revocation or expiry.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    auth::authenticate(&state.tokens, token, |key_id| async move {
-        let Some(workspace_id) = state
-            .repo
-            .store()
-            .reservation(crate::API_KEY_SCOPE, &key_id.to_string())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let workspace = state.repo.load::<Workspace>(workspace_id).await?.state;
-        Ok(workspace
-            .api_keys
-            .get(&key_id)
-            .filter(|key| !key.revoked)
-            .map(|key| StoredApiKey {
-                workspace_id,
-                secret_hash: key.secret_hash.clone(),
-            }))
-    })
-    .await
+    Ok(state.api_keys.authenticate(&state.tokens, token).await?)
 }
 
 /// Hashes a password with argon2id off the async runtime: it is deliberately slow.

@@ -199,6 +199,19 @@ impl Loader {
         }
     }
 
+    /// Any stream, for commands outside a workspace (a user's, a session's): from memory on
+    /// the first attempt (not remembered ends it, and the attempt reading Postgres answers).
+    pub async fn stream<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
+        match self.reads {
+            Reads::Postgres => Ok(self.state.repo.load::<A>(id).await?),
+            Reads::Memory => self
+                .state
+                .repo
+                .cached::<A>(id)
+                .ok_or_else(|| ApiError::NotFound("not remembered".into())),
+        }
+    }
+
     /// The stream a reservation points at, e.g. the user who signed up with an email.
     pub async fn reservation(&self, scope: &str, value: &str) -> Result<Option<Uuid>, ApiError> {
         Ok(self.state.repo.store().reservation(scope, value).await?)
@@ -330,10 +343,18 @@ impl AppState {
         self.append(ctx, access, Reads::Postgres, changes, status, answer).await
     }
 
-    /// Authorises a read that appends nothing (an export): the returned loader reads the
-    /// streams as stored, inside the authorised workspace only.
-    pub async fn authorise_read(&self, ctx: &CommandContext, access: Access) -> Result<Loader, ApiError> {
-        self.authorise(ctx, access, Reads::Postgres).await
+    /// Authorises a read of a workspace (a GET: a listing, an export) as a command is
+    /// authorised, on the workspace as stored: strangers get 404, members lacking `permission`
+    /// 403. The loader reads streams as stored, inside that workspace only; its `workspace()` is
+    /// the workspace and the caller's role there.
+    pub async fn authorise_read(
+        &self,
+        ctx: &CommandContext,
+        workspace_id: Uuid,
+        permission: Permission,
+    ) -> Result<Loader, ApiError> {
+        self.authorise(ctx, Access::Workspace(workspace_id, permission), Reads::Postgres)
+            .await
     }
 
     async fn authorise(&self, ctx: &CommandContext, access: Access, reads: Reads) -> Result<Loader, ApiError> {

@@ -10,9 +10,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
-use governor::clock::{Clock, DefaultClock};
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use uuid::Uuid;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -49,6 +48,8 @@ pub async fn hash_idempotent_requests(
 #[derive(Debug, Clone)]
 pub struct CommandContext {
     principal: Option<Principal>,
+    /// The peer's address, when the server was started with connection info.
+    pub client_addr: Option<IpAddr>,
     /// The client's Idempotency-Key and the hash of its request.
     pub idempotency: Option<(String, String)>,
     pub correlation_id: Uuid,
@@ -98,19 +99,17 @@ impl FromRequestParts<AppState> for CommandContext {
             }
         };
 
-        let rate_key = match principal {
-            Some(p) => p.actor_id().to_string(),
-            None => parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| format!("ip:{}", addr.ip()))
-                .unwrap_or_else(|| "anonymous".into()),
+        let client_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let rate_key = match (principal, client_addr) {
+            (Some(p), _) => p.actor_id().to_string(),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => "anonymous".into(),
         };
-        if let Err(not_until) = state.limiter.check_key(&rate_key) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            });
+        if let Err(retry_after_secs) = state.limiter.check(&rate_key) {
+            return Err(ApiError::RateLimited { retry_after_secs });
         }
 
         // A key that is not visible ASCII reads as empty and is refused below, never ignored.
@@ -138,6 +137,7 @@ impl FromRequestParts<AppState> for CommandContext {
 
         Ok(CommandContext {
             principal,
+            client_addr,
             idempotency,
             correlation_id,
             traceparent: header_str(&parts.headers, "traceparent").map(str::to_owned),

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod instruments;
 pub mod routes;
 pub mod settings;
+pub mod throttle;
 
 pub use settings::{Secret, Settings};
 
@@ -20,28 +21,29 @@ use axum::routing::get;
 use axum::Router;
 use error::ApiError;
 use event_store::{EventStore, Repository};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Reservation scope mapping an API key id to its workspace.
-pub const API_KEY_SCOPE: &str = "api_key";
+pub use ::auth::API_KEY_SCOPE;
 
 /// Handles shared by every request.
 #[derive(Clone)]
 pub struct AppState {
     pub repo: Repository,
     pub tokens: Arc<TokenKeys>,
+    /// API keys as their workspaces' streams record them, and their last use.
+    pub api_keys: ::auth::ApiKeys,
     /// Requests per caller (user, API key or client address); checked on every command.
-    pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    pub limiter: Arc<service::rate_limit::RateLimiter>,
+    /// Failed logins per email and per client address.
+    pub login_throttle: Arc<throttle::LoginThrottle>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
     /// Prompts served by name to applications (`serving`), from memory, Redis, the read models.
@@ -56,25 +58,28 @@ impl axum::extract::FromRef<AppState> for serving::Prompts {
 
 impl AppState {
     pub fn new(store: EventStore, settings: Settings) -> Self {
-        let per_second = NonZeroU32::new(settings.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(per_second);
+        let repo = Repository::new(store.clone(), 10_000);
         let tokens = Arc::new(TokenKeys::new(
             settings.jwt_secret.expose(),
             settings.access_token_ttl,
             settings.refresh_token_ttl,
         ));
+        let api_keys = ::auth::ApiKeys::new(repo.clone());
         let prompts = serving::Prompts::start(
             store.pool().clone(),
             settings.redis_url.expose(),
             tokens.clone(),
+            api_keys.clone(),
             serving::Freshness::start(store.pool().clone(), store.clone()),
             settings.min_position_wait,
         );
         Self {
-            repo: Repository::new(store, 10_000),
+            api_keys,
+            repo,
             tokens,
             prompts,
-            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            limiter: service::rate_limit::RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
+            login_throttle: Arc::new(throttle::LoginThrottle::new(&settings)),
             settings: Arc::new(settings),
             metrics: service::metrics_handle(),
         }
@@ -90,15 +95,18 @@ struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, cards, comparisons, exports, imports, runs, test_cases, workspaces};
+    use routes::{auth, cards, comparisons, exports, imports, provider_credentials, runs, test_cases, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::change_password))
         .routes(routes!(workspaces::create_workspace))
         .routes(routes!(workspaces::add_member))
         .routes(routes!(workspaces::change_member_role, workspaces::remove_member))
-        .routes(routes!(workspaces::create_api_key))
+        .routes(routes!(workspaces::create_api_key, workspaces::list_api_keys))
+        .routes(routes!(workspaces::revoke_api_key))
         .routes(routes!(cards::create_card))
         .routes(routes!(cards::update_card))
         .routes(routes!(cards::move_label))
@@ -113,6 +121,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(imports::import_promptfoo))
         .routes(routes!(serving::rest::get_prompt))
         .routes(routes!(serving::rest::render_prompt))
+        .routes(routes!(provider_credentials::list_provider_credentials))
+        .routes(routes!(
+            provider_credentials::set_provider_credential,
+            provider_credentials::remove_provider_credential
+        ))
+        .routes(routes!(
+            provider_credentials::set_budget,
+            provider_credentials::get_budget
+        ))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -165,6 +182,7 @@ pub fn router(state: AppState) -> Router {
     )
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(service::cors::layer(&state.settings.cors_allowed_origins))
     .with_state(state)
 }
 
@@ -200,15 +218,6 @@ impl Application {
         store.migrate().await?;
         let listener = tokio::net::TcpListener::bind(settings.addr).await?;
         let state = AppState::new(store, settings);
-        let limiter = state.limiter.clone();
-        tokio::spawn(async move {
-            // Forget callers idle long enough to be back at full burst, bounding memory.
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limiter.retain_recent();
-            }
-        });
         Ok(Self {
             listener,
             router: router(state),

@@ -1,9 +1,11 @@
 //! Typed settings from the environment, with development defaults; those the processes share
 //! are in `service::settings`.
 
+use service::sealing::Sealer;
 pub use service::Secret;
 use service::{env_or, settings};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -23,6 +25,15 @@ pub struct Settings {
     pub redis_url: Secret,
     /// `MIN_POSITION_WAIT_MS`: the longest a prompt fetch with `X-Min-Position` waits.
     pub min_position_wait: Duration,
+    /// Failed logins allowed per email, then per client address, before attempts are refused
+    /// (429) until `login_lockout` has passed since the last failure.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_lockout: Duration,
+    /// Seals provider keys: `PROVIDER_KEYS_KEK`, and `PROVIDER_KEYS_KEK_OLD` during a rotation.
+    pub provider_keys: Arc<Sealer>,
+    /// `CORS_ALLOWED_ORIGINS`: origins browsers may call from; empty allows none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Settings {
@@ -39,6 +50,11 @@ impl Settings {
             rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,
             redis_url: settings::redis_url(),
             min_position_wait: Duration::from_millis(env_or("MIN_POSITION_WAIT_MS", "3000").parse()?),
+            login_failures_per_account: env_or("LOGIN_FAILURES_PER_ACCOUNT", "5").parse()?,
+            login_failures_per_address: env_or("LOGIN_FAILURES_PER_ADDRESS", "20").parse()?,
+            login_lockout: Duration::from_secs(env_or("LOGIN_LOCKOUT_SECONDS", "300").parse()?),
+            provider_keys: Arc::new(Sealer::from_env()?),
+            cors_allowed_origins: service::cors::allowed_origins_from_env(),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod prompt;
 pub mod promptfoo;
 pub mod role;
 pub mod run;
+pub mod session;
 pub mod stats;
 pub mod template;
 pub mod test_case;

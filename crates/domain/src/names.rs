@@ -12,6 +12,7 @@ pub mod stream_types {
     pub const TEST_CASE: &str = "test_case";
     pub const TEST_RUN: &str = "test_run";
     pub const COMPARISON: &str = "comparison";
+    pub const SESSION: &str = "session";
 }
 
 /// The Kafka topic the relay publishes every event to, unless `KAFKA_TOPIC` says otherwise.

@@ -198,6 +198,8 @@ pub struct TestRun {
     pub passed: u64,
     pub failed: u64,
     pub failure: Option<String>,
+    /// What the recorded results cost, in micro-USD.
+    pub cost_micro_usd: u64,
 }
 
 impl TestRun {
@@ -506,6 +508,9 @@ impl Aggregate for TestRun {
             RunEvent::TestRunStarted {} => self.status = RunStatus::Running,
             RunEvent::TestResultRecorded { result, .. } => {
                 if self.recorded.insert(result.key.clone()) {
+                    self.cost_micro_usd = self
+                        .cost_micro_usd
+                        .saturating_add(result.cost_micro_usd.max(0).unsigned_abs());
                     if result.passed {
                         self.passed += 1;
                     } else {

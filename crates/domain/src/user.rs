@@ -1,7 +1,9 @@
 //! A person who signs in. Their email is unique; the service reserves it when registering.
 
 use crate::error::Problems;
+use crate::session::PasswordCutoff;
 use crate::{Aggregate, DomainError, Event};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,6 +13,8 @@ pub struct User {
     pub email: String,
     /// An argon2 PHC string; never the password.
     pub password_hash: String,
+    /// The last password change: sessions older than it, but the one it was made from, ended.
+    pub password_cutoff: Option<PasswordCutoff>,
 }
 
 #[derive(Debug, Clone)]
@@ -19,6 +23,12 @@ pub enum UserCommand {
         user_id: Uuid,
         email: String,
         password_hash: String,
+    },
+    /// The caller has proved the current password; `kept_session` is the session it came from.
+    ChangePassword {
+        password_hash: String,
+        changed_at: DateTime<Utc>,
+        kept_session: Option<Uuid>,
     },
 }
 
@@ -30,12 +40,18 @@ pub enum UserEvent {
         email: String,
         password_hash: String,
     },
+    PasswordChanged {
+        password_hash: String,
+        changed_at: DateTime<Utc>,
+        kept_session: Option<Uuid>,
+    },
 }
 
 impl Event for UserEvent {
     fn event_type(&self) -> &'static str {
         match self {
             UserEvent::UserRegistered { .. } => "UserRegistered",
+            UserEvent::PasswordChanged { .. } => "PasswordChanged",
         }
     }
 }
@@ -61,6 +77,20 @@ impl Aggregate for User {
                     password_hash,
                 }])
             }
+            UserCommand::ChangePassword {
+                password_hash,
+                changed_at,
+                kept_session,
+            } => {
+                if self.id.is_none() {
+                    return Err(DomainError::NotFound("user not found".into()));
+                }
+                Ok(vec![UserEvent::PasswordChanged {
+                    password_hash,
+                    changed_at,
+                    kept_session,
+                }])
+            }
         }
     }
 
@@ -74,6 +104,17 @@ impl Aggregate for User {
                 self.id = Some(*user_id);
                 self.email = email.clone();
                 self.password_hash = password_hash.clone();
+            }
+            UserEvent::PasswordChanged {
+                password_hash,
+                changed_at,
+                kept_session,
+            } => {
+                self.password_hash = password_hash.clone();
+                self.password_cutoff = Some(PasswordCutoff {
+                    changed_at: *changed_at,
+                    kept_session: *kept_session,
+                });
             }
         }
         self

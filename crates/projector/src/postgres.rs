@@ -180,6 +180,8 @@ async fn apply_user(tx: &mut PgConnection, event: &RecordedEvent, user: UserEven
                 .execute(&mut *tx)
                 .await?;
         }
+        // No read model shows passwords.
+        UserEvent::PasswordChanged { .. } => {}
     }
     Ok(())
 }
@@ -224,6 +226,7 @@ async fn apply_workspace(
             name,
             role,
             secret_hash,
+            ..
         } => {
             sqlx::query(
                 "INSERT INTO api_keys (key_id, workspace_id, name, role, secret_hash, created_at)
@@ -238,6 +241,20 @@ async fn apply_workspace(
             .execute(&mut *tx)
             .await?;
         }
+        // The APIs authenticate keys from the store; the read model forgets a revoked key so
+        // that nothing reading it can mistake it for a live one.
+        WorkspaceEvent::ApiKeyRevoked { key_id, .. } => {
+            sqlx::query("DELETE FROM api_keys WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Provider settings and budgets are read from the workspace's stream by the command
+        // API and the runner; no read model shows them.
+        WorkspaceEvent::ProviderCredentialSet { .. }
+        | WorkspaceEvent::ProviderCredentialRemoved { .. }
+        | WorkspaceEvent::SpendBudgetSet { .. }
+        | WorkspaceEvent::SpendRecorded { .. } => {}
     }
     sqlx::query("UPDATE workspaces SET updated_at = $2 WHERE workspace_id = $1")
         .bind(id)

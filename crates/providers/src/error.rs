@@ -19,7 +19,7 @@ pub enum ProviderError {
     /// An id or config this crate cannot or will not call.
     #[error("{0}")]
     Unsupported(String),
-    /// The environment variable holding the key this call needs is not set.
+    /// The key this call needs is not set: the workspace's, or the environment variable named.
     #[error("{0} is not set, so this provider cannot be called")]
     MissingApiKey(&'static str),
 }

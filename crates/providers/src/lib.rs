@@ -50,6 +50,43 @@ const MAX_QUOTED_CHARS: usize = 1_000;
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// A workspace's own settings for one provider.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// Replaces the environment's base URL for this provider.
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+}
+
+/// What a call authenticates with, per provider: the workspace's own settings where it has
+/// them; elsewhere the environment's base URLs, and its keys only when the operator allows.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub openai: Option<Endpoint>,
+    pub anthropic: Option<Endpoint>,
+    pub ollama: Option<Endpoint>,
+    /// Whether the environment's keys serve providers the workspace set nothing for.
+    pub environment_keys: bool,
+}
+
+impl Credentials {
+    /// The environment's keys and base URLs, as tools and tests call providers.
+    pub fn environment() -> Self {
+        Self {
+            environment_keys: true,
+            ..Self::default()
+        }
+    }
+
+    fn key_name(&self, variable: &'static str, workspace: &'static str) -> &'static str {
+        if self.environment_keys {
+            variable
+        } else {
+            workspace
+        }
+    }
+}
+
 /// Calls providers. Share one per process (it is `Send + Sync`; wrap it in an `Arc`), so that
 /// the concurrency bound of a provider holds across every run.
 pub struct Providers {
@@ -95,27 +132,41 @@ impl Providers {
         &self.settings
     }
 
-    /// Sends `prompt` as a single user message to the provider `spec` names and returns its
-    /// answer. Waits for one of the provider id's concurrency slots first, and keeps it through
-    /// retries, so a rate-limited provider gets fewer requests rather than more.
+    /// [`Providers::complete_with`] the environment's keys and base URLs.
     pub async fn complete(&self, spec: &ProviderSpec, prompt: &str) -> Result<Completion, ProviderError> {
+        self.complete_with(spec, prompt, &Credentials::environment()).await
+    }
+
+    /// Sends `prompt` as a single user message to the provider `spec` names and returns its
+    /// answer, authenticated with `credentials`. Waits for one of the provider id's concurrency
+    /// slots first, and keeps it through retries, so a rate-limited provider gets fewer
+    /// requests rather than more.
+    pub async fn complete_with(
+        &self,
+        spec: &ProviderSpec,
+        prompt: &str,
+        credentials: &Credentials,
+    ) -> Result<Completion, ProviderError> {
         let message = ChatMessage {
             role: ChatRole::User,
             content: prompt.to_owned(),
         };
-        self.converse(spec, std::slice::from_ref(&message), prompt).await
+        self.converse(spec, std::slice::from_ref(&message), prompt, credentials)
+            .await
     }
 
-    /// Sends a chat prompt's messages, in order, to the provider `spec` names. `echo` answers
-    /// with the messages as a JSON array, the form promptfoo gives a chat prompt. System
-    /// messages go where each API wants them (Anthropic's top-level `system`).
-    pub async fn complete_chat(
+    /// Sends a chat prompt's messages, in order, to the provider `spec` names, authenticated
+    /// with `credentials`. `echo` answers with the messages as a JSON array, the form promptfoo
+    /// gives a chat prompt. System messages go where each API wants them (Anthropic's
+    /// top-level `system`).
+    pub async fn complete_chat_with(
         &self,
         spec: &ProviderSpec,
         messages: &[ChatMessage],
+        credentials: &Credentials,
     ) -> Result<Completion, ProviderError> {
         let text = serde_json::to_string(messages).expect("messages serialize");
-        self.converse(spec, messages, &text).await
+        self.converse(spec, messages, &text, credentials).await
     }
 
     #[tracing::instrument(skip_all, fields(provider = %spec.id), err(Display))]
@@ -124,6 +175,7 @@ impl Providers {
         spec: &ProviderSpec,
         messages: &[ChatMessage],
         echoed: &str,
+        credentials: &Credentials,
     ) -> Result<Completion, ProviderError> {
         let target = protocol::parse_id(&spec.id)?;
         if target.protocol == Protocol::Echo {
@@ -133,7 +185,7 @@ impl Providers {
         }
         // From here the id is a valid one, so it is a bounded metrics label; an unknown id
         // (refused above) would let any request mint a new time series.
-        let request = match self.request(target, &spec.config, messages) {
+        let request = match self.request(target, &spec.config, messages, credentials) {
             Ok(request) => request,
             Err(error) => {
                 record(&spec.id, &Err(&error), None);
@@ -175,7 +227,13 @@ impl Providers {
     /// Builds the HTTP request for a call. The configured API key is sent only to the configured
     /// base URL: a config that overrides the base URL gets no key, because anyone who can edit
     /// a run's providers could otherwise collect it.
-    fn request(&self, target: Target<'_>, config: &Value, prompt: &[ChatMessage]) -> Result<Request, ProviderError> {
+    fn request(
+        &self,
+        target: Target<'_>,
+        config: &Value,
+        prompt: &[ChatMessage],
+        credentials: &Credentials,
+    ) -> Result<Request, ProviderError> {
         let config = protocol::config_map(config)?;
         let base_override = protocol::base_url_override(&config)?;
         if base_override.is_some() && !self.settings.allow_base_url_override {
@@ -188,9 +246,13 @@ impl Providers {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let (url, body, secret) = match target.protocol {
             Protocol::OpenAi => {
-                let (base, key) = match base_override {
-                    Some(base) => (base, None),
-                    None => (s.openai_base_url.clone(), s.openai_api_key.clone()),
+                let (base, key) = match (base_override, &credentials.openai) {
+                    (Some(base), _) => (base, None),
+                    (None, Some(own)) => (self.own_base(own, &s.openai_base_url)?, own.api_key.clone()),
+                    (None, None) => (
+                        s.openai_base_url.clone(),
+                        s.openai_api_key.clone().filter(|_| credentials.environment_keys),
+                    ),
                 };
                 match &key {
                     Some(key) => {
@@ -200,7 +262,12 @@ impl Providers {
                         );
                     }
                     // OpenAI-compatible local servers (Ollama's /v1, vLLM, llama.cpp) need no key.
-                    None if is_openai_host(&base) => return Err(ProviderError::MissingApiKey("OPENAI_API_KEY")),
+                    None if is_openai_host(&base) => {
+                        return Err(ProviderError::MissingApiKey(credentials.key_name(
+                            "OPENAI_API_KEY",
+                            "the workspace's openai API key (PUT .../provider-credentials/openai)",
+                        )))
+                    }
                     None => {}
                 }
                 (
@@ -210,13 +277,24 @@ impl Providers {
                 )
             }
             Protocol::Anthropic => {
-                let (base, key) = match base_override {
-                    Some(base) => (base, None),
-                    None => {
+                let missing = || {
+                    ProviderError::MissingApiKey(credentials.key_name(
+                        "ANTHROPIC_API_KEY",
+                        "the workspace's anthropic API key (PUT .../provider-credentials/anthropic)",
+                    ))
+                };
+                let (base, key) = match (base_override, &credentials.anthropic) {
+                    (Some(base), _) => (base, None),
+                    (None, Some(own)) => {
+                        let key = own.api_key.clone().ok_or_else(missing)?;
+                        (self.own_base(own, &s.anthropic_base_url)?, Some(key))
+                    }
+                    (None, None) => {
                         let key = s
                             .anthropic_api_key
                             .clone()
-                            .ok_or(ProviderError::MissingApiKey("ANTHROPIC_API_KEY"))?;
+                            .filter(|_| credentials.environment_keys)
+                            .ok_or_else(missing)?;
                         (s.anthropic_base_url.clone(), Some(key))
                     }
                 };
@@ -237,7 +315,11 @@ impl Providers {
                 )
             }
             Protocol::Ollama => {
-                let base = base_override.unwrap_or_else(|| s.ollama_base_url.clone());
+                let base = match (base_override, &credentials.ollama) {
+                    (Some(base), _) => base,
+                    (None, Some(own)) => self.own_base(own, &s.ollama_base_url)?,
+                    (None, None) => s.ollama_base_url.clone(),
+                };
                 (
                     format!("{base}/api/chat"),
                     protocol::ollama_body(target.model, prompt, &config),
@@ -252,6 +334,19 @@ impl Providers {
             body,
             secret,
         })
+    }
+
+    /// A workspace's own base URL, under the same switch as `config.apiBaseUrl`: both send the
+    /// runner's requests to a host a workspace admin chose.
+    fn own_base(&self, own: &Endpoint, default: &str) -> Result<String, ProviderError> {
+        match &own.base_url {
+            None => Ok(default.to_owned()),
+            Some(_) if !self.settings.allow_base_url_override => Err(ProviderError::Unsupported(
+                "a workspace's base URL is turned off here (PROVIDER_ALLOW_BASE_URL_OVERRIDE=false)".into(),
+            )),
+            Some(url) => settings::base_url("the workspace's base_url", url)
+                .map_err(|e| ProviderError::Unsupported(e.to_string())),
+        }
     }
 
     /// Sends until an attempt succeeds, fails for good or the retries run out. Returns the

@@ -1,10 +1,10 @@
 //! Who is asking, and what they may see. Every resolver that touches a workspace's data goes
 //! through [`Access::role_in`]; strangers get NOT_FOUND, never data.
 
-use crate::errors::{internal, not_found, unauthenticated};
+use crate::context::AppState;
+use crate::errors::{internal, not_found, rate_limited, unauthenticated};
 pub use auth::Principal;
 
-use auth::{AuthError, StoredApiKey, TokenKeys};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -17,9 +17,44 @@ impl Access {
         self.0.ok_or_else(unauthenticated)
     }
 
-    /// The caller's role in the workspace; NOT_FOUND when they have none.
-    pub async fn role_in(&self, pool: &PgPool, workspace_id: Uuid) -> async_graphql::Result<String> {
-        let role: Option<String> = match self.principal()? {
+    /// The caller's role in the workspace; NOT_FOUND when they have none, RATE_LIMITED when
+    /// the workspace has had more requests than its limit.
+    pub async fn role_in(&self, state: &AppState, workspace_id: Uuid) -> async_graphql::Result<String> {
+        self.principal()?;
+        self.sees(state, workspace_id)
+            .await?
+            .ok_or_else(|| not_found("workspace"))
+    }
+
+    /// Counts one request (a query, or a new subscription) against the caller's limit: the
+    /// user or API key, else `fallback` (the client's address).
+    pub fn count_request(&self, state: &AppState, fallback: &str) -> async_graphql::Result<()> {
+        let key = match self.0 {
+            Some(principal) => principal.actor_id().to_string(),
+            None => fallback.to_owned(),
+        };
+        state
+            .caller_limiter
+            .check(&key)
+            .map_err(|retry_after_secs| rate_limited("caller", retry_after_secs))
+    }
+
+    /// [`Access::role_in`] for resolvers that answer `null` to strangers (and anonymous
+    /// callers): `None` then, and an error only for a fault or a rate limit. The workspace's
+    /// limit is counted for its members only, so no stranger can use it up.
+    pub async fn sees(&self, state: &AppState, workspace_id: Uuid) -> async_graphql::Result<Option<String>> {
+        let Some(principal) = self.0 else { return Ok(None) };
+        let role = Self::role(&state.pool, principal, workspace_id).await?;
+        if role.is_some() {
+            if let Err(retry_after_secs) = state.workspace_limiter.check(&workspace_id.to_string()) {
+                return Err(rate_limited("workspace", retry_after_secs));
+            }
+        }
+        Ok(role)
+    }
+
+    async fn role(pool: &PgPool, principal: Principal, workspace_id: Uuid) -> async_graphql::Result<Option<String>> {
+        let role: Option<String> = match principal {
             Principal::User(user_id) => {
                 sqlx::query_scalar("SELECT role FROM read.members WHERE workspace_id = $1 AND user_id = $2")
                     .bind(workspace_id)
@@ -40,23 +75,6 @@ impl Access {
             }
             Principal::ApiKey { .. } => None,
         };
-        role.ok_or_else(|| not_found("workspace"))
+        Ok(role)
     }
-}
-
-/// Resolves a bearer token: a JWT access token or an API key known to the read models.
-pub async fn authenticate(tokens: &TokenKeys, pool: &PgPool, token: &str) -> Result<Principal, AuthError> {
-    auth::authenticate(tokens, token, |key_id| async move {
-        let row: Option<(Uuid, String)> =
-            sqlx::query_as("SELECT workspace_id, secret_hash FROM read.api_keys WHERE key_id = $1")
-                .bind(key_id)
-                .fetch_optional(pool)
-                .await
-                .map_err(|e| AuthError::Internal(e.to_string()))?;
-        Ok(row.map(|(workspace_id, secret_hash)| StoredApiKey {
-            workspace_id,
-            secret_hash,
-        }))
-    })
-    .await
 }

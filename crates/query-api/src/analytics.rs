@@ -201,7 +201,7 @@ impl AnalyticsQuery {
         to: Option<DateTime<Utc>>,
     ) -> Result<Analytics> {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
-        access(ctx).role_in(&state(ctx).pool, workspace_id).await?;
+        access(ctx).role_in(state(ctx), workspace_id).await?;
         if let (Some(from), Some(to)) = (from, to) {
             if from > to {
                 return Err(bad_request("from must not be after to"));

@@ -32,9 +32,16 @@ pub struct AuditEntry {
 
 #[async_graphql::ComplexObject]
 impl AuditEntry {
-    /// The event's payload.
-    async fn data(&self) -> Json<&Value> {
-        Json(&self.data)
+    /// The event's payload. A provider key appears only as the fact that one was set: even
+    /// sealed, it is no reader's business.
+    async fn data(&self) -> Json<Value> {
+        let mut data = self.data.clone();
+        if self.event_type == "ProviderCredentialSet" {
+            if let Some(key) = data.get_mut("api_key").filter(|key| !key.is_null()) {
+                *key = Value::String("[set]".into());
+            }
+        }
+        Json(data)
     }
 }
 
@@ -70,7 +77,7 @@ impl AuditQuery {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
         let stream_id = stream_id.as_ref().map(|s| parse_id(s, "streamId")).transpose()?;
         let state = state(ctx);
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         let limit = page_size(first)?;
         let after: Option<i64> = after.as_deref().map(decode_cursor).transpose()?;
         let rows: Vec<AuditEntry> = state
@@ -96,8 +103,9 @@ impl AuditSubscription {
     async fn workspace_events(&self, ctx: &Context<'_>, workspace_id: ID) -> Result<impl Stream<Item = AuditEntry>> {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
         let state = state(ctx);
+        access(ctx).count_request(state, "anonymous")?;
         // A stranger gets NOT_FOUND, as from every query of the workspace.
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         let client = state
             .redis_client
             .clone()

@@ -211,7 +211,7 @@ impl CardsQuery {
             }
         };
         // Tenancy after the cache: a cached document is served only to members.
-        if access(ctx).role_in(&state.pool, card.workspace_id).await.is_err() {
+        if access(ctx).sees(state, card.workspace_id).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(card))
@@ -230,7 +230,7 @@ impl CardsQuery {
     ) -> Result<Connection<String, CardNode>> {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
         let state = state(ctx);
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         let limit = page_size(first)?;
         let after: Option<(DateTime<Utc>, Uuid)> = after.as_deref().map(decode_cursor).transpose()?;
         let search = search.filter(|s| !s.trim().is_empty());
@@ -300,7 +300,7 @@ async fn card_in_history(
     let Some(workspace_id) = card.workspace_id else {
         return Ok(None);
     };
-    if access(ctx).role_in(&state.pool, workspace_id).await.is_err() {
+    if access(ctx).sees(state, workspace_id).await?.is_none() {
         return Ok(None);
     }
     let chosen = match version {

@@ -251,7 +251,7 @@ async fn visible(ctx: &Context<'_>, id: Uuid) -> Result<Option<Comparison>> {
     let state = state(ctx);
     let comparison = state.repo.load::<Comparison>(id).await.map_err(internal)?.state;
     match comparison.workspace_id() {
-        Some(workspace_id) if access(ctx).role_in(&state.pool, workspace_id).await.is_ok() => Ok(Some(comparison)),
+        Some(workspace_id) if access(ctx).role_in(state, workspace_id).await.is_ok() => Ok(Some(comparison)),
         _ => Ok(None),
     }
 }
@@ -284,7 +284,7 @@ impl ComparisonsQuery {
             let Some(workspace_id) = run.plan.as_ref().map(|p| p.workspace_id) else {
                 return Err(not_found("test run"));
             };
-            if access(ctx).role_in(&state.pool, workspace_id).await.is_err() {
+            if access(ctx).role_in(state, workspace_id).await.is_err() {
                 return Err(not_found("test run"));
             }
             runs.push((run, workspace_id));

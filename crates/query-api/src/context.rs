@@ -2,7 +2,7 @@
 //! per request, who is asking ([`Access`]); the areas' loaders are added per request by the
 //! schema root. Resolvers read them through [`state`] and [`access`].
 
-use crate::access::{authenticate, Access};
+use crate::access::Access;
 use crate::cache::DocCache;
 use crate::errors::{bad_request, error, internal};
 use crate::freshness::Freshness;
@@ -28,9 +28,16 @@ pub struct AppState {
     pub redis_client: Option<redis::Client>,
     pub clickhouse: clickhouse::Client,
     pub tokens: Arc<TokenKeys>,
+    /// API keys as their workspaces' streams record them: a revoked or expired key is refused
+    /// by the next request, whatever the projector's lag.
+    pub api_keys: auth::ApiKeys,
     pub freshness: Freshness,
     /// Prompts served by name (`serving`): REST beside GraphQL, and `prompt`/`renderPrompt`.
     pub prompts: serving::Prompts,
+    /// Queries and new subscriptions per caller (user, API key or client address).
+    pub caller_limiter: Arc<service::rate_limit::RateLimiter>,
+    /// Queries and new subscriptions per workspace, counted for its members.
+    pub workspace_limiter: Arc<service::rate_limit::RateLimiter>,
     pub settings: Arc<Settings>,
 }
 
@@ -45,12 +52,16 @@ impl AppState {
             Duration::from_secs(900),
             Duration::from_secs(900),
         ));
+        let repo = event_store::Repository::new(store.clone(), 1_000);
+        let api_keys = auth::ApiKeys::new(repo.clone());
         Self {
-            repo: event_store::Repository::new(store.clone(), 1_000),
+            api_keys: api_keys.clone(),
+            repo,
             prompts: serving::Prompts::start(
                 pool.clone(),
                 settings.redis_url.expose(),
                 tokens.clone(),
+                api_keys,
                 freshness.clone(),
                 settings.min_position_wait,
             ),
@@ -61,6 +72,14 @@ impl AppState {
             redis_client,
             clickhouse: service::clickhouse::client(&settings.clickhouse_url, &settings.clickhouse_database),
             tokens,
+            caller_limiter: service::rate_limit::RateLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+            ),
+            workspace_limiter: service::rate_limit::RateLimiter::new(
+                settings.workspace_rate_limit_per_second,
+                settings.workspace_rate_limit_burst,
+            ),
             settings: Arc::new(settings),
         }
     }
@@ -69,7 +88,7 @@ impl AppState {
     pub async fn access_from_header(&self, value: Option<&str>) -> Result<Access> {
         let Some(value) = value else { return Ok(Access(None)) };
         let token = auth::bearer(value).map_err(|e| error("UNAUTHENTICATED", e.to_string()))?;
-        match authenticate(&self.tokens, &self.pool, token).await {
+        match self.api_keys.authenticate(&self.tokens, token).await {
             Ok(principal) => Ok(Access(Some(principal))),
             Err(auth::AuthError::Unauthorized(message)) => Err(error("UNAUTHENTICATED", message)),
             Err(auth::AuthError::Internal(message)) => Err(internal(message)),

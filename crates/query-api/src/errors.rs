@@ -17,6 +17,15 @@ pub fn not_found(what: &str) -> Error {
     error("NOT_FOUND", format!("{what} not found"))
 }
 
+/// Too many requests for `whom` (the caller, or the workspace); retry after the seconds given.
+pub fn rate_limited(whom: &str, retry_after_secs: u64) -> Error {
+    error(
+        "RATE_LIMITED",
+        format!("too many requests for this {whom}; retry in {retry_after_secs} s"),
+    )
+    .extend_with(|_, e| e.set("retryAfter", retry_after_secs))
+}
+
 pub fn forbidden(message: impl Into<String>) -> Error {
     error("FORBIDDEN", message)
 }

@@ -32,12 +32,16 @@ pub use settings::Settings;
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::future::{self, Either};
+use futures::{SinkExt, StreamExt};
 use schema::AppSchema;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -50,30 +54,64 @@ fn error_response(error: async_graphql::Error) -> GraphQLResponse {
 
 async fn graphql(
     State(app): State<(AppState, AppSchema)>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     request: GraphQLRequest,
-) -> GraphQLResponse {
+) -> Response {
+    graphql_response(
+        app,
+        peer.map(|axum::Extension(ConnectInfo(addr))| addr),
+        headers,
+        request,
+    )
+    .await
+}
+
+async fn graphql_response(
+    app: (AppState, AppSchema),
+    peer: Option<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
     let (state, schema) = app;
     let request = request.into_inner();
     if request.query.len() > state.settings.max_query_bytes {
         return error_response(errors::bad_request(format!(
             "the query is longer than {} bytes",
             state.settings.max_query_bytes
-        )));
+        )))
+        .into_response();
     }
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let access = match state.access_from_header(authorization).await {
         Ok(access) => access,
-        Err(error) => return error_response(error),
+        Err(error) => return error_response(error).into_response(),
     };
+    let address = peer.map_or_else(|| "anonymous".to_owned(), |addr| format!("ip:{}", addr.ip()));
+    if let Err(error) = access.count_request(&state, &address) {
+        // The whole request is refused: HTTP 429 with Retry-After, the GraphQL error inside.
+        let retry_after = error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("retryAfter"))
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "1".into());
+        let mut response = error_response(error).into_response();
+        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let mut min_position = None;
     if let Some(value) = headers.get("x-min-position") {
         let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
             return error_response(errors::bad_request(
                 "X-Min-Position must be a global position (an integer)",
-            ));
+            ))
+            .into_response();
         };
         match state
             .freshness
@@ -86,8 +124,9 @@ async fn graphql(
                     "STALE",
                     format!("the read models have not reached position {position} yet; retry shortly"),
                 ))
+                .into_response()
             }
-            Err(error) => return error_response(errors::internal(error)),
+            Err(error) => return error_response(errors::internal(error)).into_response(),
         }
         min_position = Some(freshness::MinPosition(position));
     }
@@ -100,7 +139,7 @@ async fn graphql(
     let started = Instant::now();
     let response = schema.execute(request).await;
     metrics::request_served(operation, started.elapsed());
-    response.into()
+    GraphQLResponse::from(response).into_response()
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -121,21 +160,84 @@ async fn websocket(
     let (state, schema) = app;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str());
-                    let access = state.access_from_header(authorization).await?;
-                    let mut data = Data::default();
-                    schema::add_request_data(&mut data, &state, access);
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| serve_websocket(socket, state, schema, protocol))
         .into_response()
+}
+
+/// How often a connection opened with an API key asks whether the key is still live. With
+/// [`auth::keys::LIVENESS_TTL`] it bounds the time from a revocation to the close.
+const KEY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Serves one WebSocket. Messages to the client pass through a channel so that a connection
+/// whose API key is revoked or expires can be sent a close frame (4403) and dropped with every
+/// subscription on it.
+async fn serve_websocket(socket: WebSocket, state: AppState, schema: AppSchema, protocol: GraphQLProtocol) {
+    let (mut sink, from_client) = socket.split();
+    let (to_client, mut outgoing) = futures::channel::mpsc::channel::<Message>(64);
+    let (principal_tx, principal_rx) = tokio::sync::oneshot::channel::<access::Principal>();
+    let init_state = state.clone();
+    let serve = GraphQLWebSocket::new_with_pair(to_client, from_client, schema, protocol)
+        .on_connection_init(move |payload| async move {
+            let authorization = payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(|v| v.as_str());
+            let access = init_state.access_from_header(authorization).await?;
+            if let Some(principal) = access.0 {
+                let _ = principal_tx.send(principal);
+            }
+            let mut data = Data::default();
+            schema::add_request_data(&mut data, &init_state, access);
+            Ok(data)
+        })
+        .serve();
+    let revoked = key_revoked(state, principal_rx);
+    let forward = async move {
+        tokio::pin!(revoked);
+        loop {
+            tokio::select! {
+                message = outgoing.next() => {
+                    let Some(message) = message else { break };
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                () = &mut revoked => {
+                    let close = CloseFrame {
+                        code: 4403,
+                        reason: "the API key was revoked or has expired".into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    break;
+                }
+            }
+        }
+    };
+    // When the protocol ends first, what it queued (its own close frame) is still sent.
+    if let Either::Left(((), forward)) = future::select(std::pin::pin!(serve), std::pin::pin!(forward)).await {
+        forward.await;
+    }
+}
+
+/// Completes once the connection's API key is no longer live; never for a user's token,
+/// which is short-lived by itself.
+async fn key_revoked(state: AppState, principal: tokio::sync::oneshot::Receiver<access::Principal>) {
+    let Ok(access::Principal::ApiKey { key_id, .. }) = principal.await else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(KEY_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        match state.api_keys.still_live(key_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%key_id, "Closing a WebSocket whose API key was revoked or expired.");
+                return;
+            }
+            // The store unreachable is no reason to drop every subscriber; the check repeats.
+            Err(error) => tracing::warn!(%key_id, %error, "Checking an API key of an open WebSocket failed."),
+        }
+    }
 }
 
 /// The whole HTTP surface: GraphQL, GraphiQL, the WebSocket, and the ops endpoints.
@@ -151,9 +253,10 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(websocket))
         .route("/v1/workspaces/{ws}/analytics/export", get(exports::analytics_csv))
-        .with_state((state, schema))
+        .with_state((state.clone(), schema))
         .merge(serving::rest::router().with_state(prompts))
         .merge(service::ops_router(readiness))
+        .layer(service::cors::layer(&state.settings.cors_allowed_origins))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::extract::Request| {
@@ -189,9 +292,13 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "Query API listening.");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(service::shutdown_signal())
-            .await?;
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(service::shutdown_signal())
+        .await?;
         Ok(())
     }
 }

@@ -273,7 +273,7 @@ impl RunsQuery {
                 .await
                 .map_err(internal)?;
         match run {
-            Some(run) if access(ctx).role_in(&state.pool, run.workspace_id).await.is_ok() => Ok(Some(run)),
+            Some(run) if access(ctx).sees(state, run.workspace_id).await?.is_some() => Ok(Some(run)),
             _ => Ok(None),
         }
     }
@@ -290,7 +290,7 @@ impl RunsQuery {
         let workspace_id = parse_id(&workspace_id, "workspaceId")?;
         let card_id = card_id.as_ref().map(|c| parse_id(c, "cardId")).transpose()?;
         let state = state(ctx);
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         let limit = page_size(first)?;
         let after: Option<(DateTime<Utc>, Uuid)> = after.as_deref().map(decode_cursor).transpose()?;
         let rows: Vec<RunNode> = sqlx::query_as(&format!(
@@ -333,6 +333,7 @@ async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream<Ite
     let state = state(ctx);
     let access = access(ctx);
     access.principal()?;
+    access.count_request(state, "anonymous")?;
     let client = state
         .redis_client
         .clone()
@@ -347,7 +348,7 @@ async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream<Ite
     let Some(workspace_id) = loaded.state.plan.as_ref().map(|p| p.workspace_id) else {
         return Err(not_found("test run"));
     };
-    if access.role_in(&state.pool, workspace_id).await.is_err() {
+    if access.sees(state, workspace_id).await?.is_none() {
         return Err(not_found("test run"));
     }
     let first = progress(run_id, &loaded.state, None);

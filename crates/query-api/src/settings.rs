@@ -19,6 +19,14 @@ pub struct Settings {
     pub max_complexity: usize,
     /// Longest accepted query text, in bytes.
     pub max_query_bytes: usize,
+    /// `QUERY_RATE_LIMIT_PER_SECOND` / `_BURST`: queries and new subscriptions per caller.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// `WORKSPACE_RATE_LIMIT_PER_SECOND` / `_BURST`: the same per workspace, all callers.
+    pub workspace_rate_limit_per_second: u32,
+    pub workspace_rate_limit_burst: u32,
+    /// `CORS_ALLOWED_ORIGINS`: origins browsers may call from; empty allows none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Settings {
@@ -34,6 +42,11 @@ impl Settings {
             max_depth: env_or("GRAPHQL_MAX_DEPTH", "10").parse()?,
             max_complexity: env_or("GRAPHQL_MAX_COMPLEXITY", "1000").parse()?,
             max_query_bytes: env_or("GRAPHQL_MAX_QUERY_BYTES", "16384").parse()?,
+            rate_limit_per_second: env_or("QUERY_RATE_LIMIT_PER_SECOND", "2000").parse()?,
+            rate_limit_burst: env_or("QUERY_RATE_LIMIT_BURST", "4000").parse()?,
+            workspace_rate_limit_per_second: env_or("WORKSPACE_RATE_LIMIT_PER_SECOND", "5000").parse()?,
+            workspace_rate_limit_burst: env_or("WORKSPACE_RATE_LIMIT_BURST", "10000").parse()?,
+            cors_allowed_origins: service::cors::allowed_origins_from_env(),
         })
     }
 }

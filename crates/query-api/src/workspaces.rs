@@ -34,7 +34,7 @@ impl WorkspaceNode {
     }
     /// The caller's role here.
     async fn role(&self, ctx: &Context<'_>) -> Result<String> {
-        access(ctx).role_in(&state(ctx).pool, self.workspace_id).await
+        access(ctx).role_in(state(ctx), self.workspace_id).await
     }
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<Member>> {
         sqlx::query_as(
@@ -96,7 +96,7 @@ impl WorkspacesQuery {
     async fn workspace(&self, ctx: &Context<'_>, id: ID) -> Result<Option<WorkspaceNode>> {
         let workspace_id = parse_id(&id, "id")?;
         let state = state(ctx);
-        access(ctx).role_in(&state.pool, workspace_id).await?;
+        access(ctx).role_in(state, workspace_id).await?;
         sqlx::query_as("SELECT workspace_id, name, created_at FROM read.workspaces WHERE workspace_id = $1")
             .bind(workspace_id)
             .fetch_optional(&state.pool)

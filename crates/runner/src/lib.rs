@@ -15,9 +15,11 @@ use domain::prompt::{ChatMessage, Rendered};
 use domain::run::ProviderSpec;
 use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
+use domain::workspace::{ProviderKind, Workspace, WorkspaceCommand};
 use domain::DomainError;
 use event_store::{AppendError, ExecuteError, Metadata, Repository};
-use providers::Providers;
+use providers::{Credentials, Endpoint, Providers};
+use service::sealing::Sealer;
 use service::settings::{self, Kafka};
 use service::{env_or, Secret};
 use std::net::SocketAddr;
@@ -39,6 +41,10 @@ pub struct Settings {
     pub max_concurrent_runs: usize,
     /// Provider calls in flight per run (providers bound their own concurrency too).
     pub max_in_flight: usize,
+    /// `PROVIDER_ENV_KEYS_DEFAULT`, default false: whether the environment's provider keys
+    /// serve workspaces that set none of their own. Off, one tenant never spends another's
+    /// (or the operator's) money.
+    pub environment_keys: bool,
 }
 
 impl Settings {
@@ -51,6 +57,7 @@ impl Settings {
             instance_id: kafka::instance_id_from_env(),
             max_concurrent_runs: env_or("RUNNER_MAX_RUNS", "4").parse()?,
             max_in_flight: env_or("RUNNER_MAX_IN_FLIGHT", "64").parse()?,
+            environment_keys: env_or("PROVIDER_ENV_KEYS_DEFAULT", "false").parse()?,
         })
     }
 }
@@ -73,6 +80,10 @@ pub struct Runner {
     repo: Repository,
     providers: Arc<Providers>,
     max_in_flight: usize,
+    /// Opens the workspaces' sealed provider keys.
+    sealer: Option<Arc<Sealer>>,
+    /// Whether the environment's keys serve providers a workspace set nothing for.
+    environment_keys: bool,
 }
 
 /// Most results appended in one transaction.
@@ -88,7 +99,52 @@ impl Runner {
             repo,
             providers,
             max_in_flight: max_in_flight.max(1),
+            sealer: None,
+            environment_keys: true,
         }
+    }
+
+    /// Calls providers with each run's workspace credentials, opened with `sealer`; the
+    /// environment's keys serve the rest only when `environment_keys` is set. Without this
+    /// (tools, tests), the environment's keys serve every run.
+    pub fn with_workspace_credentials(mut self, sealer: Arc<Sealer>, environment_keys: bool) -> Self {
+        self.sealer = Some(sealer);
+        self.environment_keys = environment_keys;
+        self
+    }
+
+    /// The run's workspace's provider credentials, keys opened. A key that does not open is
+    /// left out (and logged, without it), so the call fails naming the missing key.
+    async fn credentials(&self, workspace_id: Uuid) -> anyhow::Result<Credentials> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(Credentials::environment());
+        };
+        let workspace = self.repo.load::<Workspace>(workspace_id).await?.state;
+        let mut credentials = Credentials {
+            environment_keys: self.environment_keys,
+            ..Credentials::default()
+        };
+        for (provider, own) in &workspace.provider_credentials {
+            let api_key = own.api_key.as_ref().and_then(|sealed| {
+                let context = service::sealing::provider_key_context(workspace_id, *provider);
+                sealer
+                    .open(sealed, &context)
+                    .inspect_err(|error| {
+                        tracing::warn!(%workspace_id, provider = provider.as_str(), %error, "A workspace's provider key does not open.");
+                    })
+                    .ok()
+            });
+            let endpoint = Some(Endpoint {
+                base_url: own.base_url.clone(),
+                api_key,
+            });
+            match provider {
+                ProviderKind::OpenAi => credentials.openai = endpoint,
+                ProviderKind::Anthropic => credentials.anthropic = endpoint,
+                ProviderKind::Ollama => credentials.ollama = endpoint,
+            }
+        }
+        Ok(credentials)
     }
 
     /// Executes whatever the run still needs, then completes it. Safe to call again after a
@@ -101,6 +157,7 @@ impl Runner {
         }
         let plan = loaded.state.plan.clone().expect("a requested run has a plan");
         let pending = loaded.state.pending();
+        let credentials = Arc::new(self.credentials(plan.workspace_id).await?);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (results, receiver) = mpsc::channel::<TestResult>(BATCH * 2);
         let appender = tokio::spawn(append_results(
@@ -119,8 +176,9 @@ impl Runner {
                 break;
             }
             let (providers, plan, results) = (self.providers.clone(), plan.clone(), results.clone());
+            let credentials = credentials.clone();
             calls.spawn(async move {
-                let result = run_one(&providers, &plan, key).await;
+                let result = run_one_with(&providers, &plan, key, &credentials).await;
                 let _ = results.send(result).await;
                 drop(permit);
             });
@@ -130,13 +188,17 @@ impl Runner {
         let recorded = appender.await??;
 
         if cancelled.load(Ordering::Relaxed) {
+            self.record_spend(run_id, plan.workspace_id).await?;
             return Ok(RunOutcome::Cancelled { recorded });
         }
         match self
             .decide_and_append(run_id, plan.workspace_id, RunCommand::Complete)
             .await
         {
-            Ok(_) => Ok(RunOutcome::Completed { recorded }),
+            Ok(_) => {
+                self.record_spend(run_id, plan.workspace_id).await?;
+                Ok(RunOutcome::Completed { recorded })
+            }
             Err(AppendOutcome::Refused(DomainError::Conflict(_))) => {
                 let state = self.repo.load::<TestRun>(run_id).await?.state;
                 if state.status == domain::run::RunStatus::Cancelled {
@@ -159,6 +221,31 @@ impl Runner {
         run_id: Uuid,
     ) -> anyhow::Result<Option<domain::comparison::ComparisonStatus>> {
         comparisons::settle(&self.repo, run_id).await
+    }
+
+    /// Counts what the run cost against its workspace's budget, once per run.
+    async fn record_spend(&self, run_id: Uuid, workspace_id: Uuid) -> anyhow::Result<()> {
+        let micro_usd = self.repo.load::<TestRun>(run_id).await?.state.cost_micro_usd;
+        if micro_usd == 0 {
+            return Ok(());
+        }
+        let metadata = Metadata {
+            workspace_id: Some(workspace_id),
+            correlation_id: run_id,
+            ..Default::default()
+        };
+        let command = WorkspaceCommand::RecordSpend { run_id, micro_usd };
+        loop {
+            match self
+                .repo
+                .execute::<Workspace>(workspace_id, command.clone(), metadata.clone())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
     }
 
     /// Loads the run, decides, and appends at the loaded version, retrying a lost race.
@@ -262,6 +349,16 @@ async fn append_results(
 /// Renders, calls and grades one slot: all the work a result costs besides its append. Every
 /// failure becomes a recorded error, never a crash. Public so the benchmark can time it.
 pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> TestResult {
+    run_one_with(providers, plan, key, &Credentials::environment()).await
+}
+
+/// [`run_one`] with the run's workspace credentials.
+pub async fn run_one_with(
+    providers: &Providers,
+    plan: &RunPlan,
+    key: ResultKey,
+    credentials: &Credentials,
+) -> TestResult {
     let case = plan
         .cases
         .iter()
@@ -309,8 +406,8 @@ pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> T
     let prompt = rendered.to_prompt_string();
     let started = Instant::now();
     let answer = match &rendered {
-        Rendered::Text(text) => providers.complete(provider, text).await,
-        Rendered::Chat(messages) => providers.complete_chat(provider, messages).await,
+        Rendered::Text(text) => providers.complete_with(provider, text, credentials).await,
+        Rendered::Chat(messages) => providers.complete_chat_with(provider, messages, credentials).await,
     };
     let completion = match answer {
         Ok(completion) => completion,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let providers = Arc::new(Providers::new(ProviderSettings::from_env()?, PriceTable::from_env()?));
+    let sealer = Arc::new(service::sealing::Sealer::from_env()?);
     service::Process::new("runner")
         .metrics(runner::instruments::describe)
         .ops(settings.addr)
@@ -17,7 +18,8 @@ async fn main() -> anyhow::Result<()> {
                 Repository::new(started.store(), 1_000),
                 providers,
                 settings.max_in_flight,
-            );
+            )
+            .with_workspace_credentials(sealer, settings.environment_keys);
             RunRequests::new(
                 &settings.kafka.brokers,
                 &settings.group_id,

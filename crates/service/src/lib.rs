@@ -15,9 +15,12 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 
 pub mod clickhouse;
+pub mod cors;
 mod process;
+pub mod rate_limit;
 pub mod readiness;
 pub mod redis;
+pub mod sealing;
 pub mod settings;
 pub mod telemetry;
 

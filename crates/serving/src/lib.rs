@@ -169,6 +169,8 @@ impl From<AuthError> for ServeError {
 pub struct Prompts {
     pool: PgPool,
     tokens: Arc<TokenKeys>,
+    /// Whether a remembered API key is still live (neither revoked nor expired).
+    api_keys: auth::ApiKeys,
     freshness: Freshness,
     min_position_wait: Duration,
     memory: Arc<Memory>,
@@ -187,6 +189,7 @@ impl Prompts {
         pool: PgPool,
         redis_url: &str,
         tokens: Arc<TokenKeys>,
+        api_keys: auth::ApiKeys,
         freshness: Freshness,
         min_position_wait: Duration,
     ) -> Self {
@@ -204,6 +207,7 @@ impl Prompts {
         Self {
             pool,
             tokens,
+            api_keys,
             freshness,
             min_position_wait,
             memory,
@@ -221,7 +225,7 @@ impl Prompts {
             header.ok_or_else(|| ServeError::Unauthorized("send Authorization: Bearer <token or API key>".into()))?;
         let token = auth::bearer(header)?;
         if let Some(principal) = self.memory.principal(token) {
-            return Ok(principal);
+            return self.live(principal).await;
         }
         let pool = &self.pool;
         let epoch = self.memory.epoch();
@@ -250,6 +254,20 @@ impl Prompts {
         .await?;
         self.memory
             .remember_principal(token, principal, (epoch, read_at.load(Ordering::Relaxed)));
+        self.live(principal).await
+    }
+
+    /// The principal, unless it is an API key revoked or expired since: asked of the key's
+    /// workspace stream at most every `auth::keys::LIVENESS_TTL`, as both APIs ask it, so a revoked
+    /// key stops fetching prompts as soon as it stops everything else.
+    async fn live(&self, principal: Principal) -> Result<Principal, ServeError> {
+        if let Principal::ApiKey { key_id, .. } = principal {
+            if !self.api_keys.still_live(key_id).await? {
+                return Err(ServeError::Unauthorized(
+                    "the API key was revoked or has expired".into(),
+                ));
+            }
+        }
         Ok(principal)
     }
 

@@ -5,7 +5,6 @@
 //! needs no more memory than a small one. The export holds the results recorded when it started:
 //! a run still going exports what it has so far, with counts that agree with its rows.
 
-use crate::command::Access;
 use crate::context::CommandContext;
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
@@ -131,9 +130,7 @@ pub async fn export_run(
     Query(query): Query<RunExportQuery>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {
-    let loader = state
-        .authorise_read(&ctx, Access::Workspace(workspace_id, Permission::Read))
-        .await?;
+    let loader = state.authorise_read(&ctx, workspace_id, Permission::Read).await?;
     let run = loader.in_workspace::<TestRun>(run_id).await?.state;
     let plan = run.plan.clone().expect("a run in a workspace has a plan");
     let snapshot = Snapshot {
@@ -393,9 +390,7 @@ pub async fn export_comparison(
     Query(query): Query<ComparisonExportQuery>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {
-    let loader = state
-        .authorise_read(&ctx, Access::Workspace(workspace_id, Permission::Read))
-        .await?;
+    let loader = state.authorise_read(&ctx, workspace_id, Permission::Read).await?;
     let comparison = loader.in_workspace::<Comparison>(comparison_id).await?.state;
     let (Some(plan), Some(report)) = (&comparison.plan, &comparison.report) else {
         return Err(match comparison.status {

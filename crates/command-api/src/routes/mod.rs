@@ -4,6 +4,7 @@ pub mod comparisons;
 pub mod exports;
 pub mod health;
 pub mod imports;
+pub mod provider_credentials;
 pub mod runs;
 pub mod test_cases;
 pub mod workspaces;

@@ -88,6 +88,8 @@ pub async fn request_run(
     let run_id = Uuid::now_v7();
     let access = Access::Workspace(workspace_id, Permission::WriteCards);
     let load = async |l: Loader| {
+        // A workspace past its spend budget starts no run (422 naming the budget).
+        l.workspace()?.0.state.may_spend()?;
         let card = l.in_workspace::<PromptCard>(request.card_id).await?.state;
         let case_ids = cases_to_run(&card, request.test_case_ids.clone());
         // Ids that are not the card's are refused by `decide`; there is nothing to read for them.

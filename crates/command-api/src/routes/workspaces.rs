@@ -9,6 +9,7 @@ use crate::routes::auth::USER_EMAIL_SCOPE;
 use crate::{AppState, API_KEY_SCOPE};
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use domain::user::normalize_email;
 use domain::workspace::{Workspace, WorkspaceCommand};
 use domain::{Permission, Role};
@@ -30,6 +31,17 @@ pub enum RoleDto {
     Admin,
     Member,
     Viewer,
+}
+
+impl From<Role> for RoleDto {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Owner => RoleDto::Owner,
+            Role::Admin => RoleDto::Admin,
+            Role::Member => RoleDto::Member,
+            Role::Viewer => RoleDto::Viewer,
+        }
+    }
 }
 
 impl From<RoleDto> for Role {
@@ -73,6 +85,9 @@ pub struct MemberRemoved {
 pub struct CreateApiKey {
     pub name: String,
     pub role: RoleDto,
+    /// After this instant (RFC 3339) the key no longer works; absent, it works until revoked.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// An API key as stored with the idempotency key: without its secret.
@@ -81,6 +96,8 @@ pub struct ApiKeyStored {
     pub id: Uuid,
     pub name: String,
     pub role: RoleDto,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -90,6 +107,38 @@ pub struct ApiKeyCreated {
     pub key: String,
     pub name: String,
     pub role: RoleDto,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// An API key as listed: everything but its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeySummary {
+    pub id: Uuid,
+    /// The start of the key, `pc_<id>`; the secret after it is never shown again.
+    pub prefix: String,
+    pub name: String,
+    pub role: RoleDto,
+    pub status: ApiKeyStatus,
+    /// Absent for keys made before keys recorded it.
+    pub created_at: Option<DateTime<Utc>>,
+    /// To the minute: a use is recorded at most once a minute per process.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyRevoked {
+    pub id: Uuid,
+    pub revoked: bool,
 }
 
 /// Creates a workspace owned by the calling user.
@@ -238,6 +287,8 @@ pub async fn create_api_key(
                 name: request.name.clone(),
                 role: request.role.into(),
                 secret_hash: key.secret_hash.clone(),
+                created_at: Utc::now(),
+                expires_at: request.expires_at,
             };
             changes.decide(workspace_id, &workspace, command)?;
             changes.reserve(API_KEY_SCOPE, key.key_id.to_string(), workspace_id);
@@ -245,6 +296,7 @@ pub async fn create_api_key(
                 id: key.key_id,
                 name: request.name.trim().to_owned(),
                 role: request.role,
+                expires_at: request.expires_at,
             };
             Ok((changes, answer))
         })
@@ -261,5 +313,80 @@ pub async fn create_api_key(
         key: key.key,
         name: stored.name,
         role: stored.role,
+        expires_at: stored.expires_at,
     }))
+}
+
+/// Lists the workspace's API keys, revoked and expired ones included; never their secrets.
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/api-keys", tag = "workspaces",
+    params(("ws" = Uuid, Path)),
+    responses((status = 200, body = Vec<ApiKeySummary>), (status = 401), (status = 403), (status = 404)))]
+pub async fn list_api_keys(
+    State(state): State<AppState>,
+    Path(workspace_id): Path<Uuid>,
+    ctx: CommandContext,
+) -> Result<axum::Json<Vec<ApiKeySummary>>, ApiError> {
+    let (workspace, _) = state
+        .authorise_read(&ctx, workspace_id, Permission::ManageMembers)
+        .await?
+        .workspace()?;
+    let ids: Vec<Uuid> = workspace.state.api_keys.keys().copied().collect();
+    let last_used = state.api_keys.last_used(&ids).await?;
+    let now = Utc::now();
+    let mut api_keys: Vec<ApiKeySummary> = workspace
+        .state
+        .api_keys
+        .iter()
+        .map(|(id, key)| ApiKeySummary {
+            id: *id,
+            prefix: format!("pc_{}", id.simple()),
+            name: key.name.clone(),
+            role: key.role.into(),
+            status: match (key.revoked_at, key.is_live(now)) {
+                (Some(_), _) => ApiKeyStatus::Revoked,
+                (None, false) => ApiKeyStatus::Expired,
+                (None, true) => ApiKeyStatus::Active,
+            },
+            created_at: key.created_at,
+            last_used_at: last_used.get(id).copied(),
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
+        })
+        .collect();
+    // Key ids are v4 (random), so the newest first is by creation time.
+    api_keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    Ok(axum::Json(api_keys))
+}
+
+/// Revokes an API key: from the moment this answers, no request of either API accepts it, and
+/// GraphQL subscriptions opened with it are closed within a second. Revoking twice is a no-op.
+#[utoipa::path(delete, path = "/v1/workspaces/{ws}/api-keys/{key}", tag = "workspaces",
+    params(("ws" = Uuid, Path), ("key" = Uuid, Path)),
+    responses((status = 200, body = Positioned<ApiKeyRevoked>), (status = 401), (status = 403), (status = 404)))]
+pub async fn revoke_api_key(
+    State(state): State<AppState>,
+    Path((workspace_id, key_id)): Path<(Uuid, Uuid)>,
+    ctx: CommandContext,
+) -> Result<Reply<ApiKeyRevoked>, ApiError> {
+    let access = Access::Workspace(workspace_id, Permission::ManageMembers);
+    let load = async |l: Loader| l.workspace();
+    let revoked_at = Utc::now();
+    state
+        .execute(&ctx, access, StatusCode::OK, load, |(workspace, actor_role)| {
+            let mut changes = Changes::default();
+            let command = WorkspaceCommand::RevokeApiKey {
+                actor_role,
+                key_id,
+                revoked_at,
+            };
+            changes.decide(workspace_id, &workspace, command)?;
+            Ok((
+                changes,
+                ApiKeyRevoked {
+                    id: key_id,
+                    revoked: true,
+                },
+            ))
+        })
+        .await
 }

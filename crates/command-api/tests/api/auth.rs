@@ -33,9 +33,10 @@ async fn signup_creates_an_owned_workspace_and_returns_tokens_and_position(pool:
     let access = body["access_token"].as_str().expect("access_token");
     assert!(!body["refresh_token"].as_str().expect("refresh_token").is_empty());
     assert_eq!(body["expires_in"], ACCESS_TTL_SECS);
-    // The position is that of the last event the signup appended: the user and the workspace.
+    // The position is that of the last event the signup appended: the user, the workspace and
+    // the session its tokens belong to.
     assert_eq!(body["position"].as_i64(), Some(app.max_position().await));
-    assert_eq!(app.events_count().await, 2);
+    assert_eq!(app.events_count().await, 3);
     assert_eq!(app.stream_versions(user_id).await, vec![1]);
     assert_eq!(app.stream_versions(workspace_id).await, vec![1]);
     // The user owns the workspace: an owner-only command succeeds with the new token.

@@ -16,6 +16,10 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ACCESS_TTL_SECS: u64 = 900;
+/// The one origin browsers may call the test app from.
+pub const ALLOWED_ORIGIN: &str = "https://app.example.com";
+/// The key-encryption key provider keys are sealed with in tests (32 bytes, base64).
+pub const TEST_KEK: &str = "dGVzdC1vbmx5LWtlay0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
 /// Settings for tests: a known secret and rate limits no test reaches unless it means to.
 pub fn settings() -> Settings {
@@ -31,6 +35,13 @@ pub fn settings() -> Settings {
         rate_limit_burst: 100_000,
         redis_url: service::settings::redis_url(),
         min_position_wait: Duration::from_secs(3),
+        login_failures_per_account: 5,
+        login_failures_per_address: 20,
+        login_lockout: Duration::from_secs(300),
+        provider_keys: std::sync::Arc::new(
+            service::sealing::Sealer::new(&Secret::new(TEST_KEK), None).expect("a valid KEK"),
+        ),
+        cors_allowed_origins: vec![ALLOWED_ORIGIN.to_owned()],
     }
 }
 
@@ -121,6 +132,11 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str, token: &str) -> Answer {
         self.json(Method::DELETE, path, token, Value::Null, &[]).await
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> Answer {
+        self.json(Method::GET, path, token, Value::Null, &[]).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {

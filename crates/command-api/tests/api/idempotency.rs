@@ -162,7 +162,8 @@ async fn a_retried_signup_returns_the_same_user(pool: PgPool) {
         assert_eq!(retry.2[field], first.2[field], "{field}");
     }
     assert_eq!(app.count_events_of_type("UserRegistered").await, 1);
-    assert_eq!(app.events_count().await, 2);
+    // The user, the workspace and the session.
+    assert_eq!(app.events_count().await, 3);
     // The retry's tokens are fresh and work.
     let workspace_id = uuid_at(&retry.2, "workspace_id");
     app.create_card(retry.2["access_token"].as_str().unwrap(), workspace_id, "After retry")

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod api_keys;
 mod auth;
 mod bad_input;
 mod cards;
@@ -10,8 +11,10 @@ mod idempotency;
 mod imports;
 mod memory;
 mod names;
+mod provider_credentials;
 mod rate_limit;
 mod roles_and_tenancy;
+mod sessions;
 mod surface;
 mod test_cases;
 mod tracing;

@@ -41,3 +41,34 @@ async fn the_request_past_the_burst_is_429_with_retry_after(pool: PgPool) {
     // The limit is per caller: Bob still has his whole burst.
     app.create_card(&bob, bob_ws, "Bob's").await;
 }
+
+/// Browsers may call from the allowed origins only (`CORS_ALLOWED_ORIGINS`).
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn cors_allows_the_listed_origins_only(pool: PgPool) {
+    let preflight = |origin: &str| {
+        axum::http::Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/workspaces")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key",
+            )
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let app = TestApp::new(pool.clone());
+    let (_, headers, _) = app.send(preflight(ALLOWED_ORIGIN)).await;
+    assert_eq!(headers.get("access-control-allow-origin").unwrap(), ALLOWED_ORIGIN);
+    let allowed = headers.get("access-control-allow-headers").unwrap().to_str().unwrap();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+    let (_, headers, _) = app.send(preflight("https://evil.example")).await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    let mut closed = settings();
+    closed.cors_allowed_origins = vec![];
+    let app = TestApp::with_settings(pool, closed);
+    let (_, headers, _) = app.send(preflight(ALLOWED_ORIGIN)).await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+}

@@ -85,3 +85,111 @@ async fn a_query_longer_than_the_limit_is_a_bad_request(pool: PgPool) {
     let anonymous = app.graphql("", &padded(100_000), Value::Null).await;
     assert_refused(&anonymous, "BAD_REQUEST", "a long anonymous query");
 }
+
+/// Queries past a caller's burst are refused with HTTP 429 and `RATE_LIMITED`; another
+/// caller is not held back by them.
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_caller_past_its_burst_is_rate_limited(pool: PgPool) {
+    let mut settings = settings();
+    settings.rate_limit_per_second = 1;
+    settings.rate_limit_burst = 2;
+    let app = TestApp::with_settings(pool, settings).await;
+    let ada = app.tenant("ada").await;
+    let bob = app.tenant("bob").await;
+    app.project().await;
+    let me = "{ me { id } }";
+    app.data(&ada.token, me, Value::Null).await;
+    app.data(&ada.token, me, Value::Null).await;
+
+    let request = axum::http::Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", ada.token))
+        .body(axum::body::Body::from(serde_json::json!({ "query": me }).to_string()))
+        .unwrap();
+    let (status, _, body) = app.send(request).await;
+    assert_eq!(status, axum::http::StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error_codes(&body), vec!["RATE_LIMITED"], "{body}");
+    app.data(&bob.token, me, Value::Null).await;
+}
+
+/// A workspace's queries are limited across all its callers; strangers' refused queries do
+/// not count, so they cannot use the limit up.
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_workspace_past_its_burst_is_rate_limited_for_every_member(pool: PgPool) {
+    let mut settings = settings();
+    settings.workspace_rate_limit_per_second = 1;
+    settings.workspace_rate_limit_burst = 2;
+    let app = TestApp::with_settings(pool, settings).await;
+    let ada = app.tenant("ada").await;
+    let eve = app.tenant("eve").await;
+    let (_, member) = app.member(&ada, domain::Role::Viewer).await;
+    app.project().await;
+    let query = format!(r#"{{ workspace(id: "{}") {{ id }} }}"#, ada.workspace_id);
+    for _ in 0..5 {
+        assert_refused(
+            &app.graphql(&eve.token, &query, Value::Null).await,
+            "NOT_FOUND",
+            "a stranger",
+        );
+    }
+    app.data(&ada.token, &query, Value::Null).await;
+    app.data(&member, &query, Value::Null).await;
+    let answer = app.graphql(&ada.token, &query, Value::Null).await;
+    assert_eq!(error_codes(&answer), vec!["RATE_LIMITED"], "{answer}");
+    // Eve's own workspace has its own limit.
+    let own = format!(r#"{{ workspace(id: "{}") {{ id }} }}"#, eve.workspace_id);
+    app.data(&eve.token, &own, Value::Null).await;
+}
+
+/// Browsers may call from the allowed origins only: a preflight from one is answered with
+/// the CORS headers, from any other without them.
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn cors_allows_the_listed_origins_only(pool: PgPool) {
+    let mut settings = settings();
+    settings.cors_allowed_origins = vec!["https://app.example.com".into()];
+    let app = TestApp::with_settings(pool.clone(), settings).await;
+    let preflight = |origin: &str| {
+        axum::http::Request::builder()
+            .method("OPTIONS")
+            .uri("/graphql")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let response = app
+        .router
+        .clone()
+        .oneshot_response(preflight("https://app.example.com"))
+        .await;
+    assert_eq!(
+        response.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.example.com"
+    );
+    let response = app
+        .router
+        .clone()
+        .oneshot_response(preflight("https://evil.example"))
+        .await;
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+    // The default (no origins) allows none.
+    let closed = TestApp::new(pool).await;
+    let response = closed
+        .router
+        .clone()
+        .oneshot_response(preflight("https://app.example.com"))
+        .await;
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+}
+
+trait Oneshot {
+    async fn oneshot_response(self, request: axum::http::Request<axum::body::Body>) -> axum::response::Response;
+}
+
+impl Oneshot for axum::Router {
+    async fn oneshot_response(self, request: axum::http::Request<axum::body::Body>) -> axum::response::Response {
+        tower::ServiceExt::oneshot(self, request).await.unwrap()
+    }
+}

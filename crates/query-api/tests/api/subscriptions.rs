@@ -272,6 +272,67 @@ fn echo_result(key: domain::run::ResultKey, passed: bool) -> domain::run::TestRe
     }
 }
 
+/// A revoked API key is refused by the next query, and a WebSocket it opened is closed (4403)
+/// within a second, releasing its subscriptions; a user's connection beside it stays open.
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn revoking_an_api_key_refuses_it_and_closes_its_subscriptions_within_a_second(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let ada = app.tenant("ada").await;
+    let (key_id, key) = app.api_key_with_id(&ada, domain::Role::Viewer).await;
+    app.project().await;
+    let addr = serve(&app).await;
+    let me = "{ workspace(id: \"WS\") { id } }".replace("WS", &ada.workspace_id.to_string());
+    assert_eq!(
+        app.data(&key, &me, json!({})).await["workspace"]["id"],
+        ada.workspace_id.to_string()
+    );
+
+    let mut by_key = open(addr, &key).await;
+    subscribe(&mut by_key, ada.workspace_id).await;
+    let mut by_user = open(addr, &ada.token).await;
+    subscribe(&mut by_user, ada.workspace_id).await;
+    eventually("both subscriptions listen on Redis", || async {
+        (subscribers(ada.workspace_id).await >= 2).then_some(())
+    })
+    .await;
+
+    let revoked = std::time::Instant::now();
+    let head = app.head().await;
+    app.revoke_api_key(&ada, key_id).await;
+    assert_refused(
+        &app.graphql(&key, &me, json!({})).await,
+        "UNAUTHENTICATED",
+        "a revoked key",
+    );
+    let closed = loop {
+        match tokio::time::timeout(DELIVERY, by_key.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(Message::Text(_)))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let elapsed = revoked.elapsed();
+    let frame = closed.expect("a close reason");
+    assert_eq!(u16::from(frame.code), 4403, "{frame:?}");
+    assert!(frame.reason.contains("revoked"), "{frame:?}");
+    assert!(elapsed < Duration::from_secs(1), "closed after {elapsed:?}");
+    eprintln!("revoke -> WebSocket closed: {elapsed:?}");
+    eventually("the revoked connection's Redis subscription is released", || async {
+        (subscribers(ada.workspace_id).await == 1).then_some(())
+    })
+    .await;
+
+    // The user's own connection still delivers.
+    app.project_with_redis(head).await;
+    let message = next(&mut by_user, DELIVERY)
+        .await
+        .expect("the user's subscription lives");
+    assert_eq!(
+        message["payload"]["data"]["workspaceEvents"]["eventType"], "ApiKeyRevoked",
+        "{message}"
+    );
+}
+
 mod run_progress {
     use super::*;
     use domain::run::{ProviderSpec, ResultKey, RunCase, RunCommand, RunPlan, TestResult, TestRun};

@@ -47,6 +47,11 @@ pub fn settings() -> Settings {
         max_depth: 10,
         max_complexity: 1000,
         max_query_bytes: 16 * 1024,
+        rate_limit_per_second: 100_000,
+        rate_limit_burst: 100_000,
+        workspace_rate_limit_per_second: 100_000,
+        workspace_rate_limit_burst: 100_000,
+        cors_allowed_origins: vec![],
     }
 }
 
@@ -257,8 +262,9 @@ impl TestApp {
         (user_id, self.token(user_id))
     }
 
-    /// Creates an API key of the tenant's workspace; returns its bearer token.
-    pub async fn api_key(&self, tenant: &Tenant, role: Role) -> String {
+    /// Creates an API key of the tenant's workspace, reserved to it as the command API does;
+    /// returns (key id, bearer token).
+    pub async fn api_key_with_id(&self, tenant: &Tenant, role: Role) -> (Uuid, String) {
         let key_id = Uuid::new_v4();
         let secret = format!("secret{}", Uuid::new_v4().simple());
         let command = WorkspaceCommand::CreateApiKey {
@@ -267,6 +273,42 @@ impl TestApp {
             name: format!("{role} key"),
             role,
             secret_hash: auth::hash_secret(&secret),
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+        };
+        let (stream, _) = self.decide::<Workspace>(tenant.workspace_id, command).await;
+        self.store
+            .append(Append {
+                streams: vec![stream],
+                metadata: Metadata {
+                    workspace_id: Some(tenant.workspace_id),
+                    actor_id: Some(tenant.user_id),
+                    correlation_id: Uuid::now_v7(),
+                    ..Metadata::default()
+                },
+                reservations: vec![event_store::Reservation {
+                    scope: auth::API_KEY_SCOPE.into(),
+                    value: key_id.to_string(),
+                    stream_id: tenant.workspace_id,
+                }],
+                ..Append::default()
+            })
+            .await
+            .expect("the append succeeds");
+        (key_id, format!("pc_{}_{secret}", key_id.simple()))
+    }
+
+    /// Creates an API key of the tenant's workspace; returns its bearer token.
+    pub async fn api_key(&self, tenant: &Tenant, role: Role) -> String {
+        self.api_key_with_id(tenant, role).await.1
+    }
+
+    /// Revokes an API key as the tenant's owner.
+    pub async fn revoke_api_key(&self, tenant: &Tenant, key_id: Uuid) -> Appended {
+        let command = WorkspaceCommand::RevokeApiKey {
+            actor_role: Role::Owner,
+            key_id,
+            revoked_at: chrono::Utc::now(),
         };
         self.execute::<Workspace>(
             tenant.workspace_id,
@@ -274,8 +316,7 @@ impl TestApp {
             Some(tenant.workspace_id),
             Some(tenant.user_id),
         )
-        .await;
-        format!("pc_{}_{secret}", key_id.simple())
+        .await
     }
 
     pub async fn create_card(&self, tenant: &Tenant, content: CardContent) -> (Uuid, Appended) {

@@ -30,11 +30,22 @@ pub fn case_number(case_id: Uuid) -> u128 {
 /// Appends a run request over `cases` cases ("Say hello to {{ who }}", who = personN) with two
 /// assertions each: `contains {{ who }}` and `not-contains person1`.
 pub async fn request_run(store: &EventStore, cases: u128, providers: &[&str], repeat: u32) -> Uuid {
+    request_run_in(store, Uuid::new_v4(), cases, providers, repeat).await
+}
+
+/// [`request_run`] in a given workspace.
+pub async fn request_run_in(
+    store: &EventStore,
+    workspace_id: Uuid,
+    cases: u128,
+    providers: &[&str],
+    repeat: u32,
+) -> Uuid {
     let assertion = |kind: &str, value: &str| -> Assertion {
         serde_json::from_value(json!({ "type": kind, "value": value })).unwrap()
     };
     let plan = RunPlan {
-        workspace_id: Uuid::new_v4(),
+        workspace_id,
         card_id: Uuid::new_v4(),
         card_version: 1,
         template: "Say hello to {{ who }}".into(),
