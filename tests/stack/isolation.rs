@@ -98,6 +98,16 @@ fn route_case(method: &str, path: &str, f: &Fixture) -> Option<(Kind, Body)> {
         }
         ("DELETE", "/v1/workspaces/{ws}/provider-credentials/{provider}") => (Kind::Write, Body::None),
         ("PUT", "/v1/workspaces/{ws}/budget") => (Kind::Write, Body::Json(json!({ "limit_micro_usd": 1 }))),
+        ("POST", "/v1/workspaces/{ws}/prompt-cards/{card}/comparisons") => (
+            Kind::Write,
+            Body::Json(json!({ "baseline": { "version": 1 }, "candidate": { "version": 2 }, "providers": ["echo"] })),
+        ),
+        ("GET", "/v1/workspaces/{ws}/runs/{run}/export") => (Kind::Read, Body::None),
+        ("GET", "/v1/workspaces/{ws}/comparisons/{comparison}/export") => (Kind::Read, Body::None),
+        ("GET", "/v1/workspaces/{ws}/prompts/{name}") => (Kind::Read, Body::None),
+        ("POST", "/v1/workspaces/{ws}/prompts/{name}/render") => {
+            (Kind::Read, Body::Json(json!({ "variables": { "who": "x" } })))
+        }
         ("GET", "/v1/workspaces/{ws}/budget") => (Kind::Read, Body::None),
         _ => return None,
     })
@@ -106,7 +116,7 @@ fn route_case(method: &str, path: &str, f: &Fixture) -> Option<(Kind, Body)> {
 /// The table for GraphQL: each field's query on the victim's workspace. `Own` fields answer
 /// about the caller (whose answer must not be the owner's); the others must refuse strangers.
 fn graphql_case(root: &str, field: &str, f: &Fixture) -> Option<(Kind, String)> {
-    let (ws, card, run) = (f.workspace, f.card, f.run);
+    let (ws, card, run, comparison, name) = (f.workspace, f.card, f.run, f.comparison, &f.name);
     let query = match (root, field) {
         ("query", "me") => return Some((Kind::Own, "{ me { id } }".into())),
         ("query", "workspace") => format!(r#"{{ workspace(id: "{ws}") {{ id }} }}"#),
@@ -116,6 +126,17 @@ fn graphql_case(root: &str, field: &str, f: &Fixture) -> Option<(Kind, String)> 
         ("query", "testRuns") => format!(r#"{{ testRuns(workspaceId: "{ws}") {{ __typename }} }}"#),
         ("query", "analytics") => format!(r#"{{ analytics(workspaceId: "{ws}") {{ __typename }} }}"#),
         ("query", "auditLog") => format!(r#"{{ auditLog(workspaceId: "{ws}") {{ __typename }} }}"#),
+        ("query", "comparison") => format!(r#"{{ comparison(id: "{comparison}") {{ id }} }}"#),
+        ("query", "compareRuns") => {
+            format!(r#"{{ compareRuns(baselineRunId: "{run}", candidateRunId: "{run}") {{ flipCount }} }}"#)
+        }
+        ("query", "prompt") => format!(r#"{{ prompt(workspaceId: "{ws}", name: "{name}") {{ name }} }}"#),
+        ("query", "renderPrompt") => {
+            format!(r#"{{ renderPrompt(workspaceId: "{ws}", name: "{name}", variables: {{who: "x"}}) {{ version }} }}"#)
+        }
+        ("subscription", "comparisonProgress") => {
+            format!(r#"subscription {{ comparisonProgress(id: "{comparison}") {{ status }} }}"#)
+        }
         ("subscription", "testRunProgress") => {
             format!(r#"subscription {{ testRunProgress(runId: "{run}") {{ runId }} }}"#)
         }
@@ -133,6 +154,9 @@ struct Fixture {
     card: Uuid,
     case: Uuid,
     run: Uuid,
+    comparison: Uuid,
+    /// The card's name, as served prompts are fetched.
+    name: String,
     key_id: Uuid,
     owner: String,
     owner_id: Uuid,
@@ -151,6 +175,8 @@ impl Fixture {
             ("{card}", self.card.to_string()),
             ("{case}", self.case.to_string()),
             ("{run}", self.run.to_string()),
+            ("{comparison}", self.comparison.to_string()),
+            ("{name}", self.name.clone()),
             ("{user_id}", self.viewer_id.to_string()),
             ("{key}", self.key_id.to_string()),
             ("{provider}", "openai".to_owned()),
@@ -262,6 +288,22 @@ async fn fixture(api: &Api) -> Fixture {
         .await;
     api.ok(
         "PUT",
+        &format!("{ws}/prompt-cards/{card}"),
+        &owner,
+        json!({ "title": "Victim", "template": "Hello {{ who }}", "variables": [{ "name": "who", "type": "string" }],
+            "expected_version": 1 }),
+    )
+    .await;
+    let comparison = api
+        .ok(
+            "POST",
+            &format!("{ws}/prompt-cards/{card}/comparisons"),
+            &owner,
+            json!({ "baseline": { "version": 1 }, "candidate": { "version": 2 }, "providers": ["echo"] }),
+        )
+        .await;
+    api.ok(
+        "PUT",
         &format!("{ws}/provider-credentials/openai"),
         &owner,
         json!({ "api_key": "sk-victim" }),
@@ -293,6 +335,8 @@ async fn fixture(api: &Api) -> Fixture {
         card,
         case: id(&case, "id"),
         run: id(&run, "run_id"),
+        comparison: id(&comparison, "comparison_id"),
+        name: "victim".to_owned(),
         key_id: id(&viewer_key, "id"),
         owner,
         owner_id,

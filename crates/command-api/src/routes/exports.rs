@@ -42,8 +42,8 @@ pub enum RunFormat {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct RunExportQuery {
-    /// `csv`, `jsonl`, `junit` or `xlsx`.
-    pub format: RunFormat,
+    /// `csv` (the default), `jsonl`, `junit` or `xlsx`.
+    pub format: Option<RunFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -55,8 +55,8 @@ pub enum ComparisonFormat {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ComparisonExportQuery {
-    /// `csv` or `json`.
-    pub format: ComparisonFormat,
+    /// `json` (the default) or `csv`.
+    pub format: Option<ComparisonFormat>,
 }
 
 /// One exported result: the recorded result with its case's name.
@@ -142,7 +142,8 @@ pub async fn export_run(
         suite: format!("card {} version {}", plan.card_id, plan.card_version),
         repeated: plan.repeat > 1,
     };
-    let (content_type, extension) = match query.format {
+    let format = query.format.unwrap_or(RunFormat::Csv);
+    let (content_type, extension) = match format {
         RunFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         RunFormat::Jsonl => ("application/x-ndjson", "jsonl"),
         RunFormat::Junit => ("application/xml; charset=utf-8", "xml"),
@@ -152,7 +153,7 @@ pub async fn export_run(
         ),
     };
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    match query.format {
+    match format {
         RunFormat::Xlsx => {
             let handle = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
@@ -408,7 +409,7 @@ pub async fn export_comparison(
         });
     };
     let filename = format!("comparison-{comparison_id}");
-    match query.format {
+    match query.format.unwrap_or(ComparisonFormat::Json) {
         ComparisonFormat::Json => {
             let body = serde_json::json!({
                 "id": comparison_id,
