@@ -62,6 +62,31 @@ pub struct TestResult {
     pub passed: bool,
     pub score: f64,
     pub assertions: Vec<Verdict>,
+    /// What the grading models of model-graded assertions used, apart from the tested call's
+    /// tokens and cost above. Absent (0) in results recorded before graders existed.
+    #[serde(flatten)]
+    pub grading: GradingUsage,
+}
+
+/// Tokens and cost spent by grading models on one result (every grader call of its assertions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradingUsage {
+    #[serde(default)]
+    pub grading_prompt_tokens: u32,
+    #[serde(default)]
+    pub grading_completion_tokens: u32,
+    #[serde(default)]
+    pub grading_cost_micro_usd: i64,
+}
+
+impl GradingUsage {
+    pub fn add(&mut self, other: GradingUsage) {
+        self.grading_prompt_tokens = self.grading_prompt_tokens.saturating_add(other.grading_prompt_tokens);
+        self.grading_completion_tokens = self
+            .grading_completion_tokens
+            .saturating_add(other.grading_completion_tokens);
+        self.grading_cost_micro_usd = self.grading_cost_micro_usd.saturating_add(other.grading_cost_micro_usd);
+    }
 }
 
 /// A recorded result graded again under another assertion set, without calling a provider.
@@ -72,6 +97,9 @@ pub struct RegradedResult {
     pub passed: bool,
     pub score: f64,
     pub verdicts: Vec<Verdict>,
+    /// What grading models used to grade it again (0 when no assertion is model-graded).
+    #[serde(flatten)]
+    pub grading: GradingUsage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -563,6 +591,7 @@ mod tests {
             passed,
             score: if passed { 1.0 } else { 0.0 },
             assertions: vec![],
+            grading: Default::default(),
         }
     }
 
@@ -692,6 +721,7 @@ mod tests {
             passed: false,
             score: 0.0,
             verdicts: vec![],
+            grading: Default::default(),
         };
         let events = given_when::<TestRun>(
             &given,
