@@ -696,15 +696,15 @@ async fn comparison_verdict(config: &Config, session: &Session, report: &mut Rep
 async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
     use domain::run::{ProviderSpec, ResultKey, RunCase, RunPlan};
     use domain::template::{VarType, Variable};
-    let providers = providers::Providers::new(
+    let providers = std::sync::Arc::new(providers::Providers::new(
         providers::ProviderSettings::from_env()?,
         providers::PriceTable::from_env()?,
-    );
+    ));
+    let graders = runner::grading::SettingsGraders::new(providers.clone(), runner::grading::GradingSettings::default());
     let assertion = |kind: &str, value: Value| assertions::Assertion {
         kind: kind.into(),
         value: Some(value),
-        threshold: None,
-        weight: None,
+        ..Default::default()
     };
     let case_id = uuid::Uuid::now_v7();
     let mut vars = serde_json::Map::new();
@@ -750,7 +750,7 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
     let mut samples = Vec::new();
     for _ in 0..20_000 {
         let started = Instant::now();
-        let result = runner::run_one(&providers, &plan, key.clone()).await;
+        let result = runner::run_one(&providers, &graders, &plan, key.clone()).await;
         samples.push(started.elapsed());
         anyhow::ensure!(result.passed, "the overhead case should pass: {result:?}");
     }
@@ -914,8 +914,7 @@ mod seed {
                 assertions: vec![assertions::Assertion {
                     kind: "icontains".into(),
                     value: Some(json!("invoice")),
-                    threshold: None,
-                    weight: None,
+                    ..Default::default()
                 }],
             })
             .collect();
@@ -1052,6 +1051,7 @@ mod seed {
                             passed,
                             score: if passed { 1.0 } else { 0.0 },
                             assertions: vec![],
+                            grading: Default::default(),
                         },
                     })
                 })

@@ -871,4 +871,27 @@ mod tests {
         };
         assert_eq!(fields[0].field, "card_version");
     }
+
+    #[test]
+    fn results_recorded_before_graders_decode_with_no_grading_usage() {
+        let old = serde_json::json!({
+            "type": "TestResultRecorded",
+            "data": {
+                "card_id": Uuid::nil(), "card_version": 1,
+                "case_id": Uuid::nil(), "provider": "echo", "repetition": 0,
+                "rendered_prompt": "Hi", "output": "Hi", "error": null, "latency_ms": 1,
+                "prompt_tokens": 1, "completion_tokens": 1, "cost_micro_usd": 0,
+                "passed": true, "score": 1.0, "assertions": []
+            }
+        });
+        let RunEvent::TestResultRecorded { result, .. } = serde_json::from_value(old).unwrap() else {
+            panic!("a recorded result");
+        };
+        assert_eq!(result.grading, GradingUsage::default());
+        let mut graded = result.clone();
+        graded.grading.grading_prompt_tokens = 7;
+        let json = serde_json::to_value(&graded).unwrap();
+        assert_eq!(json["grading_prompt_tokens"], 7);
+        assert_eq!(serde_json::from_value::<TestResult>(json).unwrap(), graded);
+    }
 }

@@ -1,5 +1,6 @@
 use event_store::Repository;
 use providers::{PriceTable, ProviderSettings, Providers};
+use runner::grading::{GradingSettings, SettingsGraders};
 use runner::{RunRequests, Runner, Settings};
 use std::sync::Arc;
 
@@ -13,11 +14,13 @@ async fn main() -> anyhow::Result<()> {
         .postgres(&settings.database_url, 8)
         .kafka(&settings.kafka)
         .run(|started| async move {
+            let graders = Arc::new(SettingsGraders::new(providers.clone(), GradingSettings::from_env()));
             let runner = Runner::new(
                 Repository::new(started.store(), 1_000),
                 providers,
                 settings.max_in_flight,
-            );
+            )
+            .with_graders(graders);
             RunRequests::new(
                 &settings.kafka.brokers,
                 &settings.group_id,

@@ -1,6 +1,7 @@
 //! The runner against the real Postgres (and Kafka for the request consumer), with the echo
 //! provider and a local server speaking the OpenAI protocol for slow or broken providers.
 
+mod graders;
 mod support;
 
 use domain::run::{RunEvent, RunStatus};
