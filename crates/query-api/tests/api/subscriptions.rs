@@ -312,6 +312,7 @@ mod run_progress {
             passed: true,
             score: 1.0,
             assertions: vec![],
+            grading: Default::default(),
         }
     }
 
