@@ -167,14 +167,7 @@ mod tests {
 
     #[test]
     fn unknown_types_are_named_whole() {
-        for name in [
-            "javascript",
-            "not-rouge-n",
-            "not-",
-            "",
-            "Contains",
-            "not-not-contains",
-        ] {
+        for name in ["javascript", "not-rouge-n", "not-", "", "Contains", "not-not-contains"] {
             assert_eq!(name.parse::<AssertionType>(), Err(UnknownType(name.to_owned())));
         }
     }

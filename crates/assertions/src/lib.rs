@@ -115,10 +115,9 @@ fn value_problem(kind: Kind, value: Option<&Value>) -> Option<&'static str> {
             value.is_none_or(|v| is_non_empty_string(v) || v.is_object()),
             "must be the rubric: a non-empty string",
         ),
-        Kind::ModelGradedClosedqa | Kind::Factuality | Kind::ModelGradedFactuality => (
-            value.is_some_and(is_non_empty_string),
-            "must be a non-empty string",
-        ),
+        Kind::ModelGradedClosedqa | Kind::Factuality | Kind::ModelGradedFactuality => {
+            (value.is_some_and(is_non_empty_string), "must be a non-empty string")
+        }
         Kind::Similar | Kind::GEval => (
             value.is_some_and(|v| {
                 is_non_empty_string(v)
@@ -157,9 +156,7 @@ fn provider_problem(kind: Kind, provider: &Value) -> Option<String> {
     };
     let embedding = model(model_graded::EMBEDDING_PREFIXES);
     if kind == Kind::Similar {
-        return (!embedding).then(|| {
-            format!("{id:?} is not an embedding model; use openai:embedding:<model>")
-        });
+        return (!embedding).then(|| format!("{id:?} is not an embedding model; use openai:embedding:<model>"));
     }
     let chat = !embedding && model(&["openai:", "anthropic:messages:", "ollama:chat:"]);
     (!chat).then(|| {
@@ -169,9 +166,8 @@ fn provider_problem(kind: Kind, provider: &Value) -> Option<String> {
 
 /// What is wrong with a `rubricPrompt`, if anything.
 fn rubric_prompt_problem(kind: Kind, prompt: &Value) -> Option<&'static str> {
-    let is_message = |m: &Value| {
-        m.get("role").is_some_and(Value::is_string) && m.get("content").is_some_and(Value::is_string)
-    };
+    let is_message =
+        |m: &Value| m.get("role").is_some_and(Value::is_string) && m.get("content").is_some_and(Value::is_string);
     match prompt {
         _ if kind == Kind::Similar => Some("similar compares embeddings and takes no rubricPrompt"),
         Value::String(s) if s.starts_with("file://") => {
@@ -261,11 +257,19 @@ pub fn check_assertions(assertions: &[Assertion]) -> Vec<Problem> {
             problems.add(format!("{field}.value"), message);
         }
         if kind == Kind::LlmRubric && assertion.value.is_none() && assertion.rubric_prompt.is_none() {
-            problems.add(format!("{field}.value"), "is required (the rubric) unless rubricPrompt is given");
+            problems.add(
+                format!("{field}.value"),
+                "is required (the rubric) unless rubricPrompt is given",
+            );
         }
         // promptfoo ignores `not-` on these (the grader's verdict stands as is); refusing it
         // says so rather than grading something the author did not mean.
-        if negated && matches!(kind, Kind::ModelGradedClosedqa | Kind::Factuality | Kind::ModelGradedFactuality) {
+        if negated
+            && matches!(
+                kind,
+                Kind::ModelGradedClosedqa | Kind::Factuality | Kind::ModelGradedFactuality
+            )
+        {
             problems.add(
                 format!("{field}.type"),
                 format!("{kind} cannot be negated (promptfoo ignores not- on it); write the criterion negated instead"),
@@ -273,7 +277,10 @@ pub fn check_assertions(assertions: &[Assertion]) -> Vec<Problem> {
         }
         match (&assertion.provider, kind.is_model_graded()) {
             (None, _) => {}
-            (Some(_), false) => problems.add(format!("{field}.provider"), "only model-graded assertions take a provider"),
+            (Some(_), false) => problems.add(
+                format!("{field}.provider"),
+                "only model-graded assertions take a provider",
+            ),
             (Some(provider), true) => {
                 if let Some(message) = provider_problem(kind, provider) {
                     problems.add(format!("{field}.provider"), message);
@@ -419,16 +426,36 @@ mod tests {
             ..Default::default()
         };
         let ok = [
-            with("llm-rubric", json!("is polite"), Some(json!("openai:chat:gpt-4.1-mini")), None),
+            with(
+                "llm-rubric",
+                json!("is polite"),
+                Some(json!("openai:chat:gpt-4.1-mini")),
+                None,
+            ),
             with(
                 "not-llm-rubric",
                 json!("is rude"),
                 Some(json!({"id": "openai:gpt-4.1-mini", "config": {"temperature": 0}})),
                 Some(json!([{"role": "system", "content": "Grade {{ output }}"}])),
             ),
-            with("similar", json!(["Paris", "It is Paris"]), Some(json!("openai:embedding:text-embedding-3-small")), None),
-            with("g-eval", json!("coherent"), None, Some(json!({"steps": "List steps for {{criteria}}"}))),
-            with("factuality", json!("Paris is in France"), None, Some(json!("Judge {{completion}}"))),
+            with(
+                "similar",
+                json!(["Paris", "It is Paris"]),
+                Some(json!("openai:embedding:text-embedding-3-small")),
+                None,
+            ),
+            with(
+                "g-eval",
+                json!("coherent"),
+                None,
+                Some(json!({"steps": "List steps for {{criteria}}"})),
+            ),
+            with(
+                "factuality",
+                json!("Paris is in France"),
+                None,
+                Some(json!("Judge {{completion}}")),
+            ),
             Assertion {
                 kind: "llm-rubric".into(),
                 rubric_prompt: Some(json!("Is {{ output }} polite? Answer JSON")),
@@ -439,7 +466,12 @@ mod tests {
         let bad = [
             with("contains", json!("x"), Some(json!("openai:chat:m")), None),
             with("similar", json!("x"), Some(json!("openai:chat:gpt-4.1-mini")), None),
-            with("llm-rubric", json!("x"), Some(json!("openai:embedding:text-embedding-3-small")), None),
+            with(
+                "llm-rubric",
+                json!("x"),
+                Some(json!("openai:embedding:text-embedding-3-small")),
+                None,
+            ),
             with("similar", json!([]), None, None),
             with("not-factuality", json!("x"), None, None),
             with("g-eval", json!("x"), None, Some(json!("file://steps.txt"))),

@@ -103,8 +103,14 @@ pub fn prepare(assertion: &Assertion, observation: &Observation<'_>, prompt: &st
             .iter()
             .map(|item| item.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| failed(format!("{kind} assertion type must have a string or array of strings value"))),
-        _ => Err(failed(format!("{kind} assertion type must have a string or array of strings value"))),
+            .ok_or_else(|| {
+                failed(format!(
+                    "{kind} assertion type must have a string or array of strings value"
+                ))
+            }),
+        _ => Err(failed(format!(
+            "{kind} assertion type must have a string or array of strings value"
+        ))),
     };
     let output = template_output(observation.output);
     let mut context = template_vars(observation.vars);
@@ -279,11 +285,26 @@ fn truthy(value: &Value) -> bool {
 
 /// What each factuality category means, for the reason when the grader gives none.
 const FACTUALITY_CATEGORIES: [(char, &str); 5] = [
-    ('A', "The submitted answer is a subset of the expert answer and is fully consistent with it."),
-    ('B', "The submitted answer is a superset of the expert answer and is fully consistent with it."),
-    ('C', "The submitted answer contains all the same details as the expert answer."),
-    ('D', "There is a disagreement between the submitted answer and the expert answer."),
-    ('E', "The answers differ, but these differences don't matter from the perspective of factuality."),
+    (
+        'A',
+        "The submitted answer is a subset of the expert answer and is fully consistent with it.",
+    ),
+    (
+        'B',
+        "The submitted answer is a superset of the expert answer and is fully consistent with it.",
+    ),
+    (
+        'C',
+        "The submitted answer contains all the same details as the expert answer.",
+    ),
+    (
+        'D',
+        "There is a disagreement between the submitted answer and the expert answer.",
+    ),
+    (
+        'E',
+        "The answers differ, but these differences don't matter from the perspective of factuality.",
+    ),
 ];
 
 /// The category letter a factuality grader chose and its reason: from a JSON
@@ -370,11 +391,18 @@ pub fn geval_evaluate_messages(
     let context = Map::from_iter([
         ("criteria".to_owned(), Value::String(criterion.to_owned())),
         ("steps".to_owned(), Value::String(steps.join("\n- "))),
-        ("maxScore".to_owned(), Value::String(js::number_to_string(GEVAL_MAX_SCORE))),
+        (
+            "maxScore".to_owned(),
+            Value::String(js::number_to_string(GEVAL_MAX_SCORE)),
+        ),
         ("input".to_owned(), template_output(prompt)),
         ("output".to_owned(), template_output(output)),
     ]);
-    render_prompt(geval_part(assertion, "evaluate").as_ref(), GEVAL_EVALUATE_PROMPT, &context)
+    render_prompt(
+        geval_part(assertion, "evaluate").as_ref(),
+        GEVAL_EVALUATE_PROMPT,
+        &context,
+    )
 }
 
 /// The score (0 to 1) and reason in a grader's answer to the evaluation prompt.
@@ -390,9 +418,17 @@ pub fn parse_geval_score(answer: &str) -> Result<(f64, String), String> {
         Some(Value::String(s)) if !s.trim().is_empty() => js::string_to_number(s),
         _ => f64::NAN,
     };
-    let shown = |key: &str| result.get(key).map(js::json_stringify).unwrap_or_else(|| "undefined".into());
+    let shown = |key: &str| {
+        result
+            .get(key)
+            .map(js::json_stringify)
+            .unwrap_or_else(|| "undefined".into())
+    };
     if !raw.is_finite() {
-        return Err(format!("G-Eval result has invalid or missing score: {}", shown("score")));
+        return Err(format!(
+            "G-Eval result has invalid or missing score: {}",
+            shown("score")
+        ));
     }
     if !(0.0..=GEVAL_MAX_SCORE).contains(&raw) {
         return Err(format!(
@@ -403,7 +439,10 @@ pub fn parse_geval_score(answer: &str) -> Result<(f64, String), String> {
     }
     match result.get("reason") {
         Some(Value::String(reason)) if !reason.trim().is_empty() => Ok((raw / GEVAL_MAX_SCORE, reason.clone())),
-        _ => Err(format!("G-Eval result has invalid or missing reason: {}", shown("reason"))),
+        _ => Err(format!(
+            "G-Eval result has invalid or missing reason: {}",
+            shown("reason")
+        )),
     }
 }
 
@@ -491,7 +530,10 @@ pub fn similar_verdict(assertion: &Assertion, similarities: &[Result<f64, String
         )
     };
     match similarities {
-        [] => grader_failed(assertion, "Similarity assertion must have at least one value to compare against"),
+        [] => grader_failed(
+            assertion,
+            "Similarity assertion must have at least one value to compare against",
+        ),
         [single] => one(single),
         several if negated => {
             let mut closest: Option<Verdict> = None;
@@ -597,7 +639,11 @@ type DefaultPrompt = &'static [(&'static str, &'static str)];
 /// Renders the assertion's own prompt when it gives one, else the default. A prompt that is a
 /// JSON list of `{role, content}` messages (as text or as a list) is sent as those messages, each
 /// content rendered; any other text is one user message.
-fn render_prompt(custom: Option<&Value>, default: DefaultPrompt, context: &Map<String, Value>) -> Result<Vec<Message>, String> {
+fn render_prompt(
+    custom: Option<&Value>,
+    default: DefaultPrompt,
+    context: &Map<String, Value>,
+) -> Result<Vec<Message>, String> {
     let render = |template: &str| {
         TEMPLATES
             .render_str(template, context)
@@ -605,12 +651,22 @@ fn render_prompt(custom: Option<&Value>, default: DefaultPrompt, context: &Map<S
     };
     let messages = |list: &[Value]| -> Option<Vec<(String, String)>> {
         list.iter()
-            .map(|m| Some((m.get("role")?.as_str()?.to_owned(), m.get("content")?.as_str()?.to_owned())))
+            .map(|m| {
+                Some((
+                    m.get("role")?.as_str()?.to_owned(),
+                    m.get("content")?.as_str()?.to_owned(),
+                ))
+            })
             .collect()
     };
     let templates: Vec<(String, String)> = match custom {
-        None => default.iter().map(|(r, c)| ((*r).to_owned(), (*c).to_owned())).collect(),
-        Some(Value::Array(list)) => messages(list).ok_or("rubricPrompt messages must each have a role and a content")?,
+        None => default
+            .iter()
+            .map(|(r, c)| ((*r).to_owned(), (*c).to_owned()))
+            .collect(),
+        Some(Value::Array(list)) => {
+            messages(list).ok_or("rubricPrompt messages must each have a role and a content")?
+        }
         Some(Value::String(text)) => match js::json_parse(text) {
             Ok(Value::Array(list)) if messages(&list).is_some() => messages(&list).unwrap_or_default(),
             _ => return Ok(vec![Message::new("user", render(text)?)]),

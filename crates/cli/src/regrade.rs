@@ -4,11 +4,11 @@ use crate::output::{self, json_line};
 use crate::{Outcome, Settings};
 use anyhow::{bail, Context};
 use assertions::{Assertion, AssertionType, Observation};
-use futures::{StreamExt, TryStreamExt};
 use clap::Args;
 use domain::run::{GradingUsage, RegradedResult, RunCommand, RunEvent, TestResult, TestRun};
 use domain::{Aggregate, DomainError};
 use event_store::{fold_recorded, Append, AppendError, ExpectedVersion, Metadata, NewEvent, StreamAppend};
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -104,9 +104,10 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
     let plan = run.plan.as_ref().context("the run has no plan")?;
     let cases: HashMap<Uuid, _> = plan.cases.iter().map(|c| (c.case_id, c)).collect();
 
-    let model_graded = assertions
-        .iter()
-        .any(|a| a.assertion_type().is_ok_and(|AssertionType { kind, .. }| kind.is_model_graded()));
+    let model_graded = assertions.iter().any(|a| {
+        a.assertion_type()
+            .is_ok_and(|AssertionType { kind, .. }| kind.is_model_graded())
+    });
     let graders = if model_graded {
         let providers = Arc::new(providers::Providers::try_new(
             providers::ProviderSettings::from_env()?,
@@ -147,8 +148,14 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
                 };
                 let graded = match graders {
                     Some(graders) => {
-                        runner::grading::grade(graders, plan.workspace_id, assertions, &observation, &result.rendered_prompt)
-                            .await
+                        runner::grading::grade(
+                            graders,
+                            plan.workspace_id,
+                            assertions,
+                            &observation,
+                            &result.rendered_prompt,
+                        )
+                        .await
                     }
                     None => runner::grading::Graded {
                         grade: assertions::grade(assertions, &observation),

@@ -519,10 +519,12 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
         );
         supported = false;
     }
-    for key in map
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "type" | "value" | "threshold" | "weight" | "provider" | "rubricPrompt"))
-    {
+    for key in map.keys().filter(|k| {
+        !matches!(
+            k.as_str(),
+            "type" | "value" | "threshold" | "weight" | "provider" | "rubricPrompt"
+        )
+    }) {
         problems.add(
             format!("{field}.{key}"),
             format!("`{key}` is not supported in an assertion"),

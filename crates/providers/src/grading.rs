@@ -134,7 +134,8 @@ fn set_messages(protocol: Protocol, body: &mut Value, messages: &[GradingMessage
         return;
     }
     // Anthropic takes system prompts beside the messages, not among them.
-    let (system, rest): (Vec<&GradingMessage>, Vec<&GradingMessage>) = all.into_iter().partition(|m| m.role == "system");
+    let (system, rest): (Vec<&GradingMessage>, Vec<&GradingMessage>) =
+        all.into_iter().partition(|m| m.role == "system");
     body["messages"] = as_json(&rest);
     if !system.is_empty() && body.get("system").is_none() {
         let text: Vec<&str> = system.iter().map(|m| m.content.as_str()).collect();
@@ -172,7 +173,10 @@ mod tests {
 
     #[test]
     fn embedding_ids_name_their_model() {
-        assert_eq!(embedding_model("openai:embedding:text-embedding-3-small"), Some("text-embedding-3-small"));
+        assert_eq!(
+            embedding_model("openai:embedding:text-embedding-3-small"),
+            Some("text-embedding-3-small")
+        );
         assert_eq!(embedding_model("openai:embeddings:nomic"), Some("nomic"));
         assert_eq!(embedding_model("openai:embedding: "), None);
         assert_eq!(embedding_model("openai:gpt-4o"), None);

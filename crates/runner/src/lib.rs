@@ -14,10 +14,10 @@ pub use consumer::RunRequests;
 
 use assertions::Observation;
 use domain::run::{GradingUsage, ResultKey, RunCommand, RunPlan, TestResult, TestRun};
-use grading::{GraderResolver, GradingSettings, SettingsGraders};
 use domain::template::render;
 use domain::DomainError;
 use event_store::{AppendError, ExecuteError, Metadata, Repository};
+use grading::{GraderResolver, GradingSettings, SettingsGraders};
 use providers::Providers;
 use service::settings::{self, Kafka};
 use service::{env_or, Secret};
@@ -279,7 +279,12 @@ async fn append_results(
 
 /// Renders, calls and grades one slot: all the work a result costs besides its append. Every
 /// failure becomes a recorded error, never a crash. Public so the benchmark can time it.
-pub async fn run_one(providers: &Providers, graders: &dyn GraderResolver, plan: &RunPlan, key: ResultKey) -> TestResult {
+pub async fn run_one(
+    providers: &Providers,
+    graders: &dyn GraderResolver,
+    plan: &RunPlan,
+    key: ResultKey,
+) -> TestResult {
     let case = plan
         .cases
         .iter()

@@ -523,5 +523,9 @@ fn an_assertion_that_cannot_run_errors_the_whole_test() {
     // The pure grade cannot call a grader: a model-graded assertion errors, saying so.
     let graded = super::grade(&[assertion("llm-rubric", json!("be nice"))], &observation);
     assert_eq!((graded.passed, graded.score), (false, 0.0));
-    assert!(graded.verdicts[0].reason.contains("model-graded"), "{}", graded.verdicts[0].reason);
+    assert!(
+        graded.verdicts[0].reason.contains("model-graded"),
+        "{}",
+        graded.verdicts[0].reason
+    );
 }

@@ -37,10 +37,15 @@ fn llm_rubric_sends_the_output_and_the_rendered_rubric() {
     ));
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0].role, "system");
-    assert!(messages[0].content.contains("{reason: string, pass: boolean, score: number}"));
+    assert!(messages[0]
+        .content
+        .contains("{reason: string, pass: boolean, score: number}"));
     assert_eq!(
         messages[1],
-        Message::new("user", "<Output>\nHello there\n</Output>\n<Rubric>\nIs polite\n</Rubric>")
+        Message::new(
+            "user",
+            "<Output>\nHello there\n</Output>\n<Rubric>\nIs polite\n</Rubric>"
+        )
     );
     // A JSON output is sent compact, as promptfoo re-serialises what it parsed.
     let messages = chat(prepare(
@@ -60,7 +65,9 @@ fn a_custom_rubric_prompt_replaces_the_default_as_text_or_messages() {
         chat(prepare(&custom, &observe("Hi", &vars), "")),
         [Message::new("user", "Grade Hi by: short")]
     );
-    custom.rubric_prompt = Some(json!(r#"[{"role": "system", "content": "Judge: {{ rubric }}"}, {"role": "user", "content": "{{ output }}"}]"#));
+    custom.rubric_prompt = Some(json!(
+        r#"[{"role": "system", "content": "Judge: {{ rubric }}"}, {"role": "user", "content": "{{ output }}"}]"#
+    ));
     assert_eq!(
         chat(prepare(&custom, &observe("Hi", &vars), "")),
         [Message::new("system", "Judge: short"), Message::new("user", "Hi")]
@@ -77,15 +84,22 @@ fn closedqa_and_factuality_put_the_prompt_the_criterion_and_the_output_in_place(
     ));
     assert_eq!(messages.len(), 1);
     let text = &messages[0].content;
-    assert!(text.contains("[Task]: Capital of France?\n***\n[Submission]: It is Paris.\n***\n[Criterion]: mentions Paris"), "{text}");
+    assert!(
+        text.contains("[Task]: Capital of France?\n***\n[Submission]: It is Paris.\n***\n[Criterion]: mentions Paris"),
+        "{text}"
+    );
     let messages = chat(prepare(
         &assertion("factuality", json!("Paris")),
         &observe("Lyon", &vars),
         "Capital of France?",
     ));
-    assert!(messages[1].content.contains("<question>\nCapital of France?\n</question>"));
+    assert!(messages[1]
+        .content
+        .contains("<question>\nCapital of France?\n</question>"));
     assert!(messages[1].content.contains("<expert_answer>\nParis\n</expert_answer>"));
-    assert!(messages[1].content.contains("<submitted_answer>\nLyon\n</submitted_answer>"));
+    assert!(messages[1]
+        .content
+        .contains("<submitted_answer>\nLyon\n</submitted_answer>"));
 }
 
 #[test]
@@ -95,7 +109,10 @@ fn rubric_answers_are_read_as_promptfoo_reads_them() {
     assert_eq!((v.passed, v.score, v.reason.as_str()), (true, 0.9, "polite"));
     // Prose around the JSON, string booleans and scores, missing reason.
     let v = judge(&a, "Sure. {\"pass\": \"no\", \"score\": \"0.2\"} Bye");
-    assert_eq!((v.passed, v.score, v.reason.as_str()), (false, 0.2, "Score 0.2 below threshold undefined"));
+    assert_eq!(
+        (v.passed, v.score, v.reason.as_str()),
+        (false, 0.2, "Score 0.2 below threshold undefined")
+    );
     let v = judge(&a, r#"{"pass": true}"#);
     assert_eq!((v.passed, v.score, v.reason.as_str()), (true, 1.0, "Grading passed"));
     // A threshold above the score fails a pass.
@@ -114,19 +131,32 @@ fn a_garbage_answer_fails_with_the_graders_text_and_not_is_not_a_pass() {
         let v = judge(&assertion(kind, json!("x")), "I think it is fine");
         assert!(!v.passed, "{kind}");
         assert_eq!(v.score, 0.0);
-        assert_eq!(v.reason, "Could not extract JSON from llm-rubric response: I think it is fine");
+        assert_eq!(
+            v.reason,
+            "Could not extract JSON from llm-rubric response: I think it is fine"
+        );
     }
     let v = judge(&assertion("factuality", json!("x")), "no idea");
     assert!(!v.passed);
     assert!(v.reason.contains("no idea"), "{}", v.reason);
-    let v = grader_failed(&assertion("not-llm-rubric", json!("x")), "the provider did not answer within 1s");
+    let v = grader_failed(
+        &assertion("not-llm-rubric", json!("x")),
+        "the provider did not answer within 1s",
+    );
     assert!(!v.passed);
 }
 
 #[test]
 fn factuality_letters_map_as_promptfoos_defaults() {
     let a = assertion("factuality", json!("x"));
-    for (letter, pass) in [("A", true), ("B", true), ("C", true), ("D", false), ("E", true), ("c", true)] {
+    for (letter, pass) in [
+        ("A", true),
+        ("B", true),
+        ("C", true),
+        ("D", false),
+        ("E", true),
+        ("c", true),
+    ] {
         let v = judge(&a, &format!("{{\"category\": \"{letter}\", \"reason\": \"because\"}}"));
         assert_eq!((v.passed, v.reason.as_str()), (pass, "because"), "{letter}");
     }
@@ -138,7 +168,10 @@ fn factuality_letters_map_as_promptfoos_defaults() {
     assert_eq!(judge(&a, r#"{"category": "F"}"#).reason, "Invalid category value: F");
     // promptfoo's legacy answers: a letter in parentheses, the reason after it.
     let v = judge(&a, "(D) The capital is Paris, not Lyon.");
-    assert_eq!((v.passed, v.reason.as_str()), (false, "The capital is Paris, not Lyon."));
+    assert_eq!(
+        (v.passed, v.reason.as_str()),
+        (false, "The capital is Paris, not Lyon.")
+    );
 }
 
 #[test]
@@ -165,13 +198,20 @@ fn g_eval_steps_then_scores() {
         parse_geval_steps("Here:\n{\"steps\": [\"Read it\", \"Check flow\"]}\n").unwrap(),
         ["Read it", "Check flow"]
     );
-    assert!(parse_geval_steps("{\"steps\": []}").unwrap_err().contains("does not propose"));
+    assert!(parse_geval_steps("{\"steps\": []}")
+        .unwrap_err()
+        .contains("does not propose"));
     assert!(parse_geval_steps("no json").unwrap_err().contains("not in JSON format"));
     let evaluate = geval_evaluate_messages(&a, "coherent", &["Read it".into(), "Check flow".into()], "Q", "A").unwrap();
     assert!(evaluate[0].content.contains("- Read it\n- Check flow\n"));
     assert!(evaluate[0].content.contains("an integer from 0 to 10"));
-    assert_eq!(parse_geval_score(r#"{"score": 8, "reason": "clear"}"#).unwrap(), (0.8, "clear".into()));
-    assert!(parse_geval_score(r#"{"score": 11, "reason": "x"}"#).unwrap_err().contains("outside"));
+    assert_eq!(
+        parse_geval_score(r#"{"score": 8, "reason": "clear"}"#).unwrap(),
+        (0.8, "clear".into())
+    );
+    assert!(parse_geval_score(r#"{"score": 11, "reason": "x"}"#)
+        .unwrap_err()
+        .contains("outside"));
     assert!(parse_geval_score(r#"{"score": 5}"#).unwrap_err().contains("reason"));
 
     let criteria = vec!["coherent".to_owned()];
@@ -199,7 +239,10 @@ fn similarity_is_cosine_against_the_threshold() {
         (true, 0.8, "Similarity 0.80 is greater than or equal to threshold 0.75")
     );
     let v = similar_verdict(&a, &[Ok(0.5)]);
-    assert_eq!((v.passed, v.reason.as_str()), (false, "Similarity 0.50 is less than threshold 0.75"));
+    assert_eq!(
+        (v.passed, v.reason.as_str()),
+        (false, "Similarity 0.50 is less than threshold 0.75")
+    );
     let v = similar_verdict(&a, &[Ok(0.5), Ok(0.6)]);
     assert_eq!(
         (v.passed, v.score, v.reason.as_str()),
@@ -208,15 +251,24 @@ fn similarity_is_cosine_against_the_threshold() {
     assert!(similar_verdict(&a, &[Ok(0.5), Ok(0.9)]).passed);
     let negated = assertion("not-similar", json!("x"));
     let v = similar_verdict(&negated, &[Ok(0.5)]);
-    assert_eq!((v.passed, v.score, v.reason.as_str()), (true, 0.5, "Similarity 0.50 is less than threshold 0.75"));
+    assert_eq!(
+        (v.passed, v.score, v.reason.as_str()),
+        (true, 0.5, "Similarity 0.50 is less than threshold 0.75")
+    );
     assert!(!similar_verdict(&negated, &[Ok(0.2), Ok(0.9)]).passed);
     let v = similar_verdict(&a, &[Err("the provider answered HTTP 500: boom".into())]);
-    assert_eq!((v.passed, v.reason.as_str()), (false, "the provider answered HTTP 500: boom"));
+    assert_eq!(
+        (v.passed, v.reason.as_str()),
+        (false, "the provider answered HTTP 500: boom")
+    );
 }
 
 #[test]
 fn only_json_on_one_line_counts_for_g_eval() {
     assert_eq!(one_line_braces("a {\"x\": 1} b}", "{"), Some("{\"x\": 1} b}"));
     assert_eq!(one_line_braces("{\n\"x\": 1}", "{"), None);
-    assert_eq!(one_line_braces("x\n{\"steps\":[\"a\"]}", "{\"steps\""), Some("{\"steps\":[\"a\"]}"));
+    assert_eq!(
+        one_line_braces("x\n{\"steps\":[\"a\"]}", "{\"steps\""),
+        Some("{\"steps\":[\"a\"]}")
+    );
 }

@@ -169,7 +169,13 @@ async fn regrade_calls_the_grader_again_for_model_graded_assertions(pool: PgPool
     std::fs::write(&file, "- type: llm-rubric\n  value: greets the person by name\n").unwrap();
     let output = promptcards_with(
         &pool,
-        &["regrade", &run.to_string(), "--assertions", file.to_str().unwrap(), "--json"],
+        &[
+            "regrade",
+            &run.to_string(),
+            "--assertions",
+            file.to_str().unwrap(),
+            "--json",
+        ],
         &[
             ("OPENAI_BASE_URL", url),
             ("GRADING_PROVIDER", "openai:chat:judge".to_owned()),
@@ -192,7 +198,10 @@ async fn regrade_calls_the_grader_again_for_model_graded_assertions(pool: PgPool
         .collect();
     assert_eq!(
         flips,
-        vec![("Ada", Some("fail->pass"), "greets"), ("Bob", Some("pass->fail"), "no greeting")],
+        vec![
+            ("Ada", Some("fail->pass"), "greets"),
+            ("Bob", Some("pass->fail"), "no greeting")
+        ],
         "{}",
         output.stdout
     );

@@ -98,7 +98,9 @@ async fn grading_usage_lands_in_its_own_columns_and_migrating_again_is_harmless(
     let events = read_everything(&store, n).await;
     let db = ScratchDatabase::create().await;
     // A restarted projector migrates again; the added columns are already there.
-    ClickHouseSink::migrate(&test_support::clickhouse_url(), &db.name).await.unwrap();
+    ClickHouseSink::migrate(&test_support::clickhouse_url(), &db.name)
+        .await
+        .unwrap();
     ClickHouseSink::new(db.client()).apply(&events).await.unwrap();
 
     let mut expected = (0u64, 0u64, 0i64, 0i64);

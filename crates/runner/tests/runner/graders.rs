@@ -7,11 +7,19 @@ use serde_json::json;
 use sqlx::PgPool;
 use std::time::Duration;
 
-async fn graded_once(pool: &PgPool, judgement: Judgement, assertions: Vec<serde_json::Value>, timeout: Duration) -> (FakeGrader, domain::run::TestResult) {
+async fn graded_once(
+    pool: &PgPool,
+    judgement: Judgement,
+    assertions: Vec<serde_json::Value>,
+    timeout: Duration,
+) -> (FakeGrader, domain::run::TestResult) {
     let store = event_store::EventStore::new(pool.clone());
     let server = FakeGrader::start(judgement).await;
     let run_id = request_graded_run(&store, assertions).await;
-    let outcome = grading_runner(&store, &server.url, timeout).execute(run_id).await.unwrap();
+    let outcome = grading_runner(&store, &server.url, timeout)
+        .execute(run_id)
+        .await
+        .unwrap();
     assert_eq!(outcome, RunOutcome::Completed { recorded: 1 });
     let mut results = recorded_results(&store, run_id).await;
     assert_eq!(results.len(), 1);
@@ -33,7 +41,10 @@ async fn a_rubric_the_grader_passes_passes_and_its_usage_is_recorded_apart(pool:
     // The tested call's usage is its own; the grader's is counted and priced apart.
     assert_eq!((result.prompt_tokens, result.completion_tokens), (5, 5));
     assert_eq!(
-        (result.grading.grading_prompt_tokens, result.grading.grading_completion_tokens),
+        (
+            result.grading.grading_prompt_tokens,
+            result.grading.grading_completion_tokens
+        ),
         (100, 20)
     );
     assert_eq!(result.grading.grading_cost_micro_usd, 140);
@@ -86,7 +97,10 @@ async fn a_garbage_answer_is_a_failed_assertion_quoting_it(pool: PgPool) {
     assert!(result.error.is_none(), "the tested call itself succeeded");
     for verdict in &result.assertions {
         assert!(!verdict.passed, "{verdict:?}");
-        assert!(verdict.reason.contains("I would say it is fine, mostly."), "{verdict:?}");
+        assert!(
+            verdict.reason.contains("I would say it is fine, mostly."),
+            "{verdict:?}"
+        );
     }
 }
 
@@ -106,7 +120,11 @@ async fn a_grader_that_times_out_fails_its_assertions_not_the_run(pool: PgPool) 
     assert_eq!(result.output.as_deref(), Some("Capital of France?"));
     let timed_out = &result.assertions[0];
     assert!(!timed_out.passed, "a grader error is no pass, even negated");
-    assert!(timed_out.reason.contains("did not answer within"), "{}", timed_out.reason);
+    assert!(
+        timed_out.reason.contains("did not answer within"),
+        "{}",
+        timed_out.reason
+    );
     assert!(result.assertions[1].passed);
     assert_eq!(server.grader_requests().len(), 1, "a timeout is not retried");
 }
@@ -147,7 +165,9 @@ async fn similar_compares_embeddings_from_the_embeddings_route(pool: PgPool) {
     );
     let sent = server.bodies("embeddings");
     assert!(sent.iter().any(|b| b["model"] == "other-embedder"));
-    assert!(sent.iter().all(|b| b["model"] == "embedder" || b["model"] == "other-embedder"));
+    assert!(sent
+        .iter()
+        .all(|b| b["model"] == "embedder" || b["model"] == "other-embedder"));
     assert!(sent.iter().any(|b| b["input"] == "Capital of France?"));
     // Each embedding reported 7 prompt tokens.
     assert_eq!(result.grading.grading_prompt_tokens, 7 * sent.len() as u32);

@@ -242,7 +242,9 @@ impl FakeGrader {
                     async move {
                         bodies.lock().unwrap().push(("chat".into(), body.clone()));
                         let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
-                        let prompt = last.and_then(|m| m["content"].as_str().map(str::to_owned)).unwrap_or_default();
+                        let prompt = last
+                            .and_then(|m| m["content"].as_str().map(str::to_owned))
+                            .unwrap_or_default();
                         let answer = if body["model"] == "tested" {
                             prompt
                         } else {
@@ -254,7 +256,8 @@ impl FakeGrader {
                                 }
                             }
                         };
-                        let (prompt_tokens, completion_tokens) = if body["model"] == "tested" { (5, 5) } else { (100, 20) };
+                        let (prompt_tokens, completion_tokens) =
+                            if body["model"] == "tested" { (5, 5) } else { (100, 20) };
                         let answer = json!({
                             "choices": [{"message": {"role": "assistant", "content": answer}}],
                             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
@@ -270,7 +273,11 @@ impl FakeGrader {
                     async move {
                         bodies.lock().unwrap().push(("embeddings".into(), body.clone()));
                         let text = body["input"].as_str().unwrap_or_default();
-                        let vector = if text.contains("Paris") { json!([1.0, 0.0]) } else { json!([0.6, 0.8]) };
+                        let vector = if text.contains("Paris") {
+                            json!([1.0, 0.0])
+                        } else {
+                            json!([0.6, 0.8])
+                        };
                         let answer = json!({
                             "object": "list",
                             "data": [{"object": "embedding", "index": 0, "embedding": vector}],
@@ -290,12 +297,19 @@ impl FakeGrader {
     /// Every request body received on `route` ("chat" or "embeddings"), in order.
     pub fn bodies(&self, route: &str) -> Vec<Value> {
         let bodies = self.bodies.lock().unwrap();
-        bodies.iter().filter(|(r, _)| r == route).map(|(_, b)| b.clone()).collect()
+        bodies
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 
     /// The chat requests that went to the grader (not to the tested model).
     pub fn grader_requests(&self) -> Vec<Value> {
-        self.bodies("chat").into_iter().filter(|b| b["model"] != "tested").collect()
+        self.bodies("chat")
+            .into_iter()
+            .filter(|b| b["model"] != "tested")
+            .collect()
     }
 }
 
@@ -304,7 +318,13 @@ impl FakeGrader {
 pub fn grading_runner(store: &EventStore, url: &str, timeout: Duration) -> Runner {
     let settings = ProviderSettings::for_base_url(url, timeout);
     let mut prices = PriceTable::empty();
-    prices.insert("openai:judge", providers::Price { prompt: 1_000_000, completion: 2_000_000 });
+    prices.insert(
+        "openai:judge",
+        providers::Price {
+            prompt: 1_000_000,
+            completion: 2_000_000,
+        },
+    );
     let providers = Arc::new(Providers::new(settings, prices));
     let graders = runner::grading::SettingsGraders::new(
         providers.clone(),
