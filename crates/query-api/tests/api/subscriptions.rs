@@ -312,13 +312,17 @@ mod run_progress {
             passed: true,
             score: 1.0,
             assertions: vec![],
-            grading: Default::default(),
+            grading: domain::run::GradingUsage {
+                grading_prompt_tokens: 120,
+                grading_completion_tokens: 30,
+                grading_cost_micro_usd: 1_250,
+            },
         }
     }
 
     async fn subscribe_progress(socket: &mut Socket, run_id: Uuid) {
         let query = format!(
-            "subscription {{ testRunProgress(runId: \"{run_id}\") {{ status completed total passed failed lastResult {{ output passed }} }} }}"
+            "subscription {{ testRunProgress(runId: \"{run_id}\") {{ status completed total passed failed lastResult {{ output passed costUsd gradingPromptTokens gradingCompletionTokens gradingCostUsd }} }} }}"
         );
         send(
             socket,
@@ -397,6 +401,16 @@ mod run_progress {
         assert_eq!(progress["status"], "RUNNING", "{update}");
         assert_eq!(progress["completed"], 1);
         assert_eq!(progress["lastResult"]["output"], "Hi");
+        // Grading usage is reported apart from the tested call's.
+        assert_eq!(
+            (
+                &progress["lastResult"]["costUsd"],
+                &progress["lastResult"]["gradingPromptTokens"],
+                &progress["lastResult"]["gradingCompletionTokens"],
+                &progress["lastResult"]["gradingCostUsd"],
+            ),
+            (&json!("0.000000"), &json!(120), &json!(30), &json!("0.001250"))
+        );
 
         let head = app.head().await;
         app.execute::<TestRun>(run_id, RunCommand::Complete, ws, None).await;
