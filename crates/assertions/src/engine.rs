@@ -19,12 +19,31 @@ pub fn evaluate(assertion: &Assertion, observation: &Observation<'_>) -> Verdict
     run(assertion, observation).unwrap_or_else(|error| error)
 }
 
-/// Grades a test case as promptfoo's `runAssertions` does. The score is the weighted mean of
-/// the assertion scores (weight defaults to 1; 0 when all weights are 0), and the test passes
-/// when every assertion passed; an assertion with weight 0 always passes and adds nothing to
-/// the score. No assertions: passed with score 1. An assertion that cannot be run fails the
-/// test with score 0, as promptfoo's evaluator records an error.
+/// One assertion's result before a test's grade combines it: `Err` when promptfoo could not
+/// run the assertion at all (which fails the whole test with score 0).
+pub type Outcome = Result<Verdict, Verdict>;
+
+/// Grades a test case as promptfoo's `runAssertions` does (see [`combine`]). Model-graded
+/// assertions need a grader, which this pure function cannot call: each fails, saying so. The
+/// runner grades them through its graders and combines their verdicts with [`combine`].
 pub fn grade(assertions: &[Assertion], observation: &Observation<'_>) -> Grade {
+    let outcomes = assertions.iter().map(|a| outcome(a, observation)).collect();
+    combine(assertions, outcomes)
+}
+
+/// Evaluates one assertion, telling a failed assertion (`Ok` with `passed: false`) from one that
+/// could not be run (`Err`).
+pub fn outcome(assertion: &Assertion, observation: &Observation<'_>) -> Outcome {
+    run(assertion, observation)
+}
+
+/// Combines the outcomes of `assertions` (in the same order) as promptfoo's `runAssertions`
+/// does. The score is the weighted mean of the assertion scores (weight defaults to 1; 0 when
+/// all weights are 0), and the test passes when every assertion passed; an assertion with
+/// weight 0 always passes and adds nothing to the score. No assertions: passed with score 1.
+/// An assertion that cannot be run fails the test with score 0, as promptfoo's evaluator
+/// records an error.
+pub fn combine(assertions: &[Assertion], outcomes: Vec<Outcome>) -> Grade {
     if assertions.is_empty() {
         return Grade {
             passed: true,
@@ -36,7 +55,8 @@ pub fn grade(assertions: &[Assertion], observation: &Observation<'_>) -> Grade {
     let (mut passed, mut errored) = (true, false);
     let verdicts = assertions
         .iter()
-        .map(|assertion| match run(assertion, observation) {
+        .zip(outcomes)
+        .map(|(assertion, outcome)| match outcome {
             Ok(verdict) => {
                 let weight = assertion.weight.unwrap_or(1.0);
                 total_score += verdict.score * weight;
@@ -236,6 +256,14 @@ fn check(assertion: &Assertion, observation: &Observation<'_>) -> Result<Check, 
                 )
             }))
         }
+        Kind::LlmRubric
+        | Kind::ModelGradedClosedqa
+        | Kind::Factuality
+        | Kind::ModelGradedFactuality
+        | Kind::Similar
+        | Kind::GEval => Err(format!(
+            "{kind} is model-graded: it is graded by the runner's grading model, not here"
+        )),
         Kind::Cost => {
             let Some(threshold) = assertion.threshold else {
                 return Err("Cost assertion must have a threshold".into());
@@ -480,7 +508,7 @@ fn word_count(value: Option<&Value>, output: &str, inverse: bool) -> Result<Chec
 
 /// Strings, and strings directly inside arrays, are Nunjucks templates in promptfoo; rendered
 /// here with minijinja configured to behave as promptfoo's Nunjucks environment does.
-fn render_value(value: Option<&Value>, vars: &Map<String, Value>) -> Result<Option<Value>, String> {
+pub(crate) fn render_value(value: Option<&Value>, vars: &Map<String, Value>) -> Result<Option<Value>, String> {
     let render = |template: &str| {
         TEMPLATES
             .render_str(template, vars)
@@ -505,7 +533,7 @@ fn render_value(value: Option<&Value>, vars: &Map<String, Value>) -> Result<Opti
 /// Nunjucks as promptfoo configures it: no autoescaping, undefined values (and attributes of
 /// them) print as nothing, a trailing newline is kept, and values print as JavaScript's
 /// `String()` prints them (`[1,2]` as `1,2`, `1.0` as `1`, null as nothing).
-static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+pub(crate) static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);

@@ -5,8 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 use strum::IntoEnumIterator;
 
-/// The deterministic assertion types promptfoo defines that Promptcards evaluates, each named
-/// (through strum) exactly as promptfoo's configs and our stored events write it.
+/// The assertion types promptfoo defines that Promptcards evaluates, each named (through strum)
+/// exactly as promptfoo's configs and our stored events write it. The deterministic ones are
+/// graded by [`crate::grade`]; the model-graded ones ([`Kind::is_model_graded`]) need a grading
+/// model, which the runner calls with the prompts and parsers of `model_graded.rs`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter, strum::EnumString, strum::IntoStaticStr, strum::AsRefStr,
 )]
@@ -27,12 +29,46 @@ pub enum Kind {
     WordCount,
     Latency,
     Cost,
+    LlmRubric,
+    ModelGradedClosedqa,
+    Factuality,
+    /// promptfoo's older name for `factuality`, graded the same.
+    ModelGradedFactuality,
+    Similar,
+    GEval,
 }
 
 impl Kind {
     /// The name promptfoo gives the type (`contains-any`).
     pub fn name(self) -> &'static str {
         self.into()
+    }
+
+    /// Whether a grading model (or an embedding model, for `similar`) judges this type.
+    pub fn is_model_graded(self) -> bool {
+        match self {
+            Kind::LlmRubric
+            | Kind::ModelGradedClosedqa
+            | Kind::Factuality
+            | Kind::ModelGradedFactuality
+            | Kind::Similar
+            | Kind::GEval => true,
+            Kind::Equals
+            | Kind::Contains
+            | Kind::Icontains
+            | Kind::ContainsAny
+            | Kind::ContainsAll
+            | Kind::IcontainsAny
+            | Kind::IcontainsAll
+            | Kind::StartsWith
+            | Kind::Regex
+            | Kind::IsJson
+            | Kind::ContainsJson
+            | Kind::Levenshtein
+            | Kind::WordCount
+            | Kind::Latency
+            | Kind::Cost => false,
+        }
     }
 
     /// Every type's name, in declaration order, for messages listing what is supported.
@@ -112,6 +148,12 @@ mod tests {
                 "word-count",
                 "latency",
                 "cost",
+                "llm-rubric",
+                "model-graded-closedqa",
+                "factuality",
+                "model-graded-factuality",
+                "similar",
+                "g-eval",
             ]
         );
         for kind in Kind::iter() {
@@ -125,14 +167,7 @@ mod tests {
 
     #[test]
     fn unknown_types_are_named_whole() {
-        for name in [
-            "llm-rubric",
-            "not-llm-rubric",
-            "not-",
-            "",
-            "Contains",
-            "not-not-contains",
-        ] {
+        for name in ["javascript", "not-rouge-n", "not-", "", "Contains", "not-not-contains"] {
             assert_eq!(name.parse::<AssertionType>(), Err(UnknownType(name.to_owned())));
         }
     }

@@ -40,7 +40,7 @@ impl Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     const USAGE: &str =
-        "usage: bench [--quick] [--json] [--only append|append.store|compare|serve|freshness|graphql|subscriptions|runner|replay|rss]";
+        "usage: bench [--quick] [--json] [--only append|append.store|compare|serve|freshness|graphql|subscriptions|runner|runner.graded|replay|rss]";
     let (mut quick, mut json, mut only) = (false, false, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -58,7 +58,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(group) = &only {
         anyhow::ensure!(
-            scenarios::GROUPS.contains(&group.as_str()) || group == scenarios::STORE_ONLY,
+            scenarios::GROUPS.contains(&group.as_str())
+                || group == scenarios::STORE_ONLY
+                || group == scenarios::GRADED_ONLY,
             "no figures named {group}.*; {USAGE}"
         );
     }

@@ -98,10 +98,15 @@ impl Session {
 /// `--only append.store`: the in-process append figures alone, which need only Postgres, to
 /// run beside the peer harness.
 pub const STORE_ONLY: &str = "append.store";
+/// `--only runner.graded`: the graded-results figure alone, in process, needing no stack.
+pub const GRADED_ONLY: &str = "runner.graded";
 
 pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     if config.only.as_deref() == Some(STORE_ONLY) {
         return store_append(config, report).await;
+    }
+    if config.only.as_deref() == Some(GRADED_ONLY) {
+        return graded_throughput(report).await;
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -158,6 +163,7 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
     if config.runs("runner") {
         let (run_id, results) = runner_throughput(config, &session, report).await?;
         runner_overhead(report).await?;
+        graded_throughput(report).await?;
         exports(&session, &run_id, results, report).await?;
     }
     if config.runs("compare") {
@@ -808,15 +814,15 @@ async fn comparison_verdict(config: &Config, session: &Session, report: &mut Rep
 async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
     use domain::run::{ProviderSpec, ResultKey, RunCase, RunPlan};
     use domain::template::{VarType, Variable};
-    let providers = providers::Providers::new(
+    let providers = std::sync::Arc::new(providers::Providers::new(
         providers::ProviderSettings::from_env()?,
         providers::PriceTable::from_env()?,
-    );
+    ));
+    let graders = runner::grading::SettingsGraders::new(providers.clone(), runner::grading::GradingSettings::default());
     let assertion = |kind: &str, value: Value| assertions::Assertion {
         kind: kind.into(),
         value: Some(value),
-        threshold: None,
-        weight: None,
+        ..Default::default()
     };
     let case_id = uuid::Uuid::now_v7();
     let mut vars = serde_json::Map::new();
@@ -864,7 +870,7 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
     let mut samples = Vec::new();
     for _ in 0..20_000 {
         let started = Instant::now();
-        let result = runner::run_one(&providers, &plan, key.clone()).await;
+        let result = runner::run_one(&providers, &graders, &plan, key.clone()).await;
         samples.push(started.elapsed());
         anyhow::ensure!(result.passed, "the overhead case should pass: {result:?}");
     }
@@ -878,6 +884,98 @@ async fn runner_overhead(report: &mut Report) -> anyhow::Result<()> {
         percentile_ms(&mut samples, 99.0) * 1000.0,
         "us",
     );
+    Ok(())
+}
+
+/// Results graded per second when every result has an `llm-rubric` and a `similar` assertion
+/// graded by a local OpenAI-compatible grader that answers at once: what grading adds on the
+/// runner's side (prompt building, two chat and embedding calls per result, answer parsing),
+/// on the echo provider, 64 results in flight. Timed in this process.
+async fn graded_throughput(report: &mut Report) -> anyhow::Result<()> {
+    use domain::run::{ProviderSpec, ResultKey, RunCase, RunPlan};
+    let app = axum::Router::new()
+        .route(
+            "/chat/completions",
+            axum::routing::post(|| async {
+                axum::Json(json!({
+                    "choices": [{"message": {"role": "assistant", "content": "{\"reason\": \"polite\", \"pass\": true, \"score\": 1}"}}],
+                    "usage": {"prompt_tokens": 120, "completion_tokens": 12}
+                }))
+            }),
+        )
+        .route(
+            "/embeddings",
+            axum::routing::post(|| async {
+                axum::Json(json!({"data": [{"embedding": [0.6, 0.8, 0.0]}], "usage": {"prompt_tokens": 8}}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut settings = providers::ProviderSettings::for_base_url(&url, Duration::from_secs(10));
+    settings.max_concurrency_per_provider = 64;
+    let providers = std::sync::Arc::new(providers::Providers::new(settings, providers::PriceTable::builtin()));
+    let graders = std::sync::Arc::new(runner::grading::SettingsGraders::new(
+        providers.clone(),
+        runner::grading::GradingSettings {
+            default_provider: "openai:chat:gpt-4.1-mini".into(),
+            default_embedding_provider: "openai:embedding:text-embedding-3-small".into(),
+        },
+    ));
+    let assertion = |value: Value| -> anyhow::Result<assertions::Assertion> { Ok(serde_json::from_value(value)?) };
+    let case_id = uuid::Uuid::now_v7();
+    let plan = std::sync::Arc::new(RunPlan {
+        workspace_id: uuid::Uuid::now_v7(),
+        card_id: uuid::Uuid::now_v7(),
+        card_version: 1,
+        template: "Reply politely to {{ who }}".into(),
+        messages: vec![],
+        config: Default::default(),
+        variables: vec![],
+        cases: vec![RunCase {
+            case_id,
+            name: "polite".into(),
+            vars: json!({"who": "Ada"}).as_object().cloned().unwrap_or_default(),
+            expected_output: None,
+            assertions: vec![
+                assertion(json!({"type": "llm-rubric", "value": "is polite to {{ who }}"}))?,
+                assertion(json!({"type": "similar", "value": "Hello Ada", "threshold": 0.5}))?,
+            ],
+        }],
+        providers: vec![ProviderSpec {
+            id: "echo".into(),
+            config: Value::Null,
+        }],
+        repeat: 1,
+        comparison_id: None,
+    });
+    let total = 4_000;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for repetition in 0..total {
+        let permit = slots.clone().acquire_owned().await?;
+        let (providers, graders, plan) = (providers.clone(), graders.clone(), plan.clone());
+        calls.spawn(async move {
+            let key = ResultKey {
+                case_id,
+                provider: "echo".into(),
+                repetition,
+            };
+            let result = runner::run_one(&providers, graders.as_ref(), &plan, key).await;
+            drop(permit);
+            result
+        });
+    }
+    let mut graded = 0u32;
+    while let Some(result) = calls.join_next().await {
+        let result = result?;
+        anyhow::ensure!(result.passed, "the graded case should pass: {:?}", result.assertions);
+        graded += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    server.abort();
+    report.figure("runner.graded_results_per_s", f64::from(graded) / elapsed, "results/s");
     Ok(())
 }
 
@@ -1029,8 +1127,7 @@ mod seed {
                 assertions: vec![assertions::Assertion {
                     kind: "icontains".into(),
                     value: Some(json!("invoice")),
-                    threshold: None,
-                    weight: None,
+                    ..Default::default()
                 }],
             })
             .collect();
@@ -1170,6 +1267,7 @@ mod seed {
                             passed,
                             score: if passed { 1.0 } else { 0.0 },
                             assertions: vec![],
+                            grading: Default::default(),
                         },
                     })
                 })

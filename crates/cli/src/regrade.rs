@@ -3,23 +3,28 @@
 use crate::output::{self, json_line};
 use crate::{Outcome, Settings};
 use anyhow::{bail, Context};
-use assertions::{grade, Assertion, Observation};
+use assertions::{Assertion, AssertionType, Observation};
 use clap::Args;
-use domain::run::{RegradedResult, RunCommand, RunEvent, TestResult, TestRun};
+use domain::run::{GradingUsage, RegradedResult, RunCommand, RunEvent, TestResult, TestRun};
 use domain::{Aggregate, DomainError};
 use event_store::{fold_recorded, Append, AppendError, ExpectedVersion, Metadata, NewEvent, StreamAppend};
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Shown by `--help` after the options.
 pub const DETAILS: &str = "\
-Reads the run's recorded results from its stream and grades each output again with the \
-`assertions::grade`, as the runner does (vars of the case as the run snapshotted \
-it, the recorded latency and cost). No provider is called. The grades are appended to the \
+Reads the run's recorded results from its stream and grades each output again as the runner \
+does (vars of the case as the run snapshotted it, the recorded prompt, latency and cost). The \
+tested provider is not called again. Model-graded assertions (llm-rubric, factuality, similar, \
+...) call their grading model again, resolved as the runner resolves it (OPENAI_BASE_URL, \
+OPENAI_API_KEY, GRADING_PROVIDER, GRADING_EMBEDDING_PROVIDER, PROVIDER_TIMEOUT_MS); what the \
+graders used is recorded with each grade. The grades are appended to the \
 run's stream as one `TestRunRegraded` event, at the version read (a concurrent change \
 fails rather than being overwritten); the original verdicts stay as recorded. Results \
 whose provider call failed have no output and are left out. Prints the cases that flipped.";
@@ -99,7 +104,23 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
     let plan = run.plan.as_ref().context("the run has no plan")?;
     let cases: HashMap<Uuid, _> = plan.cases.iter().map(|c| (c.case_id, c)).collect();
 
-    let mut regraded = Vec::new();
+    let model_graded = assertions.iter().any(|a| {
+        a.assertion_type()
+            .is_ok_and(|AssertionType { kind, .. }| kind.is_model_graded())
+    });
+    let graders = if model_graded {
+        let providers = Arc::new(providers::Providers::try_new(
+            providers::ProviderSettings::from_env()?,
+            providers::PriceTable::from_env()?,
+        )?);
+        Some(runner::grading::SettingsGraders::new(
+            providers,
+            runner::grading::GradingSettings::from_env(),
+        ))
+    } else {
+        None
+    };
+    let mut recorded_results = Vec::new();
     let mut skipped = 0usize;
     for event in &events {
         if event.event_type != RunEvent::TEST_RESULT_RECORDED {
@@ -108,30 +129,57 @@ pub async fn run(settings: &Settings, args: RegradeArgs) -> anyhow::Result<Outco
         let RunEvent::TestResultRecorded { result, .. } = event.decode::<RunEvent>()? else {
             continue;
         };
-        let (Some(output), Some(case)) = (result.output.as_deref(), cases.get(&result.key.case_id)) else {
+        if result.output.is_none() || !cases.contains_key(&result.key.case_id) {
             skipped += 1;
             continue;
-        };
-        let graded = grade(
-            &assertions,
-            &Observation {
-                output,
-                vars: &case.vars,
-                latency_ms: result.latency_ms,
-                cost_micro_usd: Some(result.cost_micro_usd),
-            },
-        );
-        regraded.push(Regraded {
-            case_name: case.name.clone(),
-            after: RegradedResult {
-                key: result.key.clone(),
-                passed: graded.passed,
-                score: graded.score,
-                verdicts: graded.verdicts,
-            },
-            before: result,
-        });
+        }
+        recorded_results.push(result);
     }
+    // Graders are called for several results at once, as the runner calls them.
+    let regraded: Vec<Regraded> = futures::stream::iter(recorded_results)
+        .map(|result| {
+            let (assertions, graders, case) = (&assertions, graders.as_ref(), cases[&result.key.case_id]);
+            async move {
+                let observation = Observation {
+                    output: result.output.as_deref().unwrap_or_default(),
+                    vars: &case.vars,
+                    latency_ms: result.latency_ms,
+                    cost_micro_usd: Some(result.cost_micro_usd),
+                };
+                let graded = match graders {
+                    Some(graders) => {
+                        // The operator's tool grades with the environment's keys.
+                        runner::grading::grade(
+                            graders,
+                            plan.workspace_id,
+                            &providers::Credentials::environment(),
+                            assertions,
+                            &observation,
+                            &result.rendered_prompt,
+                        )
+                        .await
+                    }
+                    None => runner::grading::Graded {
+                        grade: assertions::grade(assertions, &observation),
+                        usage: GradingUsage::default(),
+                    },
+                };
+                anyhow::Ok(Regraded {
+                    case_name: case.name.clone(),
+                    after: RegradedResult {
+                        key: result.key.clone(),
+                        passed: graded.grade.passed,
+                        score: graded.grade.score,
+                        verdicts: graded.grade.verdicts,
+                        grading: graded.usage,
+                    },
+                    before: result,
+                })
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
 
     let recorded = if args.dry_run {
         None
@@ -208,6 +256,9 @@ fn print(
                     "score": r.after.score,
                     "flip": r.flip(),
                     "verdicts": r.after.verdicts,
+                    "grading_prompt_tokens": r.after.grading.grading_prompt_tokens,
+                    "grading_completion_tokens": r.after.grading.grading_completion_tokens,
+                    "grading_cost_micro_usd": r.after.grading.grading_cost_micro_usd,
                 }),
             )?;
         }

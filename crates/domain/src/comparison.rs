@@ -512,6 +512,7 @@ mod tests {
                 score: 0.0,
                 reason: String::new(),
             }],
+            grading: Default::default(),
         }
     }
 

@@ -7,8 +7,11 @@
 //! Tests are read as promptfoo reads them before evaluating: `defaultTest.vars` under each test's
 //! own vars, `defaultTest.assert` before the test's own assertions, and a var holding a list of
 //! strings expanded into one case per value (the cartesian product over such vars, the first var
-//! varying slowest). What Promptcards cannot represent (assertions that run code or need a
-//! grading model, `file://` references, keys it does not know) is refused item by item, never
+//! varying slowest). A test's `options.provider` and `options.rubricPrompt` (over
+//! `defaultTest.options`) go to each of its model-graded assertions that sets none of its own,
+//! as promptfoo's `getFinalTest` does. What Promptcards cannot represent (assertions that run
+//! code, model-graded types it does not grade, `file://` references, keys it does not know) is
+//! refused item by item, never
 //! dropped: [`translate`] reports every such item with the path where the config has it.
 
 use crate::card::CardContent;
@@ -43,7 +46,8 @@ pub const CLI_ONLY_KEYS: &[&str] = &[
 /// Assertion types that run the user's code.
 const CODE_TYPES: &[&str] = &["javascript", "python", "ruby", "webhook"];
 
-/// Assertion types graded by a model (or by a service promptfoo calls).
+/// Assertion types graded by a model (or by a service promptfoo calls). Those that are a
+/// [`Kind`] are imported; the others are refused by name.
 const MODEL_GRADED_TYPES: &[&str] = &[
     "llm-rubric",
     "g-eval",
@@ -420,7 +424,12 @@ struct RawTest {
     description: Option<String>,
     vars: Map<String, Value>,
     assertions: Vec<Assertion>,
+    /// `options`: the grading `provider` and `rubricPrompt`, by key.
+    options: Map<String, Value>,
 }
+
+/// The keys of a test's `options` that Promptcards imports.
+const GRADING_OPTIONS: &[&str] = &["provider", "rubricPrompt"];
 
 fn read_default_test(value: Option<&Value>, problems: &mut Problems) -> RawTest {
     match value {
@@ -444,10 +453,7 @@ fn read_test(value: &Value, field: &str, described: bool, problems: &mut Problem
             "vars" | "assert" => {}
             "description" if described => {}
             "threshold" => problems.add(format!("{field}.threshold"), "a test-level threshold is not supported"),
-            "options" => problems.add(
-                format!("{field}.options"),
-                "test options (transforms, prefixes, grading providers) are not supported",
-            ),
+            "options" => {}
             key => problems.add(format!("{field}.{key}"), format!("`{key}` is not supported in a test")),
         }
     }
@@ -473,6 +479,22 @@ fn read_test(value: &Value, field: &str, described: bool, problems: &mut Problem
         }
         Some(v) if is_file_reference(v) => problems.add(format!("{field}.vars"), FILE_REFERENCE),
         Some(_) => problems.add(format!("{field}.vars"), "must be a mapping of variable names to values"),
+    }
+    match map.get("options") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(options)) => {
+            for (key, value) in options {
+                if GRADING_OPTIONS.contains(&key.as_str()) {
+                    test.options.insert(key.clone(), value.clone());
+                } else {
+                    problems.add(
+                        format!("{field}.options.{key}"),
+                        format!("`{key}` is not supported in test options (only provider and rubricPrompt are)"),
+                    );
+                }
+            }
+        }
+        Some(_) => problems.add(format!("{field}.options"), "must be a mapping"),
     }
     match map.get("assert") {
         None | Some(Value::Null) => {}
@@ -505,10 +527,17 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
             format!("{kind} assertions run code, which Promptcards does not import"),
         );
         supported = false;
-    } else if MODEL_GRADED_TYPES.contains(&base) {
+    } else if MODEL_GRADED_TYPES.contains(&base) && kind.parse::<AssertionType>().is_err() {
+        let graded: Vec<&str> = Kind::names()
+            .into_iter()
+            .filter(|name| name.parse::<Kind>().is_ok_and(Kind::is_model_graded))
+            .collect();
         problems.add(
             field,
-            format!("{kind} assertions are model-graded, which Promptcards does not support"),
+            format!(
+                "{kind} is a model-graded type Promptcards does not grade (it grades {})",
+                graded.join(", ")
+            ),
         );
         supported = false;
     } else if kind.parse::<AssertionType>().is_err() {
@@ -521,10 +550,12 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
         );
         supported = false;
     }
-    for key in map
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "type" | "value" | "threshold" | "weight"))
-    {
+    for key in map.keys().filter(|k| {
+        !matches!(
+            k.as_str(),
+            "type" | "value" | "threshold" | "weight" | "provider" | "rubricPrompt"
+        )
+    }) {
         problems.add(
             format!("{field}.{key}"),
             format!("`{key}` is not supported in an assertion"),
@@ -550,12 +581,54 @@ fn read_assertion(value: &Value, field: &str, problems: &mut Problems) -> Option
     };
     let threshold = number("threshold");
     let weight = number("weight");
-    supported.then(|| Assertion {
+    let file_prompt = map.get("rubricPrompt").is_some_and(is_file_reference);
+    if file_prompt {
+        problems.add(format!("{field}.rubricPrompt"), FILE_REFERENCE);
+    }
+    (supported && !file_prompt).then(|| Assertion {
         kind: kind.to_owned(),
         value,
         threshold,
         weight,
+        provider: map.get("provider").filter(|v| !v.is_null()).cloned(),
+        rubric_prompt: map.get("rubricPrompt").filter(|v| !v.is_null()).cloned(),
     })
+}
+
+/// The assertions with the test's grading options applied, as promptfoo's `getFinalTest` does:
+/// an assertion's own `provider` and `rubricPrompt` win. A test-level provider goes only to the
+/// assertions it can grade (an embedding model to `similar`, a chat model to the others).
+fn with_grading_options(assertions: Vec<Assertion>, options: &Map<String, Value>) -> Vec<Assertion> {
+    let is_embedding = |provider: &Value| {
+        let id = provider
+            .as_str()
+            .or_else(|| provider.get("id").and_then(Value::as_str))
+            .unwrap_or_default();
+        assertions::model_graded::EMBEDDING_PREFIXES
+            .iter()
+            .any(|prefix| id.starts_with(prefix))
+    };
+    assertions
+        .into_iter()
+        .map(|mut assertion| {
+            let Ok(AssertionType { kind, .. }) = assertion.assertion_type() else {
+                return assertion;
+            };
+            if !kind.is_model_graded() {
+                return assertion;
+            }
+            if assertion.provider.is_none() {
+                assertion.provider = options
+                    .get("provider")
+                    .filter(|p| !p.is_null() && is_embedding(p) == (kind == Kind::Similar))
+                    .cloned();
+            }
+            if assertion.rubric_prompt.is_none() && kind != Kind::Similar {
+                assertion.rubric_prompt = options.get("rubricPrompt").filter(|p| !p.is_null()).cloned();
+            }
+            assertion
+        })
+        .collect()
 }
 
 fn read_tests(value: Option<&Value>, default: &RawTest, problems: &mut Problems) -> Vec<ImportedCase> {
@@ -587,6 +660,9 @@ fn read_tests(value: Option<&Value>, default: &RawTest, problems: &mut Problems)
         vars.extend(test.vars);
         let mut assertions = default.assertions.clone();
         assertions.extend(test.assertions);
+        let mut options = default.options.clone();
+        options.extend(test.options);
+        let assertions = with_grading_options(assertions, &options);
         let name = test.description.unwrap_or_else(|| format!("Test {}", i + 1));
         let combinations = combinations(&vars);
         let count = combinations.len();
@@ -861,7 +937,7 @@ prompts:
 providers: [echo, bedrock:claude, file://providers.yaml]
 scenarios: []
 defaultTest:
-  assert: [{type: llm-rubric, value: polite}]
+  assert: [{type: context-recall, value: polite}]
 tests:
   - vars: {q: file://question.txt}
     threshold: 0.5
@@ -899,9 +975,70 @@ tests:
     }
 
     #[test]
+    fn model_graded_assertions_are_imported_with_the_tests_grading_options() {
+        let import = translate(&config(
+            r#"
+prompts: ["Answer {{ q }}"]
+defaultTest:
+  options:
+    provider: openai:chat:gpt-4.1-mini
+  assert:
+    - {type: llm-rubric, value: is polite}
+tests:
+  - vars: {q: capital of France}
+    options:
+      rubricPrompt: "Grade {{ output }} against {{ rubric }}"
+    assert:
+      - {type: similar, value: Paris, threshold: 0.8, provider: openai:embedding:text-embedding-3-small}
+      - {type: factuality, value: Paris is the capital of France}
+      - {type: model-graded-closedqa, value: names a city, provider: {id: "openai:gpt-4o", config: {temperature: 0}}}
+      - {type: g-eval, value: [coherent, concise], threshold: 0.5}
+      - {type: not-llm-rubric, value: is rude}
+      - {type: contains, value: Paris}
+"#,
+        ))
+        .expect("importable");
+        let assertions = &import.cards[0].cases[0].content.assertions;
+        let summary: Vec<(&str, Option<Value>, Option<Value>)> = assertions
+            .iter()
+            .map(|a| (a.kind.as_str(), a.provider.clone(), a.rubric_prompt.clone()))
+            .collect();
+        let chat = Some(json!("openai:chat:gpt-4.1-mini"));
+        let rubric = Some(json!("Grade {{ output }} against {{ rubric }}"));
+        assert_eq!(
+            summary,
+            vec![
+                ("llm-rubric", chat.clone(), rubric.clone()),
+                ("similar", Some(json!("openai:embedding:text-embedding-3-small")), None),
+                ("factuality", chat.clone(), rubric.clone()),
+                (
+                    "model-graded-closedqa",
+                    Some(json!({"id": "openai:gpt-4o", "config": {"temperature": 0}})),
+                    rubric.clone()
+                ),
+                ("g-eval", chat.clone(), rubric.clone()),
+                ("not-llm-rubric", chat, rubric),
+                ("contains", None, None),
+            ]
+        );
+        assert_eq!(assertions[1].threshold, Some(0.8));
+        assert!(assertions::check_assertions(assertions).is_empty());
+    }
+
+    #[test]
+    fn grading_options_other_than_provider_and_rubric_prompt_are_refused() {
+        let error = translate(&config(
+            "prompts: [a]\ntests:\n  - options: {transform: output.trim(), provider: openai:chat:m}\n    assert: [{type: llm-rubric, value: x, rubricPrompt: file://grade.txt}]\n",
+        ))
+        .expect_err("not importable");
+        let paths: Vec<_> = fields(error).into_iter().map(|(field, _)| field).collect();
+        assert_eq!(paths, ["tests[0].options.transform", "tests[0].assert[0].rubricPrompt"]);
+    }
+
+    #[test]
     fn the_reasons_say_what_kind_of_item_it_is() {
         let error = translate(&config(
-            "prompts: [file://p.txt]\ntests:\n  - assert: [{type: python, value: x}, {type: not-factuality, value: y}]\n",
+            "prompts: [file://p.txt]\ntests:\n  - assert: [{type: python, value: x}, {type: not-answer-relevance, value: y}]\n",
         ))
         .expect_err("not importable");
         let messages: BTreeMap<_, _> = fields(error).into_iter().collect();

@@ -63,6 +63,31 @@ pub struct TestResult {
     pub passed: bool,
     pub score: f64,
     pub assertions: Vec<Verdict>,
+    /// What the grading models of model-graded assertions used, apart from the tested call's
+    /// tokens and cost above. Absent (0) in results recorded before graders existed.
+    #[serde(flatten)]
+    pub grading: GradingUsage,
+}
+
+/// Tokens and cost spent by grading models on one result (every grader call of its assertions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradingUsage {
+    #[serde(default)]
+    pub grading_prompt_tokens: u32,
+    #[serde(default)]
+    pub grading_completion_tokens: u32,
+    #[serde(default)]
+    pub grading_cost_micro_usd: i64,
+}
+
+impl GradingUsage {
+    pub fn add(&mut self, other: GradingUsage) {
+        self.grading_prompt_tokens = self.grading_prompt_tokens.saturating_add(other.grading_prompt_tokens);
+        self.grading_completion_tokens = self
+            .grading_completion_tokens
+            .saturating_add(other.grading_completion_tokens);
+        self.grading_cost_micro_usd = self.grading_cost_micro_usd.saturating_add(other.grading_cost_micro_usd);
+    }
 }
 
 /// A recorded result graded again under another assertion set, without calling a provider.
@@ -73,6 +98,9 @@ pub struct RegradedResult {
     pub passed: bool,
     pub score: f64,
     pub verdicts: Vec<Verdict>,
+    /// What grading models used to grade it again (0 when no assertion is model-graded).
+    #[serde(flatten)]
+    pub grading: GradingUsage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -580,6 +608,7 @@ mod tests {
             passed,
             score: if passed { 1.0 } else { 0.0 },
             assertions: vec![],
+            grading: Default::default(),
         }
     }
 
@@ -709,6 +738,7 @@ mod tests {
             passed: false,
             score: 0.0,
             verdicts: vec![],
+            grading: Default::default(),
         };
         let events = given_when::<TestRun>(
             &given,
@@ -856,5 +886,28 @@ mod tests {
             panic!("expected invalid")
         };
         assert_eq!(fields[0].field, "card_version");
+    }
+
+    #[test]
+    fn results_recorded_before_graders_decode_with_no_grading_usage() {
+        let old = serde_json::json!({
+            "type": "TestResultRecorded",
+            "data": {
+                "card_id": Uuid::nil(), "card_version": 1,
+                "case_id": Uuid::nil(), "provider": "echo", "repetition": 0,
+                "rendered_prompt": "Hi", "output": "Hi", "error": null, "latency_ms": 1,
+                "prompt_tokens": 1, "completion_tokens": 1, "cost_micro_usd": 0,
+                "passed": true, "score": 1.0, "assertions": []
+            }
+        });
+        let RunEvent::TestResultRecorded { result, .. } = serde_json::from_value(old).unwrap() else {
+            panic!("a recorded result");
+        };
+        assert_eq!(result.grading, GradingUsage::default());
+        let mut graded = result.clone();
+        graded.grading.grading_prompt_tokens = 7;
+        let json = serde_json::to_value(&graded).unwrap();
+        assert_eq!(json["grading_prompt_tokens"], 7);
+        assert_eq!(serde_json::from_value::<TestResult>(json).unwrap(), graded);
     }
 }

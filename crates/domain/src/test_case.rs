@@ -212,8 +212,7 @@ mod tests {
             assertions: vec![Assertion {
                 kind: "icontains".into(),
                 value: Some(json!("{{ topic }}")),
-                threshold: None,
-                weight: None,
+                ..Default::default()
             }],
         }
     }

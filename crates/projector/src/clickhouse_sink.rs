@@ -9,10 +9,16 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// The ClickHouse migrations, applied in order at start; each statement is idempotent.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_events_and_results",
-    include_str!("../../../migrations/clickhouse/0001_events_and_results.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_events_and_results",
+        include_str!("../../../migrations/clickhouse/0001_events_and_results.sql"),
+    ),
+    (
+        "20261203004001_test_result_grading",
+        include_str!("../../../migrations/clickhouse/20261203004001_test_result_grading.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub struct ClickHouseSink {
@@ -57,8 +63,15 @@ impl ClickHouseSink {
                 .collect::<Vec<_>>()
                 .join("\n");
             for statement in without_comments.replace("{database}", database).split(';') {
-                if !statement.trim().is_empty() {
-                    admin.query(statement).execute().await?;
+                if statement.trim().is_empty() {
+                    continue;
+                }
+                match admin.query(statement).execute().await {
+                    Ok(()) => {}
+                    // Applied at an earlier start: the column is there (see the migration).
+                    Err(clickhouse::error::Error::BadResponse(message))
+                        if statement.contains("ADD COLUMN") && message.contains("already exists") => {}
+                    Err(error) => return Err(error),
                 }
             }
             tracing::info!(migration = name, "ClickHouse migration applied.");
@@ -91,6 +104,9 @@ struct ResultRow {
     error: String,
     recorded_at: u32,
     recorded_at_ms: i64,
+    grading_prompt_tokens: u32,
+    grading_completion_tokens: u32,
+    grading_cost_micro_usd: i64,
 }
 
 fn result_row(event: &RecordedEvent) -> anyhow::Result<Option<ResultRow>> {
@@ -123,6 +139,9 @@ fn result_row(event: &RecordedEvent) -> anyhow::Result<Option<ResultRow>> {
         error: result.error.unwrap_or_default(),
         recorded_at: event.recorded_at.timestamp().max(0) as u32,
         recorded_at_ms: event.recorded_at.timestamp_millis(),
+        grading_prompt_tokens: result.grading.grading_prompt_tokens,
+        grading_completion_tokens: result.grading.grading_completion_tokens,
+        grading_cost_micro_usd: result.grading.grading_cost_micro_usd,
     }))
 }
 

@@ -547,6 +547,9 @@ struct Results {
     prompt_tokens: Vec<i32>,
     completion_tokens: Vec<i32>,
     costs_micro_usd: Vec<i64>,
+    grading_prompt_tokens: Vec<i32>,
+    grading_completion_tokens: Vec<i32>,
+    grading_costs_micro_usd: Vec<i64>,
     passed: Vec<bool>,
     scores: Vec<f64>,
     assertions: Vec<serde_json::Value>,
@@ -567,6 +570,11 @@ impl Results {
         self.prompt_tokens.push(result.prompt_tokens as i32);
         self.completion_tokens.push(result.completion_tokens as i32);
         self.costs_micro_usd.push(result.cost_micro_usd);
+        self.grading_prompt_tokens
+            .push(i32::try_from(result.grading.grading_prompt_tokens).unwrap_or(i32::MAX));
+        self.grading_completion_tokens
+            .push(i32::try_from(result.grading.grading_completion_tokens).unwrap_or(i32::MAX));
+        self.grading_costs_micro_usd.push(result.grading.grading_cost_micro_usd);
         self.passed.push(result.passed);
         self.scores.push(result.score);
         self.assertions.push(serde_json::to_value(&result.assertions)?);
@@ -582,10 +590,11 @@ impl Results {
         let r = std::mem::take(self);
         sqlx::query(
             "INSERT INTO test_results (run_id, case_id, provider, repetition, rendered_prompt, output, error,
-                latency_ms, prompt_tokens, completion_tokens, cost_micro_usd, passed, score, assertions, position, recorded_at)
+                latency_ms, prompt_tokens, completion_tokens, cost_micro_usd, passed, score, assertions, position, recorded_at,
+                grading_prompt_tokens, grading_completion_tokens, grading_cost_micro_usd)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
                 $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::bool[], $13::float8[], $14::jsonb[],
-                $15::bigint[], $16::timestamptz[])",
+                $15::bigint[], $16::timestamptz[], $17::int[], $18::int[], $19::bigint[])",
         )
         .bind(&r.run_ids)
         .bind(&r.case_ids)
@@ -603,6 +612,9 @@ impl Results {
         .bind(&r.assertions)
         .bind(&r.positions)
         .bind(&r.recorded_at)
+        .bind(&r.grading_prompt_tokens)
+        .bind(&r.grading_completion_tokens)
+        .bind(&r.grading_costs_micro_usd)
         .execute(&mut *tx)
         .await?;
         // Per run: how many results, how many passed, and when the last was recorded.

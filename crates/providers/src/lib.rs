@@ -8,11 +8,13 @@
 //! times each call from getting its concurrency slot to its end, retries and backoff included.
 
 mod error;
+mod grading;
 mod prices;
 mod protocol;
 mod settings;
 
 pub use error::{ConfigError, ProviderError};
+pub use grading::{embedding_model, Embedding, GradingMessage};
 pub use prices::{Price, PriceTable};
 pub use settings::ProviderSettings;
 

@@ -32,6 +32,9 @@ const PUBLISHED: &[(&str, u64, u64)] = &[
     ("openai:gpt-4.1", 2_000_000, 8_000_000),
     ("openai:gpt-4.1-mini", 400_000, 1_600_000),
     ("openai:gpt-4.1-nano", 100_000, 400_000),
+    // Embedding models bill input tokens only.
+    ("openai:embedding:text-embedding-3-small", 20_000, 0),
+    ("openai:embedding:text-embedding-3-large", 130_000, 0),
     ("anthropic:messages:claude-3-haiku-20240307", 250_000, 1_250_000),
     ("anthropic:messages:claude-3-5-haiku-20241022", 800_000, 4_000_000),
     ("anthropic:messages:claude-3-5-sonnet-20241022", 3_000_000, 15_000_000),

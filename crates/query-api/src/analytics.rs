@@ -37,6 +37,11 @@ pub struct ProviderCost {
     pub cost_micro_usd: i64,
     /// The same amount in dollars, as an exact decimal string.
     pub cost_usd: String,
+    /// What grading these results' model-graded assertions cost, apart from `costMicroUsd`.
+    pub grading_cost_micro_usd: i64,
+    pub grading_cost_usd: String,
+    /// Tokens grading models read and wrote for these results.
+    pub grading_tokens: u64,
 }
 
 #[derive(Debug, SimpleObject)]
@@ -59,6 +64,8 @@ struct CostRow {
     provider: String,
     results: u64,
     cost: i64,
+    grading_cost: i64,
+    grading_tokens: u64,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -147,7 +154,9 @@ impl Analytics {
     /// Spend per provider, summed in integer micro-dollars.
     async fn cost_by_provider(&self, ctx: &Context<'_>) -> Result<Vec<ProviderCost>> {
         let sql = format!(
-            "SELECT provider, count() AS results, toInt64(sum(cost_micro_usd)) AS cost
+            "SELECT provider, count() AS results, toInt64(sum(cost_micro_usd)) AS cost,
+                    toInt64(sum(grading_cost_micro_usd)) AS grading_cost,
+                    toUInt64(sum(grading_prompt_tokens) + sum(grading_completion_tokens)) AS grading_tokens
              FROM test_results FINAL WHERE {} GROUP BY provider ORDER BY provider",
             self.filter(false)
         );
@@ -159,6 +168,9 @@ impl Analytics {
                 results: row.results,
                 cost_micro_usd: row.cost,
                 cost_usd: micro_usd_to_string(row.cost),
+                grading_cost_micro_usd: row.grading_cost,
+                grading_cost_usd: micro_usd_to_string(row.grading_cost),
+                grading_tokens: row.grading_tokens,
             })
             .collect())
     }

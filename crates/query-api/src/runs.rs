@@ -116,7 +116,8 @@ impl RunNode {
         let offset = offset.unwrap_or(0).max(0) as i64;
         sqlx::query_as(
             "SELECT case_id, provider, repetition, rendered_prompt, output, error, latency_ms, prompt_tokens,
-                    completion_tokens, cost_micro_usd, passed, score, assertions
+                    completion_tokens, cost_micro_usd, passed, score, assertions,
+                    grading_prompt_tokens, grading_completion_tokens, grading_cost_micro_usd
              FROM read.test_results WHERE run_id = $1 ORDER BY position LIMIT $2 OFFSET $3",
         )
         .bind(self.run_id)
@@ -143,6 +144,9 @@ pub struct ResultNode {
     pub passed: bool,
     pub score: f64,
     pub assertions: Value,
+    pub grading_prompt_tokens: i32,
+    pub grading_completion_tokens: i32,
+    pub grading_cost_micro_usd: i64,
 }
 
 impl From<&TestResult> for ResultNode {
@@ -161,6 +165,9 @@ impl From<&TestResult> for ResultNode {
             passed: result.passed,
             score: result.score,
             assertions: serde_json::to_value(&result.assertions).unwrap_or_default(),
+            grading_prompt_tokens: i32::try_from(result.grading.grading_prompt_tokens).unwrap_or(i32::MAX),
+            grading_completion_tokens: i32::try_from(result.grading.grading_completion_tokens).unwrap_or(i32::MAX),
+            grading_cost_micro_usd: result.grading.grading_cost_micro_usd,
         }
     }
 }
@@ -215,6 +222,22 @@ impl ResultNode {
     /// The cost in dollars, as an exact decimal string.
     async fn cost_usd(&self) -> String {
         micro_usd_to_string(self.cost_micro_usd)
+    }
+    /// Tokens the grading models of model-graded assertions read, apart from `promptTokens`.
+    async fn grading_prompt_tokens(&self) -> i32 {
+        self.grading_prompt_tokens
+    }
+    /// Tokens the grading models wrote, apart from `completionTokens`.
+    async fn grading_completion_tokens(&self) -> i32 {
+        self.grading_completion_tokens
+    }
+    /// What grading cost, apart from `costMicroUsd` (the tested call's).
+    async fn grading_cost_micro_usd(&self) -> i64 {
+        self.grading_cost_micro_usd
+    }
+    /// The grading cost in dollars, as an exact decimal string.
+    async fn grading_cost_usd(&self) -> String {
+        micro_usd_to_string(self.grading_cost_micro_usd)
     }
     async fn assertions(&self) -> Vec<AssertionResult> {
         self.assertions

@@ -1,23 +1,26 @@
 //! The runner: executes requested test runs. For each pending (case, provider, repetition) it
 //! renders the snapshotted template, calls the provider, grades the output with the domain's
-//! assertions and records the result on the run's stream. Results are appended in batches at
+//! assertions (calling grading models for model-graded ones, see [`grading`]) and records the
+//! result on the run's stream. Results are appended in batches at
 //! the run's expected version, and the aggregate records each slot at most once, so a runner
 //! killed mid-run resumes without redoing or losing a result; a cancel stops further calls.
 
 pub mod comparisons;
 mod consumer;
+pub mod grading;
 pub mod instruments;
 
 pub use consumer::RunRequests;
 
-use assertions::{grade, Observation};
+use assertions::Observation;
 use domain::prompt::{ChatMessage, Rendered};
 use domain::run::ProviderSpec;
-use domain::run::{ResultKey, RunCommand, RunPlan, TestResult, TestRun};
+use domain::run::{GradingUsage, ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
 use domain::workspace::{ProviderKind, Workspace, WorkspaceCommand};
 use domain::DomainError;
 use event_store::{AppendError, ExecuteError, Metadata, Repository};
+use grading::{GraderResolver, GradingSettings, SettingsGraders};
 use providers::{Credentials, Endpoint, Providers};
 use service::sealing::Sealer;
 use service::settings::{self, Kafka};
@@ -79,6 +82,8 @@ pub enum RunOutcome {
 pub struct Runner {
     repo: Repository,
     providers: Arc<Providers>,
+    /// Chooses the grading models of model-graded assertions.
+    graders: Arc<dyn GraderResolver>,
     max_in_flight: usize,
     /// Opens the workspaces' sealed provider keys.
     sealer: Option<Arc<Sealer>>,
@@ -94,10 +99,14 @@ const BATCH_WINDOW: Duration = Duration::from_millis(20);
 const CANCEL_CHECK: Duration = Duration::from_millis(250);
 
 impl Runner {
+    /// A runner whose graders are the providers' default grading models ([`GradingSettings`]'s
+    /// defaults); see [`Runner::with_graders`].
     pub fn new(repo: Repository, providers: Arc<Providers>, max_in_flight: usize) -> Self {
+        let graders = Arc::new(SettingsGraders::new(providers.clone(), GradingSettings::default()));
         Self {
             repo,
             providers,
+            graders,
             max_in_flight: max_in_flight.max(1),
             sealer: None,
             environment_keys: true,
@@ -147,6 +156,12 @@ impl Runner {
         Ok(credentials)
     }
 
+    /// Grades model-graded assertions with the graders `graders` chooses.
+    pub fn with_graders(mut self, graders: Arc<dyn GraderResolver>) -> Self {
+        self.graders = graders;
+        self
+    }
+
     /// Executes whatever the run still needs, then completes it. Safe to call again after a
     /// crash, or twice concurrently: recorded slots are skipped and appends are conditional.
     #[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
@@ -175,10 +190,15 @@ impl Runner {
             if cancelled.load(Ordering::Relaxed) {
                 break;
             }
-            let (providers, plan, results) = (self.providers.clone(), plan.clone(), results.clone());
+            let (providers, graders, plan, results) = (
+                self.providers.clone(),
+                self.graders.clone(),
+                plan.clone(),
+                results.clone(),
+            );
             let credentials = credentials.clone();
             calls.spawn(async move {
-                let result = run_one_with(&providers, &plan, key, &credentials).await;
+                let result = run_one_with(&providers, graders.as_ref(), &plan, key, &credentials).await;
                 let _ = results.send(result).await;
                 drop(permit);
             });
@@ -348,13 +368,19 @@ async fn append_results(
 
 /// Renders, calls and grades one slot: all the work a result costs besides its append. Every
 /// failure becomes a recorded error, never a crash. Public so the benchmark can time it.
-pub async fn run_one(providers: &Providers, plan: &RunPlan, key: ResultKey) -> TestResult {
-    run_one_with(providers, plan, key, &Credentials::environment()).await
+pub async fn run_one(
+    providers: &Providers,
+    graders: &dyn GraderResolver,
+    plan: &RunPlan,
+    key: ResultKey,
+) -> TestResult {
+    run_one_with(providers, graders, plan, key, &Credentials::environment()).await
 }
 
 /// [`run_one`] with the run's workspace credentials.
 pub async fn run_one_with(
     providers: &Providers,
+    graders: &dyn GraderResolver,
     plan: &RunPlan,
     key: ResultKey,
     credentials: &Credentials,
@@ -381,6 +407,7 @@ pub async fn run_one_with(
         passed: false,
         score: 0.0,
         assertions: vec![],
+        grading: GradingUsage::default(),
     };
     let rendered = if plan.messages.is_empty() {
         render(&plan.template, &plan.variables, &case.vars).map(Rendered::Text)
@@ -418,7 +445,10 @@ pub async fn run_one_with(
     let cost = providers
         .prices()
         .cost(&provider.id, completion.prompt_tokens, completion.completion_tokens);
-    let graded = grade(
+    let graded = grading::grade(
+        graders,
+        plan.workspace_id,
+        credentials,
         &case.assertions,
         &Observation {
             output: &completion.output,
@@ -426,7 +456,9 @@ pub async fn run_one_with(
             latency_ms,
             cost_micro_usd: cost,
         },
-    );
+        &prompt,
+    )
+    .await;
     let cost_micro_usd = cost.unwrap_or(0);
     TestResult {
         key,
@@ -437,9 +469,10 @@ pub async fn run_one_with(
         prompt_tokens: completion.prompt_tokens,
         completion_tokens: completion.completion_tokens,
         cost_micro_usd,
-        passed: graded.passed,
-        score: graded.score,
-        assertions: graded.verdicts,
+        passed: graded.grade.passed,
+        score: graded.grade.score,
+        assertions: graded.grade.verdicts,
+        grading: graded.usage,
     }
 }
 

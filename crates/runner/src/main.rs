@@ -1,5 +1,6 @@
 use event_store::Repository;
 use providers::{PriceTable, ProviderSettings, Providers};
+use runner::grading::{GradingSettings, SettingsGraders};
 use runner::{RunRequests, Runner, Settings};
 use std::sync::Arc;
 
@@ -14,12 +15,14 @@ async fn main() -> anyhow::Result<()> {
         .postgres(&settings.database_url, 8)
         .kafka(&settings.kafka)
         .run(|started| async move {
+            let graders = Arc::new(SettingsGraders::new(providers.clone(), GradingSettings::from_env()));
             let runner = Runner::new(
                 Repository::new(started.store(), 1_000),
                 providers,
                 settings.max_in_flight,
             )
-            .with_workspace_credentials(sealer, settings.environment_keys);
+            .with_workspace_credentials(sealer, settings.environment_keys)
+            .with_graders(graders);
             RunRequests::new(
                 &settings.kafka.brokers,
                 &settings.group_id,

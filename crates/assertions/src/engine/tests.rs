@@ -8,8 +8,7 @@ fn assertion(kind: &str, value: Value) -> Assertion {
     Assertion {
         kind: kind.into(),
         value: (!value.is_null()).then_some(value),
-        threshold: None,
-        weight: None,
+        ..Default::default()
     }
 }
 
@@ -519,6 +518,14 @@ fn an_assertion_that_cannot_run_errors_the_whole_test() {
         grade.verdicts[1].reason,
         r#"Invariant failed: "regex" assertion type must have a string value"#
     );
-    let unknown = evaluate(&assertion("llm-rubric", json!("be nice")), &observation);
-    assert_eq!(unknown.reason, "Unknown assertion type: llm-rubric");
+    let unknown = evaluate(&assertion("javascript", json!("true")), &observation);
+    assert_eq!(unknown.reason, "Unknown assertion type: javascript");
+    // The pure grade cannot call a grader: a model-graded assertion errors, saying so.
+    let graded = super::grade(&[assertion("llm-rubric", json!("be nice"))], &observation);
+    assert_eq!((graded.passed, graded.score), (false, 0.0));
+    assert!(
+        graded.verdicts[0].reason.contains("model-graded"),
+        "{}",
+        graded.verdicts[0].reason
+    );
 }

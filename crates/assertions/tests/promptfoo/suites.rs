@@ -17,8 +17,7 @@ fn a(kind: &str, value: Value) -> Assertion {
     Assertion {
         kind: kind.into(),
         value: (!value.is_null()).then_some(value),
-        threshold: None,
-        weight: None,
+        ..Default::default()
     }
 }
 

@@ -110,7 +110,7 @@ async fn regrade_flips_exactly_the_cases_it_should(pool: PgPool) {
     assert!(text.contains("Ada") && text.contains("Eve"), "{text}");
 
     let invalid = std::env::temp_dir().join(format!("assertions-{}.yaml", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&invalid, "- type: llm-rubric\n  value: be nice\n").unwrap();
+    std::fs::write(&invalid, "- type: javascript\n  value: output.length > 3\n").unwrap();
     let refused = promptcards(
         &pool,
         &["regrade", &run.to_string(), "--assertions", invalid.to_str().unwrap()],
@@ -119,4 +119,109 @@ async fn regrade_flips_exactly_the_cases_it_should(pool: PgPool) {
     std::fs::remove_file(&invalid).unwrap();
     assert_eq!(refused.code, 3);
     assert!(refused.stderr.contains("assertions[0].type"), "{}", refused.stderr);
+}
+
+/// A grader speaking the OpenAI protocol: passes outputs that greet, fails the others. Keeps
+/// the request bodies it received.
+async fn greeting_grader() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    let app = axum::Router::new().route(
+        "/chat/completions",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body.clone());
+                let greets = body["messages"][1]["content"].as_str().unwrap_or_default().contains("Hello");
+                let judgement = serde_json::json!({"pass": greets, "score": if greets { 1.0 } else { 0.0 }, "reason": if greets { "greets" } else { "no greeting" }});
+                axum::Json(serde_json::json!({
+                    "choices": [{"message": {"role": "assistant", "content": judgement.to_string()}}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 10}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, bodies)
+}
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn regrade_calls_the_grader_again_for_model_graded_assertions(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let actor = Actor::new();
+    actor.create_workspace(&store, &MEMBERS).await;
+    let (card, _) = actor.create_card(&store, "Greeter").await;
+    let (run, cases) = actor
+        .run(
+            &store,
+            card,
+            &[
+                ("Ada", Some("Hello Ada!"), false),
+                ("Bob", Some("Goodbye Bob."), true),
+                ("Dee", None, false),
+            ],
+        )
+        .await;
+    let (url, bodies) = greeting_grader().await;
+    let file = std::env::temp_dir().join(format!("assertions-{}.yaml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, "- type: llm-rubric\n  value: greets the person by name\n").unwrap();
+    let output = promptcards_with(
+        &pool,
+        &[
+            "regrade",
+            &run.to_string(),
+            "--assertions",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+        &[
+            ("OPENAI_BASE_URL", url),
+            ("GRADING_PROVIDER", "openai:chat:judge".to_owned()),
+            ("PRICES_FILE", String::new()),
+        ],
+    )
+    .await
+    .success();
+    std::fs::remove_file(&file).unwrap();
+    let lines = output.json_lines();
+    let flips: Vec<(&str, Option<&str>, &str)> = lines[..2]
+        .iter()
+        .map(|r| {
+            (
+                r["case"].as_str().unwrap(),
+                r["flip"].as_str(),
+                r["verdicts"][0]["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flips,
+        vec![
+            ("Ada", Some("fail->pass"), "greets"),
+            ("Bob", Some("pass->fail"), "no greeting")
+        ],
+        "{}",
+        output.stdout
+    );
+    assert_eq!(lines[0]["grading_prompt_tokens"], 50);
+    // Only the grader was called, once per recorded output, with the recorded output and rubric.
+    let sent = bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|b| b["model"] == "judge"));
+    assert!(sent.iter().any(|b| b["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("<Output>\nHello Ada!\n</Output>\n<Rubric>\ngreets the person by name\n</Rubric>")));
+
+    let last = store.read_stream(run, 0).await.unwrap().pop().unwrap();
+    let RunEvent::TestRunRegraded { results, .. } = last.decode::<RunEvent>().unwrap() else {
+        panic!("expected TestRunRegraded, got {}", last.event_type)
+    };
+    let graded: Vec<(uuid::Uuid, bool, u32)> = results
+        .iter()
+        .map(|r| (r.key.case_id, r.passed, r.grading.grading_completion_tokens))
+        .collect();
+    assert_eq!(graded, vec![(cases[0], true, 10), (cases[1], false, 10)]);
 }

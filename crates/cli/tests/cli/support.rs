@@ -241,6 +241,7 @@ impl Histories for Actor {
                     passed: *pass,
                     score: if *pass { 1.0 } else { 0.0 },
                     assertions: vec![],
+                    grading: Default::default(),
                 },
             });
         }

@@ -28,6 +28,15 @@ pub struct AssertionDto {
     pub value: Option<Value>,
     pub threshold: Option<f64>,
     pub weight: Option<f64>,
+    /// Model-graded types only: the grading model, `openai:chat:<model>` (or
+    /// `openai:embedding:<model>` for `similar`) or `{id, config}`. Default: the runner's.
+    #[schema(value_type = Option<Object>)]
+    pub provider: Option<Value>,
+    /// Model-graded types only: a grading prompt replacing the default (text or
+    /// `[{role, content}]`; for `g-eval`, `{steps?, evaluate?}`).
+    #[serde(rename = "rubricPrompt")]
+    #[schema(value_type = Option<Object>)]
+    pub rubric_prompt: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, ToSchema, Clone)]
@@ -56,6 +65,8 @@ impl TestCaseRequest {
                     value: a.value,
                     threshold: a.threshold,
                     weight: a.weight,
+                    provider: a.provider,
+                    rubric_prompt: a.rubric_prompt,
                 })
                 .collect(),
         }

@@ -118,6 +118,47 @@ async fn a_config_becomes_one_card_per_prompt_with_its_tests_in_order(pool: PgPo
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn model_graded_assertions_are_imported_with_their_grading_options(pool: PgPool) {
+    let app = TestApp::new(pool.clone());
+    let (token, _, workspace_id) = app.signup("ada@example.com").await;
+    let config = r#"
+prompts: ["What is the capital of {{ country }}?"]
+providers: [openai:chat:gpt-4.1-mini]
+defaultTest:
+  options:
+    provider: openai:chat:gpt-4.1-mini
+tests:
+  - vars: {country: France}
+    assert:
+      - {type: llm-rubric, value: "names the capital of {{ country }}"}
+      - {type: similar, value: Paris, threshold: 0.8, provider: openai:embedding:text-embedding-3-small}
+      - {type: factuality, value: Paris is the capital of France}
+      - {type: model-graded-closedqa, value: gives a city}
+      - {type: g-eval, value: [concise, correct]}
+"#;
+    let (status, _, body) = import(&app, &token, workspace_id, "application/yaml", config, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let case_id: Uuid = body["cards"][0]["test_case_ids"][0].as_str().unwrap().parse().unwrap();
+    let repo = Repository::new(EventStore::new(pool), 10);
+    let case = repo.load::<TestCase>(case_id).await.unwrap().state;
+    let assertions = case.content.unwrap().assertions;
+    let kinds: Vec<(&str, Option<&str>)> = assertions
+        .iter()
+        .map(|a| (a.kind.as_str(), a.provider.as_ref().and_then(Value::as_str)))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("llm-rubric", Some("openai:chat:gpt-4.1-mini")),
+            ("similar", Some("openai:embedding:text-embedding-3-small")),
+            ("factuality", Some("openai:chat:gpt-4.1-mini")),
+            ("model-graded-closedqa", Some("openai:chat:gpt-4.1-mini")),
+            ("g-eval", Some("openai:chat:gpt-4.1-mini")),
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn what_cannot_be_represented_is_a_422_listing_each_item_and_appends_nothing(pool: PgPool) {
     let app = TestApp::new(pool);
     let (token, _, workspace_id) = app.signup("ada@example.com").await;
@@ -128,7 +169,7 @@ tests:
   - vars: {q: file://q.txt}
     assert:
       - {type: javascript, value: "output.length > 1"}
-      - {type: llm-rubric, value: is polite}
+      - {type: context-recall, value: is polite}
       - {type: equals, value: fine}
       - {type: contains, value: file://expected.txt}
 "#;

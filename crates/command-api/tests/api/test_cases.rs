@@ -61,6 +61,26 @@ fn case(vars: Value, assertions: Value) -> Value {
 }
 
 #[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn model_graded_assertions_are_accepted_with_their_grading_options(pool: PgPool) {
+    let f = fixture(pool).await;
+    let (status, _, body) = f
+        .create(case(
+            json!({ "text": "hi", "n": 1 }),
+            json!([
+                { "type": "llm-rubric", "value": "is polite about {{ text }}", "threshold": 0.8,
+                  "provider": { "id": "openai:chat:gpt-4.1-mini", "config": { "temperature": 0 } } },
+                { "type": "not-llm-rubric", "value": "is rude", "rubricPrompt": [{ "role": "user", "content": "{{ output }}: {{ rubric }}?" }] },
+                { "type": "model-graded-closedqa", "value": "says hi" },
+                { "type": "factuality", "value": "hi is a greeting" },
+                { "type": "similar", "value": ["hi", "hello"], "threshold": 0.7, "provider": "openai:embedding:text-embedding-3-small" },
+                { "type": "g-eval", "value": "friendly", "rubricPrompt": { "steps": "Steps for {{ criteria }}" } },
+            ]),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
 async fn a_case_with_well_typed_vars_is_created(pool: PgPool) {
     let f = fixture(pool).await;
     let (status, _, body) = f
@@ -131,7 +151,7 @@ async fn assertions_use_promptfoo_types(pool: PgPool) {
     let answer = f
         .create(case(
             vars.clone(),
-            json!([{ "type": "llm-rubric", "value": "is polite" }]),
+            json!([{ "type": "context-recall", "value": "is polite" }]),
         ))
         .await;
     assert_error(
@@ -141,7 +161,29 @@ async fn assertions_use_promptfoo_types(pool: PgPool) {
         "assertions[0].type",
     );
     assert_eq!(invalid_fields(&answer.2), ["assertions[0].type"]);
-    assert!(answer.2["message"].as_str().unwrap().contains("llm-rubric"));
+    assert!(answer.2["message"].as_str().unwrap().contains("context-recall"));
+
+    // Model-graded types take a grading provider where it fits, and nowhere else.
+    let answer = f
+        .create(case(
+            vars.clone(),
+            json!([
+                { "type": "similar", "value": "hi", "provider": "openai:chat:gpt-4.1-mini" },
+                { "type": "contains", "value": "hi", "rubricPrompt": "Grade {{ output }}" },
+                { "type": "llm-rubric" },
+            ]),
+        ))
+        .await;
+    assert_eq!(
+        invalid_fields(&answer.2),
+        [
+            "assertions[0].provider",
+            "assertions[1].rubricPrompt",
+            "assertions[2].value"
+        ],
+        "{}",
+        answer.2
+    );
 
     let answer = f
         .create(case(

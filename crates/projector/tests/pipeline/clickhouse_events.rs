@@ -90,3 +90,39 @@ async fn a_batch_applied_twice_leaves_one_row_per_event(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn grading_usage_lands_in_its_own_columns_and_migrating_again_is_harmless(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let n = seed(&store, 1, 2, 5).await;
+    let events = read_everything(&store, n).await;
+    let db = ScratchDatabase::create().await;
+    // A restarted projector migrates again; the added columns are already there.
+    ClickHouseSink::migrate(&test_support::clickhouse_url(), &db.name)
+        .await
+        .unwrap();
+    ClickHouseSink::new(db.client()).apply(&events).await.unwrap();
+
+    let mut expected = (0u64, 0u64, 0i64, 0i64);
+    for event in &events {
+        if let Ok(domain::run::RunEvent::TestResultRecorded { result, .. }) = event.decode() {
+            expected.0 += u64::from(result.grading.grading_prompt_tokens);
+            expected.1 += u64::from(result.grading.grading_completion_tokens);
+            expected.2 += result.grading.grading_cost_micro_usd;
+            expected.3 += result.cost_micro_usd;
+        }
+    }
+    assert!(expected.2 > 0, "the seed grades with a cost");
+    let sums: (u64, u64, i64, i64) = db
+        .client()
+        .query(&format!(
+            "SELECT toUInt64(sum(grading_prompt_tokens)), toUInt64(sum(grading_completion_tokens)),
+                    toInt64(sum(grading_cost_micro_usd)), toInt64(sum(cost_micro_usd))
+             FROM {}.test_results FINAL",
+            db.name
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(sums, expected);
+}

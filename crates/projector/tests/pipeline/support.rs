@@ -178,6 +178,11 @@ pub fn result_recorded(card_id: Uuid, case_id: Uuid, repetition: u32) -> NewEven
             passed,
             score: if passed { 1.0 } else { 0.0 },
             assertions: vec![],
+            grading: domain::run::GradingUsage {
+                grading_prompt_tokens: 100,
+                grading_completion_tokens: repetition,
+                grading_cost_micro_usd: i64::from(repetition) * 3,
+            },
         },
     })
 }

@@ -35,7 +35,7 @@ struct Row {
 impl Row {
     fn values(&self) -> String {
         format!(
-            "('{}', '{}', '{}', '{}', 1, '{}', '{}', 0, {}, {}, {}, 10, 20, {}, '', {}, {})",
+            "('{}', '{}', '{}', '{}', 1, '{}', '{}', 0, {}, {}, {}, 10, 20, {}, '', {}, {}, 30, 4, {})",
             Uuid::new_v4(),
             self.run_id,
             self.workspace_id,
@@ -48,6 +48,8 @@ impl Row {
             self.cost_micro_usd,
             self.at,
             self.at * 1_000,
+            // Grading cost: the latency, so that each provider's sum is known.
+            self.latency_ms,
         )
     }
 }
@@ -58,7 +60,8 @@ async fn insert(db: &ScratchDatabase, rows: &[&Row]) {
         .query(&format!(
             "INSERT INTO test_results (result_id, run_id, workspace_id, card_id, card_version, test_case_id, provider,
                                        repetition, passed, score, latency_ms, prompt_tokens, completion_tokens,
-                                       cost_micro_usd, error, recorded_at, recorded_at_ms)
+                                       cost_micro_usd, error, recorded_at, recorded_at_ms,
+                                       grading_prompt_tokens, grading_completion_tokens, grading_cost_micro_usd)
              VALUES {}",
             values.join(", ")
         ))
@@ -165,6 +168,21 @@ async fn analytics_match_a_hand_count_and_collapse_retried_rows(pool: PgPool) {
         json!([
             { "provider": "echo", "results": 3, "costMicroUsd": 2_000, "costUsd": "0.002000" },
             { "provider": "openai:gpt-4o-mini", "results": 2, "costMicroUsd": 1_484_567, "costUsd": "1.484567" },
+        ])
+    );
+    // Grading is summed apart from the tested calls' cost (34 grading tokens per row).
+    let grading = app
+        .data(
+            &ada.token,
+            "query G($ws: ID!) { analytics(workspaceId: $ws) { costByProvider { provider gradingCostMicroUsd gradingCostUsd gradingTokens } } }",
+            json!({ "ws": ws }),
+        )
+        .await;
+    assert_eq!(
+        grading["analytics"]["costByProvider"],
+        json!([
+            { "provider": "echo", "gradingCostMicroUsd": 800, "gradingCostUsd": "0.000800", "gradingTokens": 102 },
+            { "provider": "openai:gpt-4o-mini", "gradingCostMicroUsd": 1_100, "gradingCostUsd": "0.001100", "gradingTokens": 68 },
         ])
     );
     // Latencies 100, 200, 300, 400, 900: the median is 300 (350 if the duplicate counted).

@@ -26,8 +26,7 @@ fn case(card: usize, n: usize) -> TestCaseContent {
         assertions: vec![Assertion {
             kind: "contains".into(),
             value: Some(json!(format!("{card}.{n}"))),
-            threshold: None,
-            weight: None,
+            ..Default::default()
         }],
     }
 }

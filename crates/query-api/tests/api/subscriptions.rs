@@ -269,6 +269,7 @@ fn echo_result(key: domain::run::ResultKey, passed: bool) -> domain::run::TestRe
         passed,
         score: if passed { 1.0 } else { 0.0 },
         assertions: vec![],
+        grading: Default::default(),
     }
 }
 
@@ -380,12 +381,19 @@ mod run_progress {
     }
 
     fn result(key: ResultKey) -> TestResult {
-        echo_result(key, true)
+        TestResult {
+            grading: domain::run::GradingUsage {
+                grading_prompt_tokens: 120,
+                grading_completion_tokens: 30,
+                grading_cost_micro_usd: 1_250,
+            },
+            ..echo_result(key, true)
+        }
     }
 
     async fn subscribe_progress(socket: &mut Socket, run_id: Uuid) {
         let query = format!(
-            "subscription {{ testRunProgress(runId: \"{run_id}\") {{ status completed total passed failed lastResult {{ output passed }} }} }}"
+            "subscription {{ testRunProgress(runId: \"{run_id}\") {{ status completed total passed failed lastResult {{ output passed costUsd gradingPromptTokens gradingCompletionTokens gradingCostUsd }} }} }}"
         );
         send(
             socket,
@@ -464,6 +472,16 @@ mod run_progress {
         assert_eq!(progress["status"], "RUNNING", "{update}");
         assert_eq!(progress["completed"], 1);
         assert_eq!(progress["lastResult"]["output"], "Hi");
+        // Grading usage is reported apart from the tested call's.
+        assert_eq!(
+            (
+                &progress["lastResult"]["costUsd"],
+                &progress["lastResult"]["gradingPromptTokens"],
+                &progress["lastResult"]["gradingCompletionTokens"],
+                &progress["lastResult"]["gradingCostUsd"],
+            ),
+            (&json!("0.000000"), &json!(120), &json!(30), &json!("0.001250"))
+        );
 
         let head = app.head().await;
         app.execute::<TestRun>(run_id, RunCommand::Complete, ws, None).await;

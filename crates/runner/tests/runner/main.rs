@@ -2,6 +2,7 @@
 //! provider and a local server speaking the OpenAI protocol for slow or broken providers.
 
 mod credentials;
+mod graders;
 mod support;
 
 use domain::run::{RunEvent, RunStatus};

@@ -77,6 +77,11 @@ pub async fn request_run_in(
         repeat,
         comparison_id: None,
     };
+    request_plan(store, plan).await
+}
+
+/// Appends a run request of `plan`.
+pub async fn request_plan(store: &EventStore, plan: RunPlan) -> Uuid {
     let run_id = Uuid::now_v7();
     let events = TestRun::default()
         .decide(RunCommand::Request {
@@ -217,4 +222,166 @@ impl IntoParts for (axum::http::StatusCode, String) {
     fn into_response_parts(self) -> axum::response::Response {
         axum::response::IntoResponse::into_response((self.0, [("content-type", "application/json")], self.1))
     }
+}
+
+/// How a [`FakeGrader`] answers grading prompts.
+#[derive(Debug, Clone)]
+pub enum Judgement {
+    /// This text, as the grader's answer.
+    Says(String),
+    /// Nothing before this long (longer than the providers' timeout).
+    Sleeps(Duration),
+}
+
+/// A local server speaking the OpenAI protocol for both sides of a graded run: model `tested`
+/// answers with its prompt, any other chat model is the grader and answers with the judgement,
+/// and `/embeddings` embeds text in two dimensions: `[1, 0]` when it mentions Paris, `[0.6, 0.8]`
+/// otherwise. Keeps every request body it received.
+pub struct FakeGrader {
+    pub url: String,
+    bodies: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeGrader {
+    pub async fn start(judgement: Judgement) -> Self {
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (chat_bodies, embedding_bodies) = (bodies.clone(), bodies.clone());
+        let app = axum::Router::new()
+            .route(
+                "/chat/completions",
+                axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                    let bodies = chat_bodies.clone();
+                    let judgement = judgement.clone();
+                    async move {
+                        bodies.lock().unwrap().push(("chat".into(), body.clone()));
+                        let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
+                        let prompt = last
+                            .and_then(|m| m["content"].as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        let answer = if body["model"] == "tested" {
+                            prompt
+                        } else {
+                            match judgement {
+                                Judgement::Says(text) => text,
+                                Judgement::Sleeps(delay) => {
+                                    tokio::time::sleep(delay).await;
+                                    String::new()
+                                }
+                            }
+                        };
+                        let (prompt_tokens, completion_tokens) =
+                            if body["model"] == "tested" { (5, 5) } else { (100, 20) };
+                        let answer = json!({
+                            "choices": [{"message": {"role": "assistant", "content": answer}}],
+                            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+                        });
+                        (axum::http::StatusCode::OK, answer.to_string()).into_response_parts()
+                    }
+                }),
+            )
+            .route(
+                "/embeddings",
+                axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                    let bodies = embedding_bodies.clone();
+                    async move {
+                        bodies.lock().unwrap().push(("embeddings".into(), body.clone()));
+                        let text = body["input"].as_str().unwrap_or_default();
+                        let vector = if text.contains("Paris") {
+                            json!([1.0, 0.0])
+                        } else {
+                            json!([0.6, 0.8])
+                        };
+                        let answer = json!({
+                            "object": "list",
+                            "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+                            "model": body["model"],
+                            "usage": {"prompt_tokens": 7, "total_tokens": 7}
+                        });
+                        (axum::http::StatusCode::OK, answer.to_string()).into_response_parts()
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, bodies }
+    }
+
+    /// Every request body received on `route` ("chat" or "embeddings"), in order.
+    pub fn bodies(&self, route: &str) -> Vec<Value> {
+        let bodies = self.bodies.lock().unwrap();
+        bodies
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// The chat requests that went to the grader (not to the tested model).
+    pub fn grader_requests(&self) -> Vec<Value> {
+        self.bodies("chat")
+            .into_iter()
+            .filter(|b| b["model"] != "tested")
+            .collect()
+    }
+}
+
+/// A runner against `url` whose providers time out after `timeout`, with the given default
+/// grading models.
+pub fn grading_runner(store: &EventStore, url: &str, timeout: Duration) -> Runner {
+    let settings = ProviderSettings::for_base_url(url, timeout);
+    let mut prices = PriceTable::empty();
+    prices.insert(
+        "openai:judge",
+        providers::Price {
+            prompt: 1_000_000,
+            completion: 2_000_000,
+        },
+    );
+    let providers = Arc::new(Providers::new(settings, prices));
+    let graders = runner::grading::SettingsGraders::new(
+        providers.clone(),
+        runner::grading::GradingSettings {
+            default_provider: "openai:chat:judge".into(),
+            default_embedding_provider: "openai:embedding:embedder".into(),
+        },
+    );
+    Runner::new(Repository::new(store.clone(), 100), providers, 4).with_graders(Arc::new(graders))
+}
+
+/// A run of one case ("Capital of {{ country }}?", country = France) on the `tested` model,
+/// with `assertions`.
+pub async fn request_graded_run(store: &EventStore, assertions: Vec<Value>) -> Uuid {
+    let plan = RunPlan {
+        workspace_id: Uuid::new_v4(),
+        card_id: Uuid::new_v4(),
+        card_version: 1,
+        template: "Capital of {{ country }}?".into(),
+        messages: vec![],
+        config: Default::default(),
+        variables: vec![Variable {
+            name: "country".into(),
+            kind: VarType::String,
+            description: None,
+            default: None,
+            required: true,
+        }],
+        cases: vec![RunCase {
+            case_id: Uuid::from_u128(1),
+            name: "france".into(),
+            vars: Map::from_iter([("country".to_owned(), json!("France"))]),
+            expected_output: None,
+            assertions: assertions
+                .into_iter()
+                .map(|a| serde_json::from_value(a).unwrap())
+                .collect(),
+        }],
+        providers: vec![ProviderSpec {
+            id: "openai:tested".into(),
+            config: Value::Null,
+        }],
+        repeat: 1,
+        comparison_id: None,
+    };
+    request_plan(store, plan).await
 }
