@@ -5,6 +5,7 @@
 //! applies an event without judging it. Services load a stream, fold it with `evolve`, call
 //! `decide`, and append what comes back.
 
+pub mod alert;
 pub mod card;
 pub mod error;
 pub mod event;
@@ -15,6 +16,7 @@ pub mod run;
 pub mod template;
 pub mod test_case;
 pub mod user;
+pub mod webhook;
 pub mod workspace;
 
 pub use error::{DomainError, FieldError};

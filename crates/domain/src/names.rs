@@ -11,6 +11,8 @@ pub mod stream_types {
     pub const PROMPT_CARD: &str = "prompt_card";
     pub const TEST_CASE: &str = "test_case";
     pub const TEST_RUN: &str = "test_run";
+    pub const WEBHOOK: &str = "webhook";
+    pub const ALERT_RULE: &str = "alert_rule";
 }
 
 /// The Kafka topic the relay publishes every event to, unless `KAFKA_TOPIC` says otherwise.
