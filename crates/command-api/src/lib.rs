@@ -73,7 +73,7 @@ struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, cards, imports, runs, test_cases, workspaces};
+    use routes::{alerts, auth, cards, imports, runs, test_cases, webhooks, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -91,6 +91,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::request_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(imports::import_promptfoo))
+        .routes(routes!(webhooks::create_webhook))
+        .routes(routes!(webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(alerts::create_alert_rule))
+        .routes(routes!(alerts::delete_alert_rule))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -4,7 +4,9 @@
 pub use service::Secret;
 use service::{env_or, settings};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use webhook::{Keyring, TargetPolicy};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -19,6 +21,10 @@ pub struct Settings {
     /// Sustained commands per second per user, API key or anonymous client address.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Seals webhook signing secrets (`WEBHOOK_SECRETS_KEK`).
+    pub webhook_keyring: Arc<Keyring>,
+    /// Internal addresses webhooks may still target (`WEBHOOK_ALLOWED_CIDRS`).
+    pub webhook_targets: TargetPolicy,
 }
 
 impl Settings {
@@ -33,6 +39,8 @@ impl Settings {
             body_limit: env_or("BODY_LIMIT_BYTES", "1048576").parse()?,
             rate_limit_per_second: env_or("RATE_LIMIT_PER_SECOND", "1000").parse()?,
             rate_limit_burst: env_or("RATE_LIMIT_BURST", "2000").parse()?,
+            webhook_keyring: Arc::new(Keyring::from_env()?),
+            webhook_targets: TargetPolicy::from_env().map_err(anyhow::Error::msg)?,
         })
     }
 }

@@ -97,7 +97,7 @@ impl RuleSpec {
                 self.threshold_micro_usd = Some((self.threshold * 1_000_000.0).round() as i64);
             }
             AlertKind::LatencyP95Above => {
-                if !(self.threshold > 0.0) {
+                if self.threshold <= 0.0 {
                     problems.add("threshold", "a latency bound is more than 0 milliseconds");
                 }
                 if self.provider.is_none() {

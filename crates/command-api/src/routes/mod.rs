@@ -1,7 +1,9 @@
+pub mod alerts;
 pub mod auth;
 pub mod cards;
 pub mod health;
 pub mod imports;
 pub mod runs;
 pub mod test_cases;
+pub mod webhooks;
 pub mod workspaces;

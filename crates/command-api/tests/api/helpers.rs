@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ACCESS_TTL_SECS: u64 = 900;
+/// The key webhook secrets are sealed with in tests (32 bytes, base64).
+pub const WEBHOOK_KEK: &str = "dGVzdC1vbmx5LXdlYmhvb2sta2V5LTMyLWJ5dGVzISE=";
 
 /// Settings for tests: a known secret and rate limits no test reaches unless it means to.
 pub fn settings() -> Settings {
@@ -29,6 +31,8 @@ pub fn settings() -> Settings {
         body_limit: 1024 * 1024,
         rate_limit_per_second: 100_000,
         rate_limit_burst: 100_000,
+        webhook_keyring: std::sync::Arc::new(webhook::Keyring::new(WEBHOOK_KEK, None).expect("a valid key")),
+        webhook_targets: webhook::TargetPolicy::default(),
     }
 }
 

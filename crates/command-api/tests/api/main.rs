@@ -14,3 +14,4 @@ mod roles_and_tenancy;
 mod surface;
 mod test_cases;
 mod tracing;
+mod webhooks;
