@@ -3,18 +3,28 @@
 //! follows the order of the parts below.
 
 use crate::access::Access;
+use crate::alerts::AlertsQuery;
 use crate::analytics::AnalyticsQuery;
 use crate::audit::{AuditQuery, AuditSubscription};
 use crate::cards::{CardsQuery, TestCasesByCard};
 use crate::context::AppState;
 use crate::runs::{RunsQuery, RunsSubscription};
+use crate::webhooks::WebhooksQuery;
 use crate::workspaces::WorkspacesQuery;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Data, EmptyMutation, MergedObject, MergedSubscription, Schema};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(WorkspacesQuery, CardsQuery, AuditQuery, RunsQuery, AnalyticsQuery);
+pub struct QueryRoot(
+    WorkspacesQuery,
+    CardsQuery,
+    AuditQuery,
+    RunsQuery,
+    AnalyticsQuery,
+    WebhooksQuery,
+    AlertsQuery,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
