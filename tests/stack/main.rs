@@ -4,6 +4,7 @@
 //! in parallel with the rest of the suite on the machine's Postgres, Kafka, Redis and
 //! ClickHouse. `cargo build --bins` must have run (deploy/local/test does).
 
+mod alerts_flow;
 mod consumers_killed;
 mod deliverer_killed;
 #[allow(dead_code)] // Shared with the fault matrix (tests/faults), which uses all of it.
