@@ -92,6 +92,9 @@ pub struct Dispatcher {
     busy: Arc<Mutex<HashSet<Uuid>>>,
     /// Bounds the endpoints sent to at once.
     slots: Arc<Semaphore>,
+    /// Woken when there may be something to send: new deliveries, or an endpoint let go of
+    /// (deliveries recorded while it was being sent to were not claimable then).
+    wake: Arc<Notify>,
 }
 
 /// What draining one endpoint did.
@@ -112,6 +115,7 @@ impl Dispatcher {
         owner: String,
         lease: Duration,
         max_in_flight: usize,
+        wake: Arc<Notify>,
     ) -> Self {
         Self {
             pool: repo.store().pool().clone(),
@@ -124,12 +128,13 @@ impl Dispatcher {
             lease,
             busy: Arc::default(),
             slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            wake,
         }
     }
 
-    /// Sends until the process stops: whenever woken (new deliveries), and every `poll` for
-    /// retries coming due and for endpoints another deliverer let go of.
-    pub async fn run(self, wake: Arc<Notify>, poll: Duration) {
+    /// Sends until the process stops: whenever woken, and every `poll` for retries coming due
+    /// and for endpoints another deliverer let go of.
+    pub async fn run(self, poll: Duration) {
         let mut failing = false;
         loop {
             match self.dispatch_due().await {
@@ -145,7 +150,7 @@ impl Dispatcher {
                     }
                 }
             }
-            let _ = tokio::time::timeout(poll, wake.notified()).await;
+            let _ = tokio::time::timeout(poll, self.wake.notified()).await;
         }
     }
 
@@ -177,6 +182,7 @@ impl Dispatcher {
                 }
                 dispatcher.busy.lock().expect("never poisoned").remove(&webhook_id);
                 drop(permit);
+                dispatcher.wake.notify_one();
             });
         }
         Ok(claimed.len())

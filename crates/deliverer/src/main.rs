@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// How long a completed run may take to reach the read models before the evaluator's batch is
-/// tried again.
-const SETTLE: Duration = Duration::from_secs(10);
+/// tried again; under the 10 s a consumer's batch may take.
+const SETTLE: Duration = Duration::from_secs(8);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -48,8 +48,9 @@ async fn main() -> anyhow::Result<()> {
                 settings.lease_owner(),
                 settings.lease,
                 settings.max_in_flight,
+                wake,
             );
-            dispatcher.run(wake, settings.poll).await;
+            dispatcher.run(settings.poll).await;
             Ok(())
         })
         .await

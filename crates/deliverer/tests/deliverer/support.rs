@@ -138,6 +138,7 @@ impl World {
             format!("test-{}", Uuid::now_v7()),
             Duration::from_secs(30),
             8,
+            Arc::new(Notify::new()),
         )
     }
 
