@@ -77,6 +77,21 @@ impl RetryPolicy {
     }
 }
 
+/// How a dispatcher sends, besides where it reads.
+#[derive(Clone)]
+pub struct Sending {
+    /// Opens the endpoints' signing secrets.
+    pub keyring: Arc<Keyring>,
+    pub sender: Sender,
+    pub retry: RetryPolicy,
+    /// The name endpoints are leased under: stable across restarts of this process.
+    pub owner: String,
+    /// How long an endpoint stays leased without a word from its owner.
+    pub lease: Duration,
+    /// Endpoints sent to at once.
+    pub max_in_flight: usize,
+}
+
 #[derive(Clone)]
 pub struct Dispatcher {
     pool: PgPool,
@@ -85,7 +100,6 @@ pub struct Dispatcher {
     keyring: Arc<Keyring>,
     sender: Sender,
     retry: RetryPolicy,
-    /// The lease owner's name: stable across restarts of this process.
     owner: String,
     lease: Duration,
     /// Endpoints this process is sending to now; guarded only to add and remove.
@@ -105,29 +119,18 @@ pub struct Drained {
 }
 
 impl Dispatcher {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        repo: Repository,
-        endpoints: Endpoints,
-        keyring: Arc<Keyring>,
-        sender: Sender,
-        retry: RetryPolicy,
-        owner: String,
-        lease: Duration,
-        max_in_flight: usize,
-        wake: Arc<Notify>,
-    ) -> Self {
+    pub fn new(repo: Repository, endpoints: Endpoints, sending: Sending, wake: Arc<Notify>) -> Self {
         Self {
             pool: repo.store().pool().clone(),
             repo,
             endpoints,
-            keyring,
-            sender,
-            retry,
-            owner,
-            lease,
+            keyring: sending.keyring,
+            sender: sending.sender,
+            retry: sending.retry,
+            owner: sending.owner,
+            lease: sending.lease,
             busy: Arc::default(),
-            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            slots: Arc::new(Semaphore::new(sending.max_in_flight.max(1))),
             wake,
         }
     }

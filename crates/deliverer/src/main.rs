@@ -1,5 +1,5 @@
 use deliverer::alerts::Evaluator;
-use deliverer::dispatch::Dispatcher;
+use deliverer::dispatch::{Dispatcher, Sending};
 use deliverer::endpoints::Endpoints;
 use deliverer::fanout::FanOut;
 use deliverer::sender::Sender;
@@ -39,17 +39,15 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(consumer(&settings, &store, &settings.alerts_group_id, evaluator.clone())?.run());
             let clickhouse = service::clickhouse::client(&settings.clickhouse_url, &settings.clickhouse_database);
             tokio::spawn(evaluator.run_schedule(clickhouse, settings.alerts_every));
-            let dispatcher = Dispatcher::new(
-                repo,
-                endpoints,
-                settings.keyring.clone(),
-                Sender::new(settings.targets.clone(), settings.timeout)?,
-                settings.retry.clone(),
-                settings.lease_owner(),
-                settings.lease,
-                settings.max_in_flight,
-                wake,
-            );
+            let sending = Sending {
+                keyring: settings.keyring.clone(),
+                sender: Sender::new(settings.targets.clone(), settings.timeout)?,
+                retry: settings.retry.clone(),
+                owner: settings.lease_owner(),
+                lease: settings.lease,
+                max_in_flight: settings.max_in_flight,
+            };
+            let dispatcher = Dispatcher::new(repo, endpoints, sending, wake);
             dispatcher.run(settings.poll).await;
             Ok(())
         })

@@ -97,8 +97,7 @@ async fn run(store: &EventStore, event: &RecordedEvent) -> anyhow::Result<Map<St
 }
 
 fn alert(event: &RecordedEvent) -> anyhow::Result<Map<String, Value>> {
-    let rule_id = event.stream_id;
-    let data = match event.decode::<AlertRuleEvent>()? {
+    let (status, alert_id, spec, figure, run_id, message) = match event.decode::<AlertRuleEvent>()? {
         AlertRuleEvent::AlertFired {
             alert_id,
             spec,
@@ -106,10 +105,7 @@ fn alert(event: &RecordedEvent) -> anyhow::Result<Map<String, Value>> {
             run_id,
             message,
             ..
-        } => json!({
-            "alert_id": alert_id, "rule_id": rule_id, "status": "firing", "rule": spec, "figure": figure,
-            "run_id": run_id, "message": message,
-        }),
+        } => ("firing", alert_id, spec, json!(figure), run_id, message),
         AlertRuleEvent::AlertResolved {
             alert_id,
             spec,
@@ -117,13 +113,13 @@ fn alert(event: &RecordedEvent) -> anyhow::Result<Map<String, Value>> {
             run_id,
             message,
             ..
-        } => json!({
-            "alert_id": alert_id, "rule_id": rule_id, "status": "resolved", "rule": spec, "figure": figure,
-            "run_id": run_id, "message": message,
-        }),
+        } => ("resolved", alert_id, spec, json!(figure), run_id, message),
         other => anyhow::bail!("no delivery is made of {other:?}"),
     };
-    Ok(object(data))
+    Ok(object(json!({
+        "alert_id": alert_id, "rule_id": event.stream_id, "status": status, "rule": spec, "figure": figure,
+        "run_id": run_id, "message": message,
+    })))
 }
 
 fn object(value: Value) -> Map<String, Value> {

@@ -2,7 +2,7 @@
 //! API registers them (sealed secret and all), and the deliverer's parts driven one step at a
 //! time against a real receiver.
 
-use deliverer::dispatch::{Dispatcher, RetryPolicy};
+use deliverer::dispatch::{Dispatcher, RetryPolicy, Sending};
 use deliverer::endpoints::Endpoints;
 use deliverer::fanout::FanOut;
 use deliverer::sender::Sender;
@@ -129,15 +129,18 @@ impl World {
     }
 
     pub fn dispatcher(&self, policy: TargetPolicy, retry: RetryPolicy) -> Dispatcher {
+        let sending = Sending {
+            keyring: self.keyring.clone(),
+            sender: Sender::new(policy, Duration::from_secs(5)).unwrap(),
+            retry,
+            owner: format!("test-{}", Uuid::now_v7()),
+            lease: Duration::from_secs(30),
+            max_in_flight: 8,
+        };
         Dispatcher::new(
             self.repo.clone(),
             self.endpoints.clone(),
-            self.keyring.clone(),
-            Sender::new(policy, Duration::from_secs(5)).unwrap(),
-            retry,
-            format!("test-{}", Uuid::now_v7()),
-            Duration::from_secs(30),
-            8,
+            sending,
             Arc::new(Notify::new()),
         )
     }
