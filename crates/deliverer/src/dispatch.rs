@@ -19,11 +19,14 @@ use rand::Rng;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 use webhook::outbox::{self, Delivery, Next};
 use webhook::Keyring;
+
+/// Deliveries of one endpoint read at a time.
+const BATCH: i64 = 50;
 
 /// How deliveries are retried and for how long.
 #[derive(Debug, Clone)]
@@ -205,18 +208,15 @@ impl Dispatcher {
     }
 
     /// Sends one leased endpoint's due deliveries in order, until none is due or one waits for
-    /// a retry; then lets the endpoint go.
+    /// a retry; then lets the endpoint go. Deliveries are read a batch at a time, with the
+    /// endpoint as it then stands; the lease is renewed whenever a third of it has passed.
     #[tracing::instrument(skip_all, fields(webhook_id = %webhook_id), err)]
     pub async fn drain(&self, webhook_id: Uuid) -> anyhow::Result<Drained> {
         let mut drained = Drained::default();
-        loop {
-            if !outbox::renew(&self.pool, webhook_id, &self.owner, self.lease.as_secs_f64()).await? {
-                return Ok(drained);
-            }
-            let Some(delivery) = outbox::head(&self.pool, webhook_id).await? else {
-                break;
-            };
-            if delivery.next_attempt_at > Utc::now() {
+        let mut renewed = Instant::now();
+        'endpoint: loop {
+            let batch = outbox::due(&self.pool, webhook_id, BATCH).await?;
+            if batch.is_empty() {
                 break;
             }
             let Some(endpoint) = self.endpoints.get(webhook_id).await? else {
@@ -231,50 +231,56 @@ impl Dispatcher {
                 outbox::pause_endpoint(&self.pool, webhook_id).await?;
                 break;
             }
-            let sent = match self.keyring.open(&endpoint.state.sealed_secret, webhook_id) {
-                Ok(secret) => {
-                    self.sender
-                        .send(
-                            &endpoint.state.url,
-                            webhook_id,
-                            delivery.delivery_id,
-                            &secret,
-                            &delivery.body,
-                        )
-                        .await
+            let secret = self.keyring.open(&endpoint.state.sealed_secret, webhook_id);
+            for delivery in &batch {
+                if renewed.elapsed() > self.lease / 3 {
+                    if !outbox::renew(&self.pool, webhook_id, &self.owner, self.lease.as_secs_f64()).await? {
+                        // Another deliverer has the endpoint now; it sends the rest, in order.
+                        return Ok(drained);
+                    }
+                    renewed = Instant::now();
                 }
-                // The operator's keys are wrong: keep the delivery and try again later.
-                Err(error) => crate::sender::Sent {
-                    attempt: webhook::outbox::Attempt {
-                        at: Utc::now(),
-                        status: None,
-                        latency_ms: 0,
-                        error: Some(format!("the signing secret does not open: {error}")),
-                        response_excerpt: None,
+                let sent = match &secret {
+                    Ok(secret) => {
+                        let url = &endpoint.state.url;
+                        self.sender
+                            .send(url, webhook_id, delivery.delivery_id, secret, &delivery.body)
+                            .await
+                    }
+                    // The operator's keys are wrong: keep the delivery and try again later.
+                    Err(error) => crate::sender::Sent {
+                        attempt: webhook::outbox::Attempt {
+                            at: Utc::now(),
+                            status: None,
+                            latency_ms: 0,
+                            error: Some(format!("the signing secret does not open: {error}")),
+                            response_excerpt: None,
+                        },
+                        verdict: Verdict::Retry { retry_after: None },
                     },
-                    verdict: Verdict::Retry { retry_after: None },
-                },
-            };
-            let next = self
-                .retry
-                .next(&delivery, &sent.verdict, sent.attempt.error.as_deref(), sent.attempt.at);
-            let failing_since = outbox::record(&self.pool, &delivery, &sent.attempt, &next).await?;
-            drained.attempts += 1;
-            crate::instruments::attempted(&delivery, &sent, &next);
-            if next == Next::Delivered {
-                drained.delivered += 1;
-            }
-            if let Some(since) = failing_since {
-                let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
-                if failing_for >= self.retry.disable_after {
-                    self.disable(&endpoint.state, webhook_id, since, sent.attempt.error.as_deref())
-                        .await?;
-                    outbox::pause_endpoint(&self.pool, webhook_id).await?;
-                    break;
+                };
+                let next = self
+                    .retry
+                    .next(delivery, &sent.verdict, sent.attempt.error.as_deref(), sent.attempt.at);
+                let failing_since = outbox::record(&self.pool, delivery, &sent.attempt, &next).await?;
+                drained.attempts += 1;
+                crate::instruments::attempted(delivery, &sent, &next);
+                if next == Next::Delivered {
+                    drained.delivered += 1;
                 }
-            }
-            if matches!(next, Next::RetryAt(_)) {
-                break;
+                if let Some(since) = failing_since {
+                    let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
+                    if failing_for >= self.retry.disable_after {
+                        self.disable(&endpoint.state, webhook_id, since, sent.attempt.error.as_deref())
+                            .await?;
+                        outbox::pause_endpoint(&self.pool, webhook_id).await?;
+                        break 'endpoint;
+                    }
+                }
+                // What comes after a delivery waiting for its retry waits too.
+                if matches!(next, Next::RetryAt(_)) {
+                    break 'endpoint;
+                }
             }
         }
         outbox::release(&self.pool, webhook_id, &self.owner).await?;

@@ -186,16 +186,23 @@ pub async fn release(pool: &PgPool, webhook_id: Uuid, owner: &str) -> Result<(),
     Ok(())
 }
 
-/// The endpoint's oldest waiting delivery: nothing later goes out before it is done.
-pub async fn head(pool: &PgPool, webhook_id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
-    sqlx::query_as(
+/// The endpoint's oldest waiting deliveries, in the order they go out, up to the first one
+/// not due yet: nothing later goes out before an earlier one is done.
+pub async fn due(pool: &PgPool, webhook_id: Uuid, limit: i64) -> Result<Vec<Delivery>, sqlx::Error> {
+    let mut waiting: Vec<Delivery> = sqlx::query_as(
         "SELECT delivery_id, webhook_id, workspace_id, event_type, body, event_recorded_at, series_attempts,
                 series_started_at, next_attempt_at, redelivery_id
-         FROM webhooks.deliveries WHERE webhook_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1",
+         FROM webhooks.deliveries WHERE webhook_id = $1 AND status = 'pending' ORDER BY seq LIMIT $2",
     )
     .bind(webhook_id)
-    .fetch_optional(pool)
-    .await
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let now = Utc::now();
+    if let Some(first_waiting) = waiting.iter().position(|d| d.next_attempt_at > now) {
+        waiting.truncate(first_waiting);
+    }
+    Ok(waiting)
 }
 
 /// One attempt: what was sent back, or why nothing was.
@@ -217,18 +224,37 @@ pub enum Next {
     Failed(String),
 }
 
-/// Records an attempt and its consequence in one transaction, and returns since when the
-/// endpoint has been failing (`None` once an attempt succeeded).
+/// Records an attempt and its consequence in one statement (so in one transaction), and
+/// returns since when the endpoint has been failing (`None` once an attempt succeeded).
 pub async fn record(
     pool: &PgPool,
     delivery: &Delivery,
     attempt: &Attempt,
     next: &Next,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO webhooks.attempts (delivery_id, attempt, at, status, latency_ms, error, response_excerpt)
-         SELECT $1, COALESCE(MAX(attempt), 0) + 1, $2, $3, $4, $5, $6 FROM webhooks.attempts WHERE delivery_id = $1",
+    let (status, next_attempt_at, delivered_at, error) = match next {
+        Next::Delivered => ("delivered", None, Some(attempt.at), None),
+        Next::RetryAt(at) => ("pending", Some(*at), None, attempt.error.clone()),
+        Next::Failed(why) => ("failed", None, None, Some(why.clone())),
+    };
+    sqlx::query_scalar(
+        "WITH attempt AS (
+             INSERT INTO webhooks.attempts (delivery_id, attempt, at, status, latency_ms, error, response_excerpt)
+             SELECT $1, COALESCE(MAX(attempt), 0) + 1, $2, $3, $4, $5, $6 FROM webhooks.attempts WHERE delivery_id = $1
+         ), delivery AS (
+             UPDATE webhooks.deliveries
+             SET status = $7, series_attempts = series_attempts + 1,
+                 series_started_at = COALESCE(series_started_at, $2),
+                 next_attempt_at = COALESCE($8, next_attempt_at), delivered_at = COALESCE($9, delivered_at),
+                 last_error = $10
+             WHERE delivery_id = $1
+         )
+         INSERT INTO webhooks.endpoints AS e (webhook_id, failing_since, last_success_at)
+         VALUES ($11, CASE WHEN $12 THEN NULL ELSE $2 END, CASE WHEN $12 THEN $2 END)
+         ON CONFLICT (webhook_id) DO UPDATE SET
+             failing_since = CASE WHEN $12 THEN NULL ELSE COALESCE(e.failing_since, $2) END,
+             last_success_at = CASE WHEN $12 THEN $2 ELSE e.last_success_at END
+         RETURNING e.failing_since",
     )
     .bind(delivery.delivery_id)
     .bind(attempt.at)
@@ -236,43 +262,14 @@ pub async fn record(
     .bind(attempt.latency_ms as i32)
     .bind(&attempt.error)
     .bind(&attempt.response_excerpt)
-    .execute(&mut *tx)
-    .await?;
-    let (status, next_attempt_at, delivered_at, error) = match next {
-        Next::Delivered => ("delivered", None, Some(attempt.at), None),
-        Next::RetryAt(at) => ("pending", Some(*at), None, attempt.error.clone()),
-        Next::Failed(why) => ("failed", None, None, Some(why.clone())),
-    };
-    sqlx::query(
-        "UPDATE webhooks.deliveries
-         SET status = $2, series_attempts = series_attempts + 1, series_started_at = COALESCE(series_started_at, $3),
-             next_attempt_at = COALESCE($4, next_attempt_at), delivered_at = COALESCE($5, delivered_at),
-             last_error = $6
-         WHERE delivery_id = $1",
-    )
-    .bind(delivery.delivery_id)
     .bind(status)
-    .bind(attempt.at)
     .bind(next_attempt_at)
     .bind(delivered_at)
     .bind(error)
-    .execute(&mut *tx)
-    .await?;
-    let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "INSERT INTO webhooks.endpoints (webhook_id, failing_since, last_success_at)
-         VALUES ($1, CASE WHEN $2 THEN NULL ELSE $3 END, CASE WHEN $2 THEN $3 END)
-         ON CONFLICT (webhook_id) DO UPDATE SET
-             failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(webhooks.endpoints.failing_since, $3) END,
-             last_success_at = CASE WHEN $2 THEN $3 ELSE webhooks.endpoints.last_success_at END
-         RETURNING failing_since",
-    )
     .bind(delivery.webhook_id)
     .bind(*next == Next::Delivered)
-    .bind(attempt.at)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(failing_since)
+    .fetch_one(pool)
+    .await
 }
 
 /// Which endpoint a delivery belongs to, for the command API's redelivery request.
