@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# One image for every Promptcards process (command-api, query-api, projector, runner, relay and
-# the operator CLI): the orchestrator picks the binary, e.g. `docker run IMAGE relay`, compose's
+# One image for every Promptcards process (command-api, query-api, projector, runner, relay,
+# deliverer and the operator CLI): the orchestrator picks the binary, e.g. `docker run IMAGE relay`, compose's
 # `command:` or a Kubernetes container's `command:`.
 #
 #   docker build -t promptcards .
@@ -80,9 +80,10 @@ ENV COMMAND_API_ADDR=0.0.0.0:8080 \
     PROJECTOR_ADDR=0.0.0.0:8082 \
     RUNNER_ADDR=0.0.0.0:8083 \
     RELAY_ADDR=0.0.0.0:8084 \
+    DELIVERER_ADDR=0.0.0.0:8085 \
     RUST_LOG=info
 
-EXPOSE 8080 8081 8082 8083 8084
+EXPOSE 8080 8081 8082 8083 8084 8085
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001

@@ -21,8 +21,8 @@ CH_DIR="$LOCAL_DIR/clickhouse"
 KAFKA_DIR="$LOCAL_DIR/kafka"
 KAFKA_LIBS="$KAFKA_DIR/libs"
 
-# The four processes of the stack, in start order.
-STACK_PROCESSES=(command-api relay query-api projector runner)
+# The processes of the stack, in start order.
+STACK_PROCESSES=(command-api relay query-api projector runner deliverer)
 
 # Backing services on this machine.
 PG_HOST=127.0.0.1
@@ -523,6 +523,7 @@ process_addr() {
     projector) echo "${PROJECTOR_ADDR:-127.0.0.1:8082}" ;;
     runner) echo "${RUNNER_ADDR:-127.0.0.1:8083}" ;;
     relay) echo "${RELAY_ADDR:-127.0.0.1:8084}" ;;
+    deliverer) echo "${DELIVERER_ADDR:-127.0.0.1:8085}" ;;
     *) die "unknown process '$1' (expected one of: ${STACK_PROCESSES[*]})" ;;
   esac
 }
@@ -603,6 +604,11 @@ export_stack_env() {
   : "${PROJECTOR_ADDR:=127.0.0.1:8082}"
   : "${RUNNER_ADDR:=127.0.0.1:8083}"
   : "${RELAY_ADDR:=127.0.0.1:8084}"
+  : "${DELIVERER_ADDR:=127.0.0.1:8085}"
+  # Webhooks may not target internal addresses; on a development machine the receivers are
+  # local, so loopback is allowed here (and `up` says so). Never set this in production.
+  : "${WEBHOOK_ALLOWED_CIDRS=127.0.0.0/8}"
   export DATABASE_URL REDIS_URL KAFKA_BROKERS KAFKA_TOPIC CLICKHOUSE_URL CLICKHOUSE_DATABASE \
-    JWT_SECRET COMMAND_API_ADDR QUERY_API_ADDR PROJECTOR_ADDR RUNNER_ADDR RELAY_ADDR
+    JWT_SECRET COMMAND_API_ADDR QUERY_API_ADDR PROJECTOR_ADDR RUNNER_ADDR RELAY_ADDR DELIVERER_ADDR \
+    WEBHOOK_ALLOWED_CIDRS
 }

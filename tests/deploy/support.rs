@@ -13,7 +13,7 @@ pub struct Process {
     pub port: u16,
 }
 
-pub const PROCESSES: [Process; 5] = [
+pub const PROCESSES: [Process; 6] = [
     Process {
         name: "command-api",
         addr_var: "COMMAND_API_ADDR",
@@ -38,6 +38,11 @@ pub const PROCESSES: [Process; 5] = [
         name: "relay",
         addr_var: "RELAY_ADDR",
         port: 8084,
+    },
+    Process {
+        name: "deliverer",
+        addr_var: "DELIVERER_ADDR",
+        port: 8085,
     },
 ];
 

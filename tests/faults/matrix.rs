@@ -142,6 +142,12 @@ async fn sigkill_of_the_runner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "stops the machine's services; deploy/local/test runs it alone, after the rest"]
+async fn sigkill_of_the_deliverer() {
+    survive(Fault::Process("deliverer")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "stops the machine's services; deploy/local/test runs it alone, after the rest"]
 async fn sigkill_of_the_command_api() {
     survive(Fault::Process("command-api")).await;
 }

@@ -1,4 +1,4 @@
-//! A whole stack of one test's own: the five processes of `deploy/local/up`, started from the
+//! A whole stack of one test's own: the six processes of `deploy/local/up`, started from the
 //! binaries `cargo build --bins` makes, with the environment `up` gives them, on free ports,
 //! over a Postgres database, a Kafka topic, consumer groups and a ClickHouse database of the
 //! test's own (Redis is shared: its keys are fresh stream ids). Processes are killed with
@@ -20,9 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-pub const PROCESSES: [&str; 5] = ["command-api", "relay", "query-api", "projector", "runner"];
+pub const PROCESSES: [&str; 6] = ["command-api", "relay", "query-api", "projector", "runner", "deliverer"];
 /// The projector's sinks, each a consumer group `<prefix>.<sink>`.
 pub const SINKS: [&str; 3] = ["postgres", "redis", "clickhouse"];
+/// The consumer groups besides the projector's: the runner's and the deliverer's two.
+pub const OTHER_GROUPS: [&str; 3] = ["runner", "deliverer", "alerts"];
 
 pub use test_support::{clickhouse_url, kafka_brokers as brokers, redis_url};
 
@@ -116,7 +118,7 @@ impl Stack {
 
     pub fn group(&self, sink: &str) -> String {
         match sink {
-            "runner" => format!("stack-{}-runner", self.id),
+            "runner" | "deliverer" | "alerts" => format!("stack-{}-{sink}", self.id),
             sink => format!("stack-{}-projector.{sink}", self.id),
         }
     }
@@ -135,6 +137,10 @@ impl Stack {
             ("JWT_SECRET".into(), "stack-test-secret".into()),
             ("PROJECTOR_GROUP_PREFIX".into(), format!("stack-{}-projector", self.id)),
             ("RUNNER_GROUP".into(), format!("stack-{}-runner", self.id)),
+            ("DELIVERER_GROUP".into(), format!("stack-{}-deliverer", self.id)),
+            ("ALERTS_GROUP".into(), format!("stack-{}-alerts", self.id)),
+            // As `up` sets it: the tests' receivers listen on loopback.
+            ("WEBHOOK_ALLOWED_CIDRS".into(), "127.0.0.0/8".into()),
             // Static membership under an id of this stack's, as a host name would give.
             ("KAFKA_GROUP_INSTANCE_ID".into(), format!("stack-{}", self.id)),
             ("RUST_LOG".into(), "info".into()),
@@ -328,7 +334,7 @@ impl Stack {
             (unpublished == 0).then_some(())
         })
         .await;
-        let groups: Vec<String> = SINKS.iter().chain(["runner"].iter()).map(|s| self.group(s)).collect();
+        let groups: Vec<String> = SINKS.iter().chain(OTHER_GROUPS.iter()).map(|s| self.group(s)).collect();
         for group in &groups {
             let remaining = within.saturating_sub(started.elapsed());
             eventually(remaining, &format!("group {group} reaches the topic's end"), || async {

@@ -7,6 +7,7 @@
 
 mod figures;
 mod scenarios;
+mod webhooks;
 
 use figures::Report;
 use std::time::Duration;
@@ -40,7 +41,7 @@ impl Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     const USAGE: &str =
-        "usage: bench [--quick] [--json] [--only append|append.store|compare|serve|freshness|graphql|subscriptions|runner|runner.graded|replay|rss]";
+        "usage: bench [--quick] [--json] [--only append|append.store|compare|serve|freshness|graphql|subscriptions|runner|runner.graded|webhooks|replay|rss]";
     let (mut quick, mut json, mut only) = (false, false, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

@@ -17,16 +17,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone)]
-struct Session {
+pub(crate) struct Session {
     http: reqwest::Client,
     command_api: String,
     query_api: String,
     token: String,
-    workspace: String,
+    pub(crate) workspace: String,
 }
 
 impl Session {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let response = self
             .http
             .post(format!("{}{path}", self.command_api))
@@ -40,7 +40,7 @@ impl Session {
         Ok(body)
     }
 
-    async fn create_card(&self, title: &str) -> anyhow::Result<(String, i64)> {
+    pub(crate) async fn create_card(&self, title: &str) -> anyhow::Result<(String, i64)> {
         let body = self
             .post(
                 &format!("/v1/workspaces/{}/prompt-cards", self.workspace),
@@ -169,6 +169,9 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
     if config.runs("compare") {
         comparison_verdict(config, &session, report).await?;
     }
+    if config.runs("webhooks") {
+        crate::webhooks::webhooks(config, &session, report).await?;
+    }
     if config.runs("replay") {
         replay(config, report).await?;
     }
@@ -179,7 +182,7 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
 }
 
 /// The groups of figures, as `--only` names them.
-pub const GROUPS: [&str; 9] = [
+pub const GROUPS: [&str; 10] = [
     "append",
     "compare",
     "freshness",
@@ -187,6 +190,7 @@ pub const GROUPS: [&str; 9] = [
     "subscriptions",
     "serve",
     "runner",
+    "webhooks",
     "replay",
     "rss",
 ];

@@ -20,10 +20,12 @@ use crate::AppState;
 use auth::Principal;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::alert::AlertRule;
 use domain::card::PromptCard;
 use domain::comparison::Comparison;
 use domain::run::TestRun;
 use domain::test_case::TestCase;
+use domain::webhook::Webhook;
 use domain::workspace::Workspace;
 use domain::{Aggregate, DomainError, Permission, Role};
 use event_store::{Append, AppendError, Idempotency, Loaded, Metadata, Reservation, StreamAppend, StreamVersion};
@@ -161,6 +163,21 @@ impl InWorkspace for TestRun {
     const NOT_FOUND: &'static str = "test run not found";
     fn workspace_id(&self) -> Option<Uuid> {
         self.plan.as_ref().map(|plan| plan.workspace_id)
+    }
+}
+
+impl InWorkspace for Webhook {
+    const NOT_FOUND: &'static str = "webhook not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        // A deleted endpoint is not found, as a deleted test case is not.
+        self.workspace_id.filter(|_| !self.deleted)
+    }
+}
+
+impl InWorkspace for AlertRule {
+    const NOT_FOUND: &'static str = "alert rule not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        self.workspace_id.filter(|_| !self.deleted)
     }
 }
 

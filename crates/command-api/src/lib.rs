@@ -95,7 +95,10 @@ struct ApiDoc;
 
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, cards, comparisons, exports, imports, provider_credentials, runs, test_cases, workspaces};
+    use routes::{
+        alerts, auth, cards, comparisons, exports, imports, provider_credentials, runs, test_cases, webhooks,
+        workspaces,
+    };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -130,6 +133,11 @@ fn api() -> OpenApiRouter<AppState> {
             provider_credentials::set_budget,
             provider_credentials::get_budget
         ))
+        .routes(routes!(webhooks::create_webhook))
+        .routes(routes!(webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(alerts::create_alert_rule))
+        .routes(routes!(alerts::delete_alert_rule))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

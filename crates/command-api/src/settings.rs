@@ -7,6 +7,7 @@ use service::{env_or, settings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use webhook::{Keyring, TargetPolicy};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,6 +35,10 @@ pub struct Settings {
     pub provider_keys: Arc<Sealer>,
     /// `CORS_ALLOWED_ORIGINS`: origins browsers may call from; empty allows none.
     pub cors_allowed_origins: Vec<String>,
+    /// Seals webhook signing secrets (`WEBHOOK_SECRETS_KEK`).
+    pub webhook_keyring: Arc<Keyring>,
+    /// Internal addresses webhooks may still target (`WEBHOOK_ALLOWED_CIDRS`).
+    pub webhook_targets: TargetPolicy,
 }
 
 impl Settings {
@@ -55,6 +60,8 @@ impl Settings {
             login_lockout: Duration::from_secs(env_or("LOGIN_LOCKOUT_SECONDS", "300").parse()?),
             provider_keys: Arc::new(Sealer::from_env()?),
             cors_allowed_origins: service::cors::allowed_origins_from_env(),
+            webhook_keyring: Arc::new(Keyring::from_env()?),
+            webhook_targets: TargetPolicy::from_env().map_err(anyhow::Error::msg)?,
         })
     }
 }

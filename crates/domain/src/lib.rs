@@ -5,6 +5,7 @@
 //! applies an event without judging it. Services load a stream, fold it with `evolve`, call
 //! `decide`, and append what comes back.
 
+pub mod alert;
 pub mod card;
 pub mod comparison;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod stats;
 pub mod template;
 pub mod test_case;
 pub mod user;
+pub mod webhook;
 pub mod workspace;
 
 pub use error::{DomainError, FieldError};

@@ -13,6 +13,8 @@ pub mod stream_types {
     pub const TEST_RUN: &str = "test_run";
     pub const COMPARISON: &str = "comparison";
     pub const SESSION: &str = "session";
+    pub const WEBHOOK: &str = "webhook";
+    pub const ALERT_RULE: &str = "alert_rule";
 }
 
 /// The Kafka topic the relay publishes every event to, unless `KAFKA_TOPIC` says otherwise.

@@ -21,6 +21,8 @@ pub enum Permission {
     WriteCards,
     /// Add, re-role and remove members; create API keys.
     ManageMembers,
+    /// Register, change and remove webhook endpoints, and see their deliveries.
+    ManageWebhooks,
 }
 
 impl Role {
@@ -28,7 +30,7 @@ impl Role {
         match permission {
             Permission::Read => true,
             Permission::WriteCards => self >= Role::Member,
-            Permission::ManageMembers => self >= Role::Admin,
+            Permission::ManageMembers | Permission::ManageWebhooks => self >= Role::Admin,
         }
     }
 
@@ -76,6 +78,8 @@ mod tests {
         assert!(!Role::Member.allows(Permission::ManageMembers));
         assert!(Role::Admin.allows(Permission::ManageMembers));
         assert!(Role::Owner.allows(Permission::ManageMembers));
+        assert!(!Role::Member.allows(Permission::ManageWebhooks));
+        assert!(Role::Admin.allows(Permission::ManageWebhooks));
     }
 
     #[test]

@@ -395,7 +395,7 @@ impl Event for RunEvent {
             RunEvent::TestRunRequested { .. } => "TestRunRequested",
             RunEvent::TestRunStarted { .. } => "TestRunStarted",
             RunEvent::TestResultRecorded { .. } => Self::TEST_RESULT_RECORDED,
-            RunEvent::TestRunCompleted { .. } => "TestRunCompleted",
+            RunEvent::TestRunCompleted { .. } => Self::TEST_RUN_COMPLETED,
             RunEvent::TestRunFailed { .. } => "TestRunFailed",
             RunEvent::TestRunCancelled { .. } => "TestRunCancelled",
             RunEvent::TestRunRegraded { .. } => "TestRunRegraded",
@@ -406,6 +406,8 @@ impl Event for RunEvent {
 impl RunEvent {
     /// The stored name of `TestResultRecorded`, for readers that skip other events undecoded.
     pub const TEST_RESULT_RECORDED: &'static str = "TestResultRecorded";
+    /// The stored name of `TestRunCompleted`, for readers that act on a run's end alone.
+    pub const TEST_RUN_COMPLETED: &'static str = "TestRunCompleted";
 }
 
 impl TestRun {

@@ -271,6 +271,16 @@ impl EventStore {
         sql::read_stream(&self.pool, stream_id, after_version).await
     }
 
+    /// One event of a stream, by its version (1 is the event that created the stream).
+    pub async fn event_at_version(&self, stream_id: Uuid, version: i64) -> Result<Option<RecordedEvent>, sqlx::Error> {
+        sql::event_at_version(&self.pool, stream_id, version).await
+    }
+
+    /// The streams of one type in a workspace, e.g. its webhook endpoints; committed ones only.
+    pub async fn streams_of(&self, workspace_id: Uuid, stream_type: &str) -> Result<Vec<Uuid>, sqlx::Error> {
+        sql::streams_of(&self.pool, workspace_id, stream_type).await
+    }
+
     /// The stream's type, current version and workspace, if it exists.
     pub async fn stream_info(&self, stream_id: Uuid) -> Result<Option<StreamInfo>, sqlx::Error> {
         sql::stream_info(&self.pool, stream_id).await

@@ -209,6 +209,30 @@ pub(crate) async fn read_stream(
     .await
 }
 
+pub(crate) async fn event_at_version(
+    pool: &PgPool,
+    stream_id: Uuid,
+    version: i64,
+) -> Result<Option<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events WHERE stream_id = $1 AND version = $2"
+    ))
+    .bind(stream_id)
+    .bind(version)
+    .fetch_optional(pool)
+    .await
+}
+
+pub(crate) async fn streams_of(pool: &PgPool, workspace_id: Uuid, stream_type: &str) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT stream_id FROM streams WHERE workspace_id = $1 AND stream_type = $2 ORDER BY stream_id")
+        .bind(workspace_id)
+        .bind(stream_type)
+        .fetch_all(pool)
+        .await
+}
+
 pub(crate) async fn stream_info(pool: &PgPool, stream_id: Uuid) -> Result<Option<StreamInfo>, sqlx::Error> {
     sqlx::query_as(
         "SELECT s.stream_id, s.stream_type, s.version, s.workspace_id, e.position AS last_position

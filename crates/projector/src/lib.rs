@@ -7,6 +7,7 @@ mod catch_up;
 pub mod checksum;
 pub mod clickhouse_sink;
 pub mod instruments;
+mod integrations;
 pub mod postgres;
 pub mod redis_sink;
 mod worker;

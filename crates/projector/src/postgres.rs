@@ -166,6 +166,8 @@ async fn apply_event(tx: &mut PgConnection, event: &RecordedEvent) -> anyhow::Re
         stream_types::PROMPT_CARD => apply_card(tx, event, event.decode()?).await,
         stream_types::TEST_CASE => apply_test_case(tx, event, event.decode()?).await,
         stream_types::TEST_RUN => apply_run(tx, event, event.decode()?).await,
+        stream_types::WEBHOOK => crate::integrations::apply_webhook(tx, event, event.decode()?).await,
+        stream_types::ALERT_RULE => crate::integrations::apply_alert_rule(tx, event, event.decode()?).await,
         _ => Ok(()),
     }
 }

@@ -2,12 +2,14 @@
 //! live subscriptions fed by Redis pub/sub.
 
 //!
-//! Layout: one module per GraphQL area (`cards`, `prompts`, `workspaces`, `runs`, `analytics`, `audit`),
+//! Layout: one module per GraphQL area (`cards`, `prompts`, `comparisons`, `workspaces`, `runs`,
+//! `analytics`, `audit`, `webhooks`, `alerts`),
 //! each with its types and resolvers, merged in `schema`. The areas use the shared modules
 //! (`context`, `pagination`, `access`, `errors`, `cache`, `freshness`, `metrics`, `money`);
 //! the shared modules never use an area.
 
 pub mod access;
+pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod cache;
@@ -24,6 +26,7 @@ pub mod prompts;
 pub mod runs;
 pub mod schema;
 pub mod settings;
+pub mod webhooks;
 pub mod workspaces;
 
 pub use context::AppState;

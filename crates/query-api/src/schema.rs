@@ -3,6 +3,7 @@
 //! follows the order of the parts below.
 
 use crate::access::Access;
+use crate::alerts::AlertsQuery;
 use crate::analytics::AnalyticsQuery;
 use crate::audit::{AuditQuery, AuditSubscription};
 use crate::cards::{CardsQuery, TestCasesByCard};
@@ -10,6 +11,7 @@ use crate::comparisons::{ComparisonsQuery, ComparisonsSubscription};
 use crate::context::AppState;
 use crate::prompts::PromptsQuery;
 use crate::runs::{RunsQuery, RunsSubscription};
+use crate::webhooks::WebhooksQuery;
 use crate::workspaces::WorkspacesQuery;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Data, EmptyMutation, MergedObject, MergedSubscription, Schema};
@@ -24,6 +26,8 @@ pub struct QueryRoot(
     AnalyticsQuery,
     ComparisonsQuery,
     PromptsQuery,
+    WebhooksQuery,
+    AlertsQuery,
 );
 
 #[derive(MergedSubscription, Default)]

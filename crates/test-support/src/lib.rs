@@ -1,7 +1,7 @@
 //! What the integration tests of several crates share, so that each crate's `support.rs` keeps
 //! only what is its own: bounded polling, the addresses of the machine's services, a ClickHouse
 //! database and a Kafka topic of one test's own, the histories tests append, and the read-model
-//! checksum a replay is compared with the live projection by.
+//! checksum a replay is compared with the live projection by, and a webhook receiver.
 //!
 //! The services are the machine's (Postgres on 127.0.0.1:5432, Kafka on 9092, ClickHouse over
 //! HTTP on 8123, Redis on 6379) unless the variables the services read name others.
@@ -10,6 +10,7 @@ pub mod clickhouse;
 pub mod history;
 pub mod kafka;
 pub mod read_models;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;

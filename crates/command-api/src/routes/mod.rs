@@ -1,3 +1,4 @@
+pub mod alerts;
 pub mod auth;
 pub mod cards;
 pub mod comparisons;
@@ -7,4 +8,5 @@ pub mod imports;
 pub mod provider_credentials;
 pub mod runs;
 pub mod test_cases;
+pub mod webhooks;
 pub mod workspaces;

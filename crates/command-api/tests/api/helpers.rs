@@ -20,6 +20,8 @@ pub const ACCESS_TTL_SECS: u64 = 900;
 pub const ALLOWED_ORIGIN: &str = "https://app.example.com";
 /// The key-encryption key provider keys are sealed with in tests (32 bytes, base64).
 pub const TEST_KEK: &str = "dGVzdC1vbmx5LWtlay0wMTIzNDU2Nzg5YWJjZGVmMDE=";
+/// The key webhook secrets are sealed with in tests (32 bytes, base64).
+pub const WEBHOOK_KEK: &str = "dGVzdC1vbmx5LXdlYmhvb2sta2V5LTMyLWJ5dGVzISE=";
 
 /// Settings for tests: a known secret and rate limits no test reaches unless it means to.
 pub fn settings() -> Settings {
@@ -42,6 +44,8 @@ pub fn settings() -> Settings {
             service::sealing::Sealer::new(&Secret::new(TEST_KEK), None).expect("a valid KEK"),
         ),
         cors_allowed_origins: vec![ALLOWED_ORIGIN.to_owned()],
+        webhook_keyring: std::sync::Arc::new(webhook::Keyring::new(WEBHOOK_KEK, None).expect("a valid key")),
+        webhook_targets: webhook::TargetPolicy::default(),
     }
 }
 

@@ -18,3 +18,4 @@ mod sessions;
 mod surface;
 mod test_cases;
 mod tracing;
+mod webhooks;

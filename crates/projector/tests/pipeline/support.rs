@@ -202,6 +202,7 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
         let actor = Actor::new();
         actor.create_workspace(store, &MEMBERS).await;
         written += 3;
+        written += seed_integrations(store, &actor).await;
         for c in 0..cards {
             let (card_id, case_id) = (Uuid::now_v7(), Uuid::now_v7());
             actor
@@ -270,6 +271,107 @@ pub async fn seed(store: &EventStore, workspaces: usize, cards: usize, updates: 
             }
         }
     }
+    written
+}
+
+/// A webhook endpoint changed, disabled by the deliverer and asked to redeliver; an alert rule
+/// that fired and resolved; a rule deleted while firing. Returns how many events that is.
+async fn seed_integrations(store: &EventStore, actor: &Actor) -> usize {
+    use domain::alert::{AlertKind, AlertRuleEvent, Figure, RuleSpec};
+    use domain::webhook::WebhookEvent;
+    let webhook_id = Uuid::now_v7();
+    let hook = [
+        WebhookEvent::WebhookCreated {
+            webhook_id,
+            workspace_id: actor.workspace_id,
+            url: "https://hooks.example.com/a".into(),
+            events: vec!["run.completed".into()],
+            sealed_secret: "v1.00000000.sealed".into(),
+        },
+        WebhookEvent::WebhookUpdated {
+            url: "https://hooks.example.com/b".into(),
+            events: vec!["*".into()],
+        },
+        WebhookEvent::WebhookDisabled {
+            reason: "failing for a day".into(),
+            automatic: true,
+        },
+        WebhookEvent::WebhookRedeliveryRequested {
+            delivery_id: Uuid::now_v7(),
+        },
+    ];
+    let spec = RuleSpec {
+        kind: AlertKind::PassRateBelow,
+        card_id: Some(Uuid::now_v7()),
+        label: None,
+        provider: None,
+        threshold: 0.8,
+        threshold_micro_usd: None,
+        window_runs: Some(5),
+    };
+    let figure = |value: f64| Figure {
+        value,
+        cost_micro_usd: None,
+        runs: 5,
+        results: 10,
+        passed: Some((value * 10.0) as u64),
+        source: "read_models".into(),
+    };
+    let rule = |rule_id: Uuid, alert_id: Uuid, resolved: AlertRuleEvent| {
+        vec![
+            AlertRuleEvent::AlertRuleCreated {
+                rule_id,
+                workspace_id: actor.workspace_id,
+                spec: spec.clone(),
+            },
+            AlertRuleEvent::AlertFired {
+                alert_id,
+                rule_id,
+                spec: spec.clone(),
+                figure: figure(0.5),
+                run_id: Some(Uuid::now_v7()),
+                message: "below".into(),
+            },
+            resolved,
+        ]
+    };
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let (first_alert, second_alert) = (Uuid::now_v7(), Uuid::now_v7());
+    let resolved = |rule_id, alert_id, figure| AlertRuleEvent::AlertResolved {
+        alert_id,
+        rule_id,
+        spec: spec.clone(),
+        figure,
+        run_id: None,
+        message: "back".into(),
+    };
+    let mut deleted = rule(second, second_alert, resolved(second, second_alert, None));
+    deleted.push(AlertRuleEvent::AlertRuleDeleted {});
+    let streams = vec![
+        stream(
+            webhook_id,
+            "webhook",
+            ExpectedVersion::NoStream,
+            hook.iter().map(NewEvent::from_domain).collect(),
+        ),
+        stream(
+            first,
+            "alert_rule",
+            ExpectedVersion::NoStream,
+            rule(first, first_alert, resolved(first, first_alert, Some(figure(0.9))))
+                .iter()
+                .map(NewEvent::from_domain)
+                .collect(),
+        ),
+        stream(
+            second,
+            "alert_rule",
+            ExpectedVersion::NoStream,
+            deleted.iter().map(NewEvent::from_domain).collect(),
+        ),
+    ];
+    let written = streams.iter().map(|s| s.events.len()).sum();
+    actor.append(store, false, streams).await;
     written
 }
 

@@ -17,3 +17,4 @@ mod support;
 mod surface;
 mod tenancy;
 mod time_travel;
+mod webhooks;

@@ -682,3 +682,59 @@ mod comparison_progress {
         );
     }
 }
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn alerts_firing_and_resolving_reach_the_workspaces_subscribers(pool: PgPool) {
+    use domain::alert::{AlertKind, AlertRule, AlertRuleCommand, Figure, RuleSpec};
+    let app = TestApp::new(pool).await;
+    let ada = app.tenant("ada").await;
+    let rule_id = Uuid::now_v7();
+    let ws = Some(ada.workspace_id);
+    let spec = RuleSpec {
+        kind: AlertKind::PassRateBelow,
+        card_id: Some(Uuid::now_v7()),
+        label: None,
+        provider: None,
+        threshold: 0.9,
+        threshold_micro_usd: None,
+        window_runs: Some(1),
+    };
+    let create = AlertRuleCommand::Create {
+        rule_id,
+        workspace_id: ada.workspace_id,
+        spec,
+    };
+    app.execute::<AlertRule>(rule_id, create, ws, Some(ada.user_id)).await;
+    app.project().await;
+    let addr = serve(&app).await;
+    let mut socket = open(addr, &ada.token).await;
+    subscribe(&mut socket, ada.workspace_id).await;
+    eventually("the subscription listens on Redis", || async {
+        (subscribers(ada.workspace_id).await >= 1).then_some(())
+    })
+    .await;
+
+    let evaluate = |value: f64| AlertRuleCommand::Evaluate {
+        alert_id: Uuid::now_v7(),
+        figure: Some(Figure {
+            value,
+            cost_micro_usd: None,
+            runs: 1,
+            results: 2,
+            passed: Some((value * 2.0) as u64),
+            source: "read_models".into(),
+        }),
+        run_id: None,
+    };
+    for (value, event_type) in [(0.5, "AlertFired"), (1.0, "AlertResolved")] {
+        let head = app.head().await;
+        app.execute::<AlertRule>(rule_id, evaluate(value), ws, None).await;
+        app.project_with_redis(head).await;
+        let message = next(&mut socket, DELIVERY).await.expect("the alert event is delivered");
+        let entry = &message["payload"]["data"]["workspaceEvents"];
+        assert_eq!(entry["eventType"], event_type, "{message}");
+        assert_eq!(entry["streamId"], rule_id.to_string());
+        assert_eq!(entry["data"]["figure"]["value"], value);
+        assert_eq!(entry["data"]["threshold"], 0.9);
+    }
+}
