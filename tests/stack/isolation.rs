@@ -105,6 +105,18 @@ fn route_case(method: &str, path: &str, f: &Fixture) -> Option<(Kind, Body)> {
         ("GET", "/v1/workspaces/{ws}/runs/{run}/export") => (Kind::Read, Body::None),
         ("GET", "/v1/workspaces/{ws}/comparisons/{comparison}/export") => (Kind::Read, Body::None),
         ("GET", "/v1/workspaces/{ws}/prompts/{name}") => (Kind::Read, Body::None),
+        ("POST", "/v1/workspaces/{ws}/webhooks") => (
+            Kind::Write,
+            Body::Json(json!({ "url": "https://93.184.216.34/intruder", "events": ["*"] })),
+        ),
+        ("PATCH", "/v1/workspaces/{ws}/webhooks/{webhook}") => (Kind::Write, Body::Json(json!({ "enabled": false }))),
+        ("DELETE", "/v1/workspaces/{ws}/webhooks/{webhook}") => (Kind::Write, Body::None),
+        ("POST", "/v1/workspaces/{ws}/webhooks/{webhook}/deliveries/{delivery}/redeliver") => (Kind::Write, Body::None),
+        ("POST", "/v1/workspaces/{ws}/alert-rules") => (
+            Kind::Write,
+            Body::Json(json!({ "kind": "pass_rate_below", "card_id": f.card, "threshold": 0.5 })),
+        ),
+        ("DELETE", "/v1/workspaces/{ws}/alert-rules/{rule}") => (Kind::Write, Body::None),
         ("POST", "/v1/workspaces/{ws}/prompts/{name}/render") => {
             (Kind::Read, Body::Json(json!({ "variables": { "who": "x" } })))
         }
@@ -126,6 +138,13 @@ fn graphql_case(root: &str, field: &str, f: &Fixture) -> Option<(Kind, String)> 
         ("query", "testRuns") => format!(r#"{{ testRuns(workspaceId: "{ws}") {{ __typename }} }}"#),
         ("query", "analytics") => format!(r#"{{ analytics(workspaceId: "{ws}") {{ __typename }} }}"#),
         ("query", "auditLog") => format!(r#"{{ auditLog(workspaceId: "{ws}") {{ __typename }} }}"#),
+        ("query", "webhooks") => format!(r#"{{ webhooks(workspaceId: "{ws}") {{ id }} }}"#),
+        ("query", "webhookDeliveries") => {
+            let webhook = f.webhook;
+            format!(r#"{{ webhookDeliveries(webhookId: "{webhook}") {{ __typename }} }}"#)
+        }
+        ("query", "alerts") => format!(r#"{{ alerts(workspaceId: "{ws}") {{ __typename }} }}"#),
+        ("query", "alertRules") => format!(r#"{{ alertRules(workspaceId: "{ws}") {{ __typename }} }}"#),
         ("query", "comparison") => format!(r#"{{ comparison(id: "{comparison}") {{ id }} }}"#),
         ("query", "compareRuns") => {
             format!(r#"{{ compareRuns(baselineRunId: "{run}", candidateRunId: "{run}") {{ flipCount }} }}"#)
@@ -155,6 +174,9 @@ struct Fixture {
     case: Uuid,
     run: Uuid,
     comparison: Uuid,
+    webhook: Uuid,
+    /// An alert rule's id.
+    rule: Uuid,
     /// The card's name, as served prompts are fetched.
     name: String,
     key_id: Uuid,
@@ -176,6 +198,10 @@ impl Fixture {
             ("{case}", self.case.to_string()),
             ("{run}", self.run.to_string()),
             ("{comparison}", self.comparison.to_string()),
+            ("{webhook}", self.webhook.to_string()),
+            ("{rule}", self.rule.to_string()),
+            // Refused before anything is looked up, so any delivery id will do.
+            ("{delivery}", Uuid::now_v7().to_string()),
             ("{name}", self.name.clone()),
             ("{user_id}", self.viewer_id.to_string()),
             ("{key}", self.key_id.to_string()),
@@ -302,6 +328,22 @@ async fn fixture(api: &Api) -> Fixture {
             json!({ "baseline": { "version": 1 }, "candidate": { "version": 2 }, "providers": ["echo"] }),
         )
         .await;
+    let webhook = api
+        .ok(
+            "POST",
+            &format!("{ws}/webhooks"),
+            &owner,
+            json!({ "url": "https://93.184.216.34/victim", "events": ["*"] }),
+        )
+        .await;
+    let rule = api
+        .ok(
+            "POST",
+            &format!("{ws}/alert-rules"),
+            &owner,
+            json!({ "kind": "pass_rate_below", "card_id": card, "threshold": 0.5 }),
+        )
+        .await;
     api.ok(
         "PUT",
         &format!("{ws}/provider-credentials/openai"),
@@ -336,6 +378,8 @@ async fn fixture(api: &Api) -> Fixture {
         case: id(&case, "id"),
         run: id(&run, "run_id"),
         comparison: id(&comparison, "comparison_id"),
+        webhook: id(&webhook, "id"),
+        rule: id(&rule, "id"),
         name: "victim".to_owned(),
         key_id: id(&viewer_key, "id"),
         owner,
