@@ -5,6 +5,7 @@
 use anyhow::Context;
 use domain::alert::AlertRuleEvent;
 use domain::card::CardEvent;
+use domain::comparison::ComparisonEvent;
 use domain::names::stream_types;
 use domain::run::RunEvent;
 use domain::webhook::event_types;
@@ -19,6 +20,7 @@ pub fn delivery_type(event: &RecordedEvent) -> Option<&'static str> {
         (stream_types::PROMPT_CARD, "PromptCardLabelMoved") => event_types::LABEL_MOVED,
         (stream_types::TEST_RUN, RunEvent::TEST_RUN_COMPLETED) => event_types::RUN_COMPLETED,
         (stream_types::TEST_RUN, "TestRunFailed") => event_types::RUN_FAILED,
+        (stream_types::COMPARISON, "ComparisonCompleted") => event_types::COMPARISON_COMPLETED,
         (stream_types::ALERT_RULE, AlertRuleEvent::ALERT_FIRED) => event_types::ALERT_FIRED,
         (stream_types::ALERT_RULE, AlertRuleEvent::ALERT_RESOLVED) => event_types::ALERT_RESOLVED,
         _ => return None,
@@ -35,10 +37,28 @@ pub async fn body(store: &EventStore, event: &RecordedEvent, kind: &str) -> anyh
         stream_types::PROMPT_CARD => card(event)?,
         stream_types::TEST_RUN => run(store, event).await?,
         stream_types::ALERT_RULE => alert(event)?,
+        stream_types::COMPARISON => comparison(event)?,
         other => anyhow::bail!("no delivery is made of {other} events"),
     };
     data.extend(about);
     Ok(json!({ "type": kind, "timestamp": event.recorded_at, "data": data }).to_string())
+}
+
+/// A comparison's end: its verdict, p-value, flip count, both sides' pass rates and whether it
+/// promoted its candidate.
+fn comparison(event: &RecordedEvent) -> anyhow::Result<Map<String, Value>> {
+    let ComparisonEvent::ComparisonCompleted { report, promotion } = event.decode::<ComparisonEvent>()? else {
+        anyhow::bail!("no delivery is made of {}", event.event_type);
+    };
+    Ok(object(json!({
+        "comparison_id": event.stream_id,
+        "verdict": report.overall.verdict,
+        "p_value": report.overall.p_value,
+        "baseline_pass_rate": report.overall.baseline.pass_rate,
+        "candidate_pass_rate": report.overall.candidate.pass_rate,
+        "flip_count": report.flip_count,
+        "promotion": promotion,
+    })))
 }
 
 fn card(event: &RecordedEvent) -> anyhow::Result<Map<String, Value>> {

@@ -102,3 +102,65 @@ async fn a_deleted_endpoint_gives_up_what_it_had_waiting(pool: PgPool) {
     assert_eq!(delivery.last_error.as_deref(), Some("the webhook was deleted"));
     assert_eq!(delivery.attempts, 0);
 }
+
+/// A comparison's end goes to endpoints subscribed to `comparison.completed`, with its verdict.
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_finished_comparison_is_delivered_with_its_verdict(pool: PgPool) {
+    use domain::card::PromptCard;
+    use domain::comparison::{compare, Comparison, ComparisonCommand, ComparisonPlan, Side};
+    use domain::Aggregate;
+    use event_store::{ExpectedVersion, NewEvent};
+    let world = World::new(pool).await;
+    let (comparisons, _) = world
+        .register("https://93.184.216.34/comparisons", &["comparison.completed"])
+        .await;
+    let (runs, _) = world.register("https://93.184.216.34/runs", &["run.completed"]).await;
+    let comparison_id = Uuid::now_v7();
+    let side = |version| Side {
+        version,
+        label: None,
+        run_id: Uuid::now_v7(),
+    };
+    let plan = ComparisonPlan {
+        workspace_id: world.actor.workspace_id,
+        card_id: Uuid::now_v7(),
+        baseline: side(1),
+        candidate: side(2),
+        providers: vec!["echo".into()],
+        repeat: 1,
+        promote: None,
+    };
+    let requested = Comparison::default()
+        .decide(ComparisonCommand::Request { comparison_id, plan })
+        .unwrap();
+    let finished = Comparison::fold(&requested)
+        .decide(ComparisonCommand::Finish {
+            report: compare(&[], &[]),
+            card: Box::new(PromptCard::default()),
+        })
+        .unwrap();
+    let events = requested.iter().chain(&finished).map(NewEvent::from_domain).collect();
+    world
+        .actor
+        .append(
+            &world.store,
+            false,
+            vec![stream(comparison_id, "comparison", ExpectedVersion::NoStream, events)],
+        )
+        .await;
+
+    world.fan_out().await;
+    assert_eq!(count(&world, runs).await, 0);
+    let delivered = world.deliveries(comparisons).await;
+    assert_eq!(delivered.len(), 1);
+    let body: serde_json::Value =
+        sqlx::query_scalar::<_, String>("SELECT body FROM webhooks.deliveries WHERE delivery_id = $1")
+            .bind(delivered[0].delivery_id)
+            .fetch_one(&world.pool)
+            .await
+            .map(|b| serde_json::from_str(&b).unwrap())
+            .unwrap();
+    assert_eq!(body["type"], "comparison.completed");
+    assert_eq!(body["data"]["comparison_id"], comparison_id.to_string());
+    assert_eq!(body["data"]["verdict"], "NO_SIGNIFICANT_DIFFERENCE");
+}
