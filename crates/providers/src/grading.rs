@@ -5,6 +5,7 @@
 
 use crate::protocol::{self, Protocol, Target};
 use crate::{record, Completion, Credentials, ProviderError, Providers};
+use domain::prompt::{ChatMessage, ChatRole};
 use domain::run::ProviderSpec;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -36,43 +37,28 @@ pub fn embedding_model(id: &str) -> Option<&str> {
 const EMBEDDING_OPTIONS: &[&str] = &["dimensions", "encoding_format", "user"];
 
 impl Providers {
-    /// Sends `messages` in order to the chat provider `spec` names (system messages go to
-    /// Anthropic's top-level `system`). `echo` answers with the last message's content.
-    #[tracing::instrument(skip_all, fields(provider = %spec.id), err(Display))]
+    /// Sends `messages` in order to the chat provider `spec` names, as a chat prompt is sent
+    /// (system messages go to Anthropic's top-level `system`). `echo` answers with the last
+    /// message's content.
     pub async fn complete_messages(
         &self,
         spec: &ProviderSpec,
         messages: &[GradingMessage],
         credentials: &Credentials,
     ) -> Result<Completion, ProviderError> {
-        let target = protocol::parse_id(&spec.id)?;
-        if target.protocol == Protocol::Echo {
-            let last = messages.last().map(|m| m.content.as_str()).unwrap_or_default();
-            return self.complete_with(spec, last, credentials).await;
-        }
-        let mut request = self
-            .request(target, &spec.config, &[], credentials)
-            .inspect_err(|error| {
-                record(&spec.id, &Err(error), None);
-            })?;
-        set_messages(target.protocol, &mut request.body, messages);
-        let started = Instant::now();
-        let result = self.send(&spec.id, &request).await.and_then(|(body, latency)| {
-            let answer = match target.protocol {
-                Protocol::OpenAi => protocol::openai_answer(&body),
-                Protocol::Anthropic => protocol::anthropic_answer(&body),
-                Protocol::Ollama => protocol::ollama_answer(&body),
-                Protocol::Echo => unreachable!("echo answers above"),
-            }?;
-            Ok(Completion {
-                output: answer.output,
-                prompt_tokens: answer.prompt_tokens,
-                completion_tokens: answer.completion_tokens,
-                latency,
+        let chat = messages
+            .iter()
+            .map(|m| {
+                let role: ChatRole = serde_json::from_value(json!(m.role))
+                    .map_err(|_| ProviderError::Unsupported(format!("{:?} is not a chat role", m.role)))?;
+                Ok(ChatMessage {
+                    role,
+                    content: m.content.clone(),
+                })
             })
-        });
-        record(&spec.id, &result.as_ref().map(|_| ()), Some(started.elapsed()));
-        result
+            .collect::<Result<Vec<_>, ProviderError>>()?;
+        let last = messages.last().map(|m| m.content.as_str()).unwrap_or_default();
+        self.converse(spec, &chat, last, credentials).await
     }
 
     /// The embedding of `text` from the model `spec` names (`openai:embedding:<model>`), through
@@ -131,28 +117,6 @@ impl Providers {
 }
 
 /// Replaces the single user message a request was built with by `messages`.
-fn set_messages(protocol: Protocol, body: &mut Value, messages: &[GradingMessage]) {
-    let as_json = |messages: &[&GradingMessage]| -> Value {
-        messages
-            .iter()
-            .map(|m| json!({ "role": m.role, "content": m.content }))
-            .collect()
-    };
-    let all: Vec<&GradingMessage> = messages.iter().collect();
-    if protocol != Protocol::Anthropic {
-        body["messages"] = as_json(&all);
-        return;
-    }
-    // Anthropic takes system prompts beside the messages, not among them.
-    let (system, rest): (Vec<&GradingMessage>, Vec<&GradingMessage>) =
-        all.into_iter().partition(|m| m.role == "system");
-    body["messages"] = as_json(&rest);
-    if !system.is_empty() && body.get("system").is_none() {
-        let text: Vec<&str> = system.iter().map(|m| m.content.as_str()).collect();
-        body["system"] = Value::from(text.join("\n\n"));
-    }
-}
-
 fn embedding_answer(body: &Value, latency: Duration) -> Result<Embedding, ProviderError> {
     let vector = body
         .pointer("/data/0/embedding")
@@ -193,25 +157,23 @@ mod tests {
     }
 
     #[test]
-    fn messages_replace_the_prompt_and_anthropic_gets_its_system_apart() {
+    fn grading_messages_go_as_a_chat_prompt_and_anthropic_gets_its_system_apart() {
         let messages = [
-            GradingMessage {
-                role: "system".into(),
+            ChatMessage {
+                role: ChatRole::System,
                 content: "Grade".into(),
             },
-            GradingMessage {
-                role: "user".into(),
+            ChatMessage {
+                role: ChatRole::User,
                 content: "Output".into(),
             },
         ];
-        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": ""}]});
-        set_messages(Protocol::OpenAi, &mut body, &messages);
+        let body = protocol::openai_body("m", &messages, &Default::default());
         assert_eq!(
             body["messages"],
             json!([{"role": "system", "content": "Grade"}, {"role": "user", "content": "Output"}])
         );
-        let mut body = json!({"model": "m", "messages": []});
-        set_messages(Protocol::Anthropic, &mut body, &messages);
+        let body = protocol::anthropic_body("m", &messages, &Default::default());
         assert_eq!(body["system"], "Grade");
         assert_eq!(body["messages"], json!([{"role": "user", "content": "Output"}]));
     }
