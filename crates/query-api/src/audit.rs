@@ -106,15 +106,9 @@ impl AuditSubscription {
         access(ctx).count_request(state, "anonymous")?;
         // A stranger gets NOT_FOUND, as from every query of the workspace.
         access(ctx).role_in(state, workspace_id).await?;
-        let client = state
-            .redis_client
-            .clone()
-            .ok_or_else(|| internal("Redis is not configured"))?;
-        let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
-        pubsub
-            .subscribe(domain::names::workspace_channel(workspace_id))
-            .await
-            .map_err(internal)?;
+        let pubsub = state
+            .subscribe([domain::names::workspace_channel(workspace_id)])
+            .await?;
         let guard = SubscriberGuard::count();
         Ok(pubsub.into_on_message().filter_map(move |message| {
             let _alive = &guard;

@@ -354,23 +354,18 @@ impl ComparisonsSubscription {
         let comparison_id = parse_id(&id, "id")?;
         access(ctx).principal()?;
         let state = state(ctx).clone();
-        let client = state
-            .redis_client
-            .clone()
-            .ok_or_else(|| internal("Redis is not configured"))?;
+        access(ctx).count_request(&state, "anonymous")?;
         let Some(comparison) = visible(ctx, comparison_id).await? else {
             return Err(not_found("comparison"));
         };
         let plan = comparison.plan.clone().expect("a visible comparison has a plan");
-        // Subscribe before reading, so no change falls between the read and the first message.
-        let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
-        for channel in [
-            domain::names::comparison_channel(comparison_id),
-            domain::names::run_channel(plan.baseline.run_id),
-            domain::names::run_channel(plan.candidate.run_id),
-        ] {
-            pubsub.subscribe(channel).await.map_err(internal)?;
-        }
+        let pubsub = state
+            .subscribe([
+                domain::names::comparison_channel(comparison_id),
+                domain::names::run_channel(plan.baseline.run_id),
+                domain::names::run_channel(plan.candidate.run_id),
+            ])
+            .await?;
         let read = move |state: crate::context::AppState| async move {
             let comparison = state.repo.load::<Comparison>(comparison_id).await.ok()?.state;
             let plan = comparison.plan.as_ref()?;

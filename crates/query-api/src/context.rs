@@ -42,6 +42,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A Redis pub/sub connection of one GraphQL subscription's own, subscribed to `channels`.
+    /// Subscribe before reading the state the first message follows, so no change falls between.
+    pub async fn subscribe(&self, channels: impl IntoIterator<Item = String>) -> Result<redis::aio::PubSub> {
+        let client = self
+            .redis_client
+            .as_ref()
+            .ok_or_else(|| internal("Redis is not configured"))?;
+        let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
+        for channel in channels {
+            pubsub.subscribe(channel).await.map_err(internal)?;
+        }
+        Ok(pubsub)
+    }
+
     /// Connects what it can; a Redis that is down means no cache, not no service.
     pub async fn new(pool: PgPool, settings: Settings) -> Self {
         let redis_client = redis::Client::open(settings.redis_url.expose()).ok();

@@ -357,15 +357,7 @@ async fn run_progress(ctx: &Context<'_>, run_id: Uuid) -> Result<impl Stream<Ite
     let access = access(ctx);
     access.principal()?;
     access.count_request(state, "anonymous")?;
-    let client = state
-        .redis_client
-        .clone()
-        .ok_or_else(|| internal("Redis is not configured"))?;
-    let mut pubsub = client.get_async_pubsub().await.map_err(internal)?;
-    pubsub
-        .subscribe(domain::names::run_channel(run_id))
-        .await
-        .map_err(internal)?;
+    let pubsub = state.subscribe([domain::names::run_channel(run_id)]).await?;
     let loaded = state.repo.load::<TestRun>(run_id).await.map_err(internal)?;
     // A stranger gets the answer of a run that does not exist, as `testRun` gives them.
     let Some(workspace_id) = loaded.state.plan.as_ref().map(|p| p.workspace_id) else {
