@@ -9,13 +9,12 @@
 //! one that revoked it: a second command API and a second query API, and a WebSocket open on
 //! the second query API.
 
-use crate::support::{eventually, Stack};
+use crate::support::{eventually, next_message, open_socket, Stack};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -121,6 +120,11 @@ fn route_case(method: &str, path: &str, f: &Fixture) -> Option<(Kind, Body)> {
             (Kind::Read, Body::Json(json!({ "variables": { "who": "x" } })))
         }
         ("GET", "/v1/workspaces/{ws}/budget") => (Kind::Read, Body::None),
+        ("POST", "/v1/workspaces/{ws}/executions") => (
+            Kind::Write,
+            Body::Json(json!({ "card_id": f.card, "variables": { "who": "x" }, "provider": "echo" })),
+        ),
+        ("POST", "/v1/workspaces/{ws}/executions/{execution}/cancel") => (Kind::Write, Body::None),
         _ => return None,
     })
 }
@@ -159,6 +163,10 @@ fn graphql_case(root: &str, field: &str, f: &Fixture) -> Option<(Kind, String)> 
         ("subscription", "testRunProgress") => {
             format!(r#"subscription {{ testRunProgress(runId: "{run}") {{ runId }} }}"#)
         }
+        ("subscription", "execution") => {
+            let execution = f.execution;
+            format!(r#"subscription {{ execution(id: "{execution}") {{ kind }} }}"#)
+        }
         ("subscription", "workspaceEvents") => {
             format!(r#"subscription {{ workspaceEvents(workspaceId: "{ws}") {{ position }} }}"#)
         }
@@ -174,6 +182,7 @@ struct Fixture {
     case: Uuid,
     run: Uuid,
     comparison: Uuid,
+    execution: Uuid,
     webhook: Uuid,
     /// An alert rule's id.
     rule: Uuid,
@@ -198,6 +207,7 @@ impl Fixture {
             ("{case}", self.case.to_string()),
             ("{run}", self.run.to_string()),
             ("{comparison}", self.comparison.to_string()),
+            ("{execution}", self.execution.to_string()),
             ("{webhook}", self.webhook.to_string()),
             ("{rule}", self.rule.to_string()),
             // Refused before anything is looked up, so any delivery id will do.
@@ -328,6 +338,14 @@ async fn fixture(api: &Api) -> Fixture {
             json!({ "baseline": { "version": 1 }, "candidate": { "version": 2 }, "providers": ["echo"] }),
         )
         .await;
+    let execution = api
+        .ok(
+            "POST",
+            &format!("{ws}/executions"),
+            &owner,
+            json!({ "card_id": card, "variables": { "who": "you" }, "provider": "echo" }),
+        )
+        .await;
     let webhook = api
         .ok(
             "POST",
@@ -378,6 +396,7 @@ async fn fixture(api: &Api) -> Fixture {
         case: id(&case, "id"),
         run: id(&run, "run_id"),
         comparison: id(&comparison, "comparison_id"),
+        execution: id(&execution, "execution_id"),
         webhook: id(&webhook, "id"),
         rule: id(&rule, "id"),
         name: "victim".to_owned(),
@@ -424,44 +443,6 @@ fn codes(answer: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens graphql-transport-ws with `token`; `None` when the server refuses the connection.
-async fn open_socket(url: &str, token: &str) -> Option<Socket> {
-    let mut request = format!("{}/graphql/ws", url.replacen("http", "ws", 1))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-    socket.send(Message::Text(init.to_string().into())).await.unwrap();
-    match next_message(&mut socket).await {
-        Some(message) if message["type"] == "connection_ack" => Some(socket),
-        _ => None,
-    }
-}
-
-/// The next protocol message; `None` once the socket is closed (or after 10 s).
-async fn next_message(socket: &mut Socket) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let message: Value = serde_json::from_str(&text).unwrap();
-                if message["type"] == "ping" {
-                    let pong = json!({ "type": "pong" }).to_string();
-                    socket.send(Message::Text(pong.into())).await.unwrap();
-                    continue;
-                }
-                return Some(message);
-            }
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
-            Ok(Some(Ok(_))) => continue,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_and_field_refuses_strangers_viewers_and_revoked_keys_and_appends_nothing() {
     let stack = Stack::start().await;
@@ -486,6 +467,17 @@ async fn every_route_and_field_refuses_strangers_viewers_and_revoked_keys_and_ap
             (answer["data"]["testRun"]["status"] == "COMPLETED").then_some(())
         },
     )
+    .await;
+    eventually(Duration::from_secs(60), "the victim's execution finishes", || async {
+        let ended: Option<(String,)> = sqlx::query_as(
+            "SELECT event_type FROM events WHERE stream_id = $1 AND event_type = 'ExecutionFinished'",
+        )
+        .bind(f.execution)
+        .fetch_optional(&stack.pool)
+        .await
+        .unwrap();
+        ended.map(|_| ())
+    })
     .await;
     let before = events(&stack).await;
 

@@ -10,5 +10,6 @@ mod comparisons;
 mod consumers_killed;
 mod deliverer_killed;
 mod isolation;
+mod playground;
 #[allow(dead_code)] // Shared with the fault matrix (tests/faults), which uses all of it.
 mod support;

@@ -5,6 +5,7 @@
 //! SIGKILL and started again the way `up` does, and the probes below say whether the
 //! pipeline is whole again.
 
+use futures::{SinkExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -18,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 pub const PROCESSES: [&str; 6] = ["command-api", "relay", "query-api", "projector", "runner", "deliverer"];
@@ -531,6 +534,10 @@ impl Client {
         &self.base
     }
 
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub async fn create_card(&self, title: &str) -> Uuid {
         let body = self
             .post("/prompt-cards", json!({ "title": title, "template": "Say {{ word }}.", "variables": [{"name": "word", "type": "string"}] }))
@@ -611,5 +618,45 @@ impl Load {
         }
         let acknowledged = self.acknowledged.lock().unwrap().clone();
         acknowledged
+    }
+}
+
+// GraphQL subscriptions over graphql-transport-ws, as a browser opens them.
+
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens graphql-transport-ws with `token`; `None` when the server refuses the connection.
+pub async fn open_socket(url: &str, token: &str) -> Option<Socket> {
+    let mut request = format!("{}/graphql/ws", url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::Text(init.to_string().into())).await.unwrap();
+    match next_message(&mut socket).await {
+        Some(message) if message["type"] == "connection_ack" => Some(socket),
+        _ => None,
+    }
+}
+
+/// The next protocol message; `None` once the socket is closed (or after 10 s).
+pub async fn next_message(socket: &mut Socket) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "ping" {
+                    let pong = json!({ "type": "pong" }).to_string();
+                    socket.send(Message::Text(pong.into())).await.unwrap();
+                    continue;
+                }
+                return Some(message);
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
     }
 }

@@ -159,6 +159,13 @@ impl InWorkspace for Comparison {
     }
 }
 
+impl InWorkspace for domain::execution::Execution {
+    const NOT_FOUND: &'static str = "execution not found";
+    fn workspace_id(&self) -> Option<Uuid> {
+        domain::execution::Execution::workspace_id(self)
+    }
+}
+
 impl InWorkspace for TestRun {
     const NOT_FOUND: &'static str = "test run not found";
     fn workspace_id(&self) -> Option<Uuid> {

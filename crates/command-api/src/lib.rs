@@ -96,7 +96,7 @@ struct ApiDoc;
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
     use routes::{
-        alerts, auth, cards, comparisons, exports, imports, provider_credentials, runs, test_cases, webhooks,
+        alerts, auth, cards, comparisons, executions, exports, imports, provider_credentials, runs, test_cases, webhooks,
         workspaces,
     };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -119,6 +119,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::request_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(comparisons::request_comparison))
+        .routes(routes!(executions::request_execution))
+        .routes(routes!(executions::cancel_execution))
         .routes(routes!(exports::export_run))
         .routes(routes!(exports::export_comparison))
         .routes(routes!(imports::import_promptfoo))

@@ -10,6 +10,7 @@ pub mod card;
 pub mod comparison;
 pub mod error;
 pub mod event;
+pub mod execution;
 pub mod names;
 pub mod prompt;
 pub mod promptfoo;

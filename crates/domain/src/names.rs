@@ -15,6 +15,7 @@ pub mod stream_types {
     pub const SESSION: &str = "session";
     pub const WEBHOOK: &str = "webhook";
     pub const ALERT_RULE: &str = "alert_rule";
+    pub const EXECUTION: &str = "execution";
 }
 
 /// The Kafka topic the relay publishes every event to, unless `KAFKA_TOPIC` says otherwise.
@@ -39,6 +40,12 @@ pub fn run_channel(run_id: Uuid) -> String {
 /// Redis pub/sub channel carrying one comparison's events (live comparison progress).
 pub fn comparison_channel(comparison_id: Uuid) -> String {
     format!("promptcards:comparison:{comparison_id}:events")
+}
+
+/// Redis stream of one playground execution's live updates (started, each chunk, the end), in
+/// order: the runner appends, subscribers read from the start, so a late one misses nothing.
+pub fn execution_updates_key(execution_id: Uuid) -> String {
+    format!("promptcards:execution:{execution_id}:updates")
 }
 
 /// Redis pub/sub channel carrying one workspace's events (its audit log, live).

@@ -39,6 +39,27 @@ pub struct ProviderSpec {
     pub config: Value,
 }
 
+/// The provider with the card version's config beneath its own (the provider's keys win);
+/// `model` is left out, since the provider id names the model a run or
+/// execution calls.
+pub fn with_card_config(provider: &ProviderSpec, card: &Map<String, Value>) -> ProviderSpec {
+    if card.is_empty() {
+        return provider.clone();
+    }
+    let mut config: Map<String, Value> = card
+        .iter()
+        .filter(|(k, _)| k.as_str() != "model")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Value::Object(own) = &provider.config {
+        config.extend(own.clone());
+    }
+    ProviderSpec {
+        id: provider.id.clone(),
+        config: Value::Object(config),
+    }
+}
+
 /// Identifies one result slot of a run.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResultKey {
@@ -392,7 +413,7 @@ pub enum RunEvent {
 impl Event for RunEvent {
     fn event_type(&self) -> &'static str {
         match self {
-            RunEvent::TestRunRequested { .. } => "TestRunRequested",
+            RunEvent::TestRunRequested { .. } => Self::TEST_RUN_REQUESTED,
             RunEvent::TestRunStarted { .. } => "TestRunStarted",
             RunEvent::TestResultRecorded { .. } => Self::TEST_RESULT_RECORDED,
             RunEvent::TestRunCompleted { .. } => Self::TEST_RUN_COMPLETED,
@@ -404,6 +425,8 @@ impl Event for RunEvent {
 }
 
 impl RunEvent {
+    /// The stored name of `TestRunRequested`, for the runner that picks requests off the topic.
+    pub const TEST_RUN_REQUESTED: &'static str = "TestRunRequested";
     /// The stored name of `TestResultRecorded`, for readers that skip other events undecoded.
     pub const TEST_RESULT_RECORDED: &'static str = "TestResultRecorded";
     /// The stored name of `TestRunCompleted`, for readers that act on a run's end alone.

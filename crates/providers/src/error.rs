@@ -16,6 +16,9 @@ pub enum ProviderError {
     /// The request never got an HTTP answer: connection refused, reset, DNS failure.
     #[error("the provider could not be reached: {0}")]
     Transport(String),
+    /// A streamed answer ended with an error the provider sent after it began.
+    #[error("the provider broke off its answer: {0}")]
+    Interrupted(String),
     /// An id or config this crate cannot or will not call.
     #[error("{0}")]
     Unsupported(String),

@@ -12,13 +12,14 @@ mod grading;
 mod prices;
 mod protocol;
 mod settings;
+mod streaming;
 
 pub use error::{ConfigError, ProviderError};
 pub use grading::{embedding_model, Embedding, GradingMessage};
 pub use prices::{Price, PriceTable};
 pub use settings::ProviderSettings;
 
-use domain::prompt::{ChatMessage, ChatRole};
+use domain::prompt::{ChatMessage, ChatRole, Rendered};
 use domain::run::ProviderSpec;
 use protocol::{Protocol, Target};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -26,6 +27,7 @@ use serde_json::Value;
 use service::Secret;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -38,6 +40,14 @@ pub struct Completion {
     /// How long the attempt that answered took: queueing for a concurrency slot, failed
     /// attempts and backoff are not included, so `latency` assertions judge the provider.
     pub latency: Duration,
+}
+
+/// A streamed answer: the whole of it, and how long its first chunk took to arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamed {
+    /// `latency` runs from sending the request to the answer's end.
+    pub completion: Completion,
+    pub first_token: Duration,
 }
 
 /// A longer `Retry-After` than this is not waited for: the call fails with the 429 (or 5xx)
@@ -216,6 +226,133 @@ impl Providers {
             });
         record(&spec.id, &result.as_ref().map(|_| ()), Some(started.elapsed()));
         result
+    }
+
+    /// Sends a prompt with streaming turned on and hands each piece of the answer's text to
+    /// `on_chunk` as it arrives (never an empty piece), then returns the whole answer. `echo`
+    /// answers with the prompt (a chat prompt as its JSON array) in word-sized pieces. Nothing
+    /// is retried, since pieces may already have been handed on; the attempt timeout bounds
+    /// the wait for the answer to begin and each wait between pieces. Dropping the future
+    /// closes the connection, which is how an execution is cancelled.
+    #[tracing::instrument(skip_all, fields(provider = %spec.id), err(Display))]
+    pub async fn stream_with(
+        &self,
+        spec: &ProviderSpec,
+        prompt: &Rendered,
+        credentials: &Credentials,
+        on_chunk: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Streamed, ProviderError> {
+        let messages = match prompt {
+            Rendered::Text(text) => vec![ChatMessage {
+                role: ChatRole::User,
+                content: text.clone(),
+            }],
+            Rendered::Chat(messages) => messages.clone(),
+        };
+        let target = protocol::parse_id(&spec.id)?;
+        if target.protocol == Protocol::Echo {
+            let started = Instant::now();
+            let text = prompt.to_prompt_string();
+            for piece in text.split_inclusive(char::is_whitespace) {
+                on_chunk(piece);
+            }
+            let mut completion = echo(&text);
+            completion.latency = started.elapsed();
+            record(&spec.id, &Ok(()), Some(completion.latency));
+            return Ok(Streamed {
+                first_token: completion.latency,
+                completion,
+            });
+        }
+        let mut request = match self.request(target, &spec.config, &messages, credentials) {
+            Ok(request) => request,
+            Err(error) => {
+                record(&spec.id, &Err(&error), None);
+                return Err(error);
+            }
+        };
+        request.body["stream"] = Value::Bool(true);
+        if target.protocol == Protocol::OpenAi {
+            request.body["stream_options"] = serde_json::json!({ "include_usage": true });
+        }
+        let semaphore = self.semaphore(&spec.id);
+        let _permit = semaphore.acquire().await.expect("provider semaphores are never closed");
+        let started = Instant::now();
+        let result = self.read_stream(target.protocol, &request, started, on_chunk).await;
+        record(&spec.id, &result.as_ref().map(|_| ()), Some(started.elapsed()));
+        result
+    }
+
+    async fn read_stream(
+        &self,
+        protocol: Protocol,
+        request: &Request,
+        started: Instant,
+        on_chunk: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Streamed, ProviderError> {
+        let secret = request.secret.as_ref();
+        let timeout = self.settings.timeout;
+        let send = self
+            .http
+            .post(&request.url)
+            .headers(request.headers.clone())
+            .json(&request.body)
+            .send();
+        let response = tokio::time::timeout(timeout, send)
+            .await
+            .map_err(|_| ProviderError::Timeout(timeout))?
+            .map_err(|e| match transport(e, secret) {
+                Failure::Retryable { error, .. } | Failure::Final(error) => error,
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = tokio::time::timeout(timeout, response.bytes())
+                .await
+                .map_err(|_| ProviderError::Timeout(timeout))?
+                .unwrap_or_default();
+            return Err(ProviderError::Status {
+                status: status.as_u16(),
+                body: quote(&body, secret),
+            });
+        }
+        let mut deltas = streaming::deltas(protocol, response.bytes_stream());
+        let (mut output, mut first_token) = (String::new(), None);
+        let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+        loop {
+            let delta = match tokio::time::timeout(timeout, deltas.next()).await {
+                Err(_) => return Err(ProviderError::Timeout(timeout)),
+                Ok(None) => break,
+                Ok(Some(delta)) => delta.map_err(|error| match error {
+                    ProviderError::Interrupted(message) => ProviderError::Interrupted(redact(&message, secret)),
+                    other => other,
+                })?,
+            };
+            if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
+                first_token.get_or_insert_with(|| started.elapsed());
+                if output.len() + text.len() > MAX_BODY_BYTES {
+                    return Err(ProviderError::Malformed(format!(
+                        "the answer is larger than {MAX_BODY_BYTES} bytes"
+                    )));
+                }
+                on_chunk(&text);
+                output.push_str(&text);
+            }
+            prompt_tokens = delta.prompt_tokens.unwrap_or(prompt_tokens);
+            completion_tokens = delta.completion_tokens.unwrap_or(completion_tokens);
+            if delta.done {
+                break;
+            }
+        }
+        let latency = started.elapsed();
+        Ok(Streamed {
+            completion: Completion {
+                output,
+                prompt_tokens,
+                completion_tokens,
+                latency,
+            },
+            first_token: first_token.unwrap_or(latency),
+        })
     }
 
     fn semaphore(&self, provider_id: &str) -> Arc<Semaphore> {

@@ -5,17 +5,15 @@
 
 use crate::metrics::cache_lookup;
 use domain::names::version_key;
-use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct DocCache {
     /// Set once Redis first answers; from then on the manager reconnects by itself, and its
     /// timeouts turn a Redis that is away into quick misses.
-    redis: Arc<OnceLock<ConnectionManager>>,
+    redis: service::redis::Lazy,
 }
 
 /// A card document as the cards area serves it; the cache only stores and dates it.
@@ -33,19 +31,9 @@ impl DocCache {
     /// Connects in the background: queries are answered from Postgres, uncached, until Redis
     /// answers (a Redis that is down at start means no cache for now, not no service).
     pub fn connect(url: &str) -> Self {
-        let cache = Self {
-            redis: Arc::new(OnceLock::new()),
-        };
-        let (slot, url) = (cache.redis.clone(), url.to_owned());
-        tokio::spawn(async move {
-            let connection = service::retry("connecting to Redis for the document cache", || {
-                service::redis::connect(&url)
-            })
-            .await;
-            tracing::info!("Redis answers; the document cache is on.");
-            let _ = slot.set(connection);
-        });
-        cache
+        Self {
+            redis: service::redis::connect_in_background(url, "connecting to Redis for the document cache"),
+        }
     }
 
     /// The cached card, if Redis knows of no newer version of its stream.

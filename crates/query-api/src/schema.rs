@@ -8,6 +8,7 @@ use crate::analytics::AnalyticsQuery;
 use crate::audit::{AuditQuery, AuditSubscription};
 use crate::cards::{CardsQuery, TestCasesByCard};
 use crate::comparisons::{ComparisonsQuery, ComparisonsSubscription};
+use crate::executions::ExecutionsSubscription;
 use crate::context::AppState;
 use crate::prompts::PromptsQuery;
 use crate::runs::{RunsQuery, RunsSubscription};
@@ -32,7 +33,12 @@ pub struct QueryRoot(
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(RunsSubscription, AuditSubscription, ComparisonsSubscription);
+pub struct SubscriptionRoot(
+    RunsSubscription,
+    AuditSubscription,
+    ComparisonsSubscription,
+    ExecutionsSubscription,
+);
 
 pub type AppSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
 

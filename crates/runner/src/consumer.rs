@@ -1,8 +1,10 @@
-//! Run requests from the events topic. A request's offset is committed only once its run is
+//! Run and execution requests from the events topic. A request's offset is committed only once its run is
 //! over, and never past a request still running, so a runner that dies mid-run sees the
 //! request again on restart and resumes it.
 
 use crate::Runner;
+use domain::execution::ExecutionEvent;
+use domain::run::RunEvent;
 use event_store::RecordedEvent;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -105,14 +107,21 @@ impl RunRequests {
                     let requested = message
                         .payload()
                         .and_then(|p| serde_json::from_slice::<RecordedEvent>(p).ok())
-                        .filter(|e| e.event_type == "TestRunRequested")
-                        .map(|e| e.stream_id);
-                    if let Some(run_id) = requested {
+                        .and_then(|e| Work::of(&e));
+                    if let Some(work) = requested {
                         in_flight.entry(partition.clone()).or_default().insert(offset);
-                        let permit = slots.clone().acquire_owned().await?;
+                        // Runs share `max_runs` slots; a playground execution is one call that
+                        // someone is watching, so it never queues behind runs.
+                        let permit = match work {
+                            Work::Run(_) => Some(slots.clone().acquire_owned().await?),
+                            Work::Execution(_) => None,
+                        };
                         let (runner, done) = (self.runner.clone(), done_tx.clone());
                         tokio::spawn(async move {
-                            execute_until_done(&runner, run_id).await;
+                            match work {
+                                Work::Run(run_id) => execute_until_done(&runner, run_id).await,
+                                Work::Execution(execution_id) => stream_until_done(&runner, execution_id).await,
+                            }
                             let _ = done.send((partition, offset));
                             drop(permit);
                         });
@@ -146,6 +155,41 @@ impl RunRequests {
             self.consumer.store_offsets(&offsets)?;
         }
         Ok(())
+    }
+}
+
+/// What a request on the topic asks the runner to do.
+enum Work {
+    Run(Uuid),
+    Execution(Uuid),
+}
+
+impl Work {
+    fn of(event: &RecordedEvent) -> Option<Self> {
+        match event.event_type.as_str() {
+            RunEvent::TEST_RUN_REQUESTED => Some(Work::Run(event.stream_id)),
+            ExecutionEvent::EXECUTION_REQUESTED => Some(Work::Execution(event.stream_id)),
+            _ => None,
+        }
+    }
+}
+
+/// Retries a playground execution that could not be recorded (a database outage) until it is.
+async fn stream_until_done(runner: &Runner, execution_id: Uuid) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match runner.run_execution(execution_id).await {
+            Ok(status) => {
+                tracing::info!(execution_id = %execution_id, status = status.as_str(), "Execution is over.");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(execution_id = %execution_id, error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
+                    "The execution failed; starting it again shortly.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
     }
 }
 

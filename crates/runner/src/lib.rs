@@ -7,6 +7,7 @@
 
 pub mod comparisons;
 mod consumer;
+mod executions;
 pub mod grading;
 pub mod instruments;
 
@@ -14,7 +15,6 @@ pub use consumer::RunRequests;
 
 use assertions::Observation;
 use domain::prompt::{ChatMessage, Rendered};
-use domain::run::ProviderSpec;
 use domain::run::{GradingUsage, ResultKey, RunCommand, RunPlan, TestResult, TestRun};
 use domain::template::render;
 use domain::workspace::{ProviderKind, Workspace, WorkspaceCommand};
@@ -37,6 +37,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     pub database_url: Secret,
     pub kafka: Kafka,
+    /// Playground executions' live updates go through Redis.
+    pub redis_url: Secret,
     pub group_id: String,
     /// Static group membership, so a restarted runner resumes at once (see `kafka::consumer_config`).
     pub instance_id: Option<String>,
@@ -56,6 +58,7 @@ impl Settings {
             addr: env_or("RUNNER_ADDR", "127.0.0.1:8083").parse()?,
             database_url: settings::database_url(),
             kafka: Kafka::from_env()?,
+            redis_url: settings::redis_url(),
             group_id: env_or("RUNNER_GROUP", "promptcards-runner"),
             instance_id: kafka::instance_id_from_env(),
             max_concurrent_runs: env_or("RUNNER_MAX_RUNS", "4").parse()?,
@@ -89,6 +92,8 @@ pub struct Runner {
     sealer: Option<Arc<Sealer>>,
     /// Whether the environment's keys serve providers a workspace set nothing for.
     environment_keys: bool,
+    /// Where playground executions' live updates go; without it they are skipped.
+    live: Option<service::redis::Lazy>,
 }
 
 /// Most results appended in one transaction.
@@ -110,6 +115,7 @@ impl Runner {
             max_in_flight: max_in_flight.max(1),
             sealer: None,
             environment_keys: true,
+            live: None,
         }
     }
 
@@ -154,6 +160,12 @@ impl Runner {
             }
         }
         Ok(credentials)
+    }
+
+    /// Streams playground executions' answers to their subscribers through `redis`.
+    pub fn with_live_updates(mut self, redis: service::redis::Lazy) -> Self {
+        self.live = Some(redis);
+        self
     }
 
     /// Grades model-graded assertions with the graders `graders` chooses.
@@ -208,7 +220,7 @@ impl Runner {
         let recorded = appender.await??;
 
         if cancelled.load(Ordering::Relaxed) {
-            self.record_spend(run_id, plan.workspace_id).await?;
+            self.record_spend_of_run(run_id, plan.workspace_id).await?;
             return Ok(RunOutcome::Cancelled { recorded });
         }
         match self
@@ -216,7 +228,7 @@ impl Runner {
             .await
         {
             Ok(_) => {
-                self.record_spend(run_id, plan.workspace_id).await?;
+                self.record_spend_of_run(run_id, plan.workspace_id).await?;
                 Ok(RunOutcome::Completed { recorded })
             }
             Err(AppendOutcome::Refused(DomainError::Conflict(_))) => {
@@ -243,18 +255,21 @@ impl Runner {
         comparisons::settle(&self.repo, run_id).await
     }
 
-    /// Counts what the run cost against its workspace's budget, once per run.
-    async fn record_spend(&self, run_id: Uuid, workspace_id: Uuid) -> anyhow::Result<()> {
-        let micro_usd = self.repo.load::<TestRun>(run_id).await?.state.cost_micro_usd;
+    /// Counts what a run or an execution cost against its workspace's budget, once per run or
+    /// execution (`source_id`).
+    async fn record_spend(&self, source_id: Uuid, workspace_id: Uuid, micro_usd: u64) -> anyhow::Result<()> {
         if micro_usd == 0 {
             return Ok(());
         }
         let metadata = Metadata {
             workspace_id: Some(workspace_id),
-            correlation_id: run_id,
+            correlation_id: source_id,
             ..Default::default()
         };
-        let command = WorkspaceCommand::RecordSpend { run_id, micro_usd };
+        let command = WorkspaceCommand::RecordSpend {
+            run_id: source_id,
+            micro_usd,
+        };
         loop {
             match self
                 .repo
@@ -266,6 +281,11 @@ impl Runner {
                 Err(other) => return Err(other.into()),
             }
         }
+    }
+
+    async fn record_spend_of_run(&self, run_id: Uuid, workspace_id: Uuid) -> anyhow::Result<()> {
+        let micro_usd = self.repo.load::<TestRun>(run_id).await?.state.cost_micro_usd;
+        self.record_spend(run_id, workspace_id, micro_usd).await
     }
 
     /// Loads the run, decides, and appends at the loaded version, retrying a lost race.
@@ -429,7 +449,7 @@ pub async fn run_one_with(
     };
     // The version's config under the provider's own: the provider's settings win, and the
     // provider id names the model, so the version's `model` is for applications, not runs.
-    let provider = &with_card_config(provider, &plan.config);
+    let provider = &domain::run::with_card_config(provider, &plan.config);
     let prompt = rendered.to_prompt_string();
     let started = Instant::now();
     let answer = match &rendered {
@@ -473,25 +493,5 @@ pub async fn run_one_with(
         score: graded.grade.score,
         assertions: graded.grade.verdicts,
         grading: graded.usage,
-    }
-}
-
-/// The provider with the card version's config beneath its own (the provider's keys win);
-/// `model` is left out, since the provider id names the model a run calls.
-fn with_card_config(provider: &ProviderSpec, card: &serde_json::Map<String, serde_json::Value>) -> ProviderSpec {
-    if card.is_empty() {
-        return provider.clone();
-    }
-    let mut config: serde_json::Map<String, serde_json::Value> = card
-        .iter()
-        .filter(|(k, _)| k.as_str() != "model")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let serde_json::Value::Object(own) = &provider.config {
-        config.extend(own.clone());
-    }
-    ProviderSpec {
-        id: provider.id.clone(),
-        config: serde_json::Value::Object(config),
     }
 }

@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
         .ops(settings.addr)
         .postgres(&settings.database_url, 8)
         .kafka(&settings.kafka)
+        .redis(&settings.redis_url)
         .run(|started| async move {
             let graders = Arc::new(SettingsGraders::new(providers.clone(), GradingSettings::from_env()));
             let runner = Runner::new(
@@ -22,7 +23,11 @@ async fn main() -> anyhow::Result<()> {
                 settings.max_in_flight,
             )
             .with_workspace_credentials(sealer, settings.environment_keys)
-            .with_graders(graders);
+            .with_graders(graders)
+            .with_live_updates(service::redis::connect_in_background(
+                settings.redis_url.expose(),
+                "connecting to Redis for executions' live updates",
+            ));
             RunRequests::new(
                 &settings.kafka.brokers,
                 &settings.group_id,

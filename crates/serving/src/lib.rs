@@ -25,12 +25,11 @@ use domain::prompt::{ChatMessage, PromptKind, Rendered};
 use domain::template::Variable;
 use domain::{DomainError, FieldError};
 use memory::Memory;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -175,7 +174,7 @@ pub struct Prompts {
     min_position_wait: Duration,
     memory: Arc<Memory>,
     /// Set once Redis first answers; until then fetches skip it.
-    redis: Arc<OnceLock<ConnectionManager>>,
+    redis: service::redis::Lazy,
 }
 
 fn doc_key(workspace_id: Uuid, name: &str, selector: &Selector) -> String {
@@ -195,15 +194,7 @@ impl Prompts {
     ) -> Self {
         let memory = Arc::new(Memory::new());
         memory::follow(freshness.notices(), memory.clone());
-        let redis = Arc::new(OnceLock::new());
-        let (slot, url) = (redis.clone(), redis_url.to_owned());
-        tokio::spawn(async move {
-            let connection = service::retry("connecting to Redis for served prompts", || {
-                service::redis::connect(&url)
-            })
-            .await;
-            let _ = slot.set(connection);
-        });
+        let redis = service::redis::connect_in_background(redis_url, "connecting to Redis for served prompts");
         Self {
             pool,
             tokens,

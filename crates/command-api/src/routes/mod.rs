@@ -2,6 +2,7 @@ pub mod alerts;
 pub mod auth;
 pub mod cards;
 pub mod comparisons;
+pub mod executions;
 pub mod exports;
 pub mod health;
 pub mod imports;

@@ -37,6 +37,14 @@ pub enum Reply {
         headers: Vec<(&'static str, String)>,
         body: String,
     },
+    /// A 200 whose body is sent in `pieces`, `gap` apart; with `then_hang` the body never
+    /// ends after them (the server counts a client that hangs up on it).
+    Stream {
+        content_type: &'static str,
+        pieces: Vec<Vec<u8>>,
+        gap: Duration,
+        then_hang: bool,
+    },
     /// Never answers, as a stuck provider would.
     Hang,
     /// Answers after a delay, as a slow provider would.
@@ -67,6 +75,16 @@ impl Reply {
         self
     }
 
+    /// `body` streamed `every` bytes at a time, 1 ms apart.
+    pub fn stream(content_type: &'static str, body: &[u8], every: usize) -> Self {
+        Reply::Stream {
+            content_type,
+            pieces: body.chunks(every).map(<[u8]>::to_vec).collect(),
+            gap: Duration::from_millis(1),
+            then_hang: false,
+        }
+    }
+
     pub fn after(self, delay: Duration) -> Self {
         Reply::After(delay, Box::new(self))
     }
@@ -80,6 +98,8 @@ struct ServerState {
     /// Requests being answered now, and the most there ever were at once.
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Streamed answers whose client hung up before their end.
+    hung_up: AtomicUsize,
     /// Decides the reply to the request with the given index.
     script: Script,
 }
@@ -98,6 +118,10 @@ impl Fake {
         self.state.seen.lock().unwrap().len()
     }
 
+    pub fn hung_up(&self) -> usize {
+        self.state.hung_up.load(Ordering::SeqCst)
+    }
+
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
@@ -111,6 +135,7 @@ pub async fn serve(script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'stati
         seen: Mutex::default(),
         in_flight: AtomicUsize::new(0),
         max_in_flight: AtomicUsize::new(0),
+        hung_up: AtomicUsize::new(0),
         script: Box::new(script),
     });
     let app = Router::new().fallback(handle).with_state(state.clone());
@@ -149,6 +174,41 @@ async fn handle(State(state): State<Arc<ServerState>>, uri: Uri, headers: Header
                 reply = *next;
             }
             Reply::Hang => std::future::pending::<()>().await,
+            Reply::Stream {
+                content_type,
+                pieces,
+                gap,
+                then_hang,
+            } => {
+                let guard = HangUp {
+                    state: state.clone(),
+                    armed: true,
+                };
+                let body = futures::stream::unfold((pieces.into_iter(), Some(guard)), move |(mut pieces, guard)| async move {
+                    match pieces.next() {
+                        Some(piece) => {
+                            tokio::time::sleep(gap).await;
+                            Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (pieces, guard)))
+                        }
+                        None if then_hang => {
+                            // Until the client hangs up, which drops this stream and the guard.
+                            std::future::pending::<()>().await;
+                            None
+                        }
+                        None => {
+                            if let Some(mut guard) = guard {
+                                guard.armed = false;
+                            }
+                            None
+                        }
+                    }
+                });
+                let mut response = axum::body::Body::from_stream(body).into_response();
+                response
+                    .headers_mut()
+                    .insert("content-type", content_type.parse().unwrap());
+                return response;
+            }
             Reply::Send { status, headers, body } => {
                 let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
                 for (name, value) in headers {
@@ -156,6 +216,20 @@ async fn handle(State(state): State<Arc<ServerState>>, uri: Uri, headers: Header
                 }
                 return response;
             }
+        }
+    }
+}
+
+/// Counts a streamed answer whose client hung up before its end; an answer sent whole disarms it.
+struct HangUp {
+    state: Arc<ServerState>,
+    armed: bool,
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.hung_up.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

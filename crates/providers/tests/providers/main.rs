@@ -9,3 +9,4 @@ mod ollama;
 mod openai;
 mod scenarios;
 mod secrets;
+mod streaming;
