@@ -469,13 +469,12 @@ async fn every_route_and_field_refuses_strangers_viewers_and_revoked_keys_and_ap
     )
     .await;
     eventually(Duration::from_secs(60), "the victim's execution finishes", || async {
-        let ended: Option<(String,)> = sqlx::query_as(
-            "SELECT event_type FROM events WHERE stream_id = $1 AND event_type = 'ExecutionFinished'",
-        )
-        .bind(f.execution)
-        .fetch_optional(&stack.pool)
-        .await
-        .unwrap();
+        let ended: Option<(String,)> =
+            sqlx::query_as("SELECT event_type FROM events WHERE stream_id = $1 AND event_type = 'ExecutionFinished'")
+                .bind(f.execution)
+                .fetch_optional(&stack.pool)
+                .await
+                .unwrap();
         ended.map(|_| ())
     })
     .await;

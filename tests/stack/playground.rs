@@ -56,7 +56,10 @@ impl Drop for HangUp {
 
 async fn completions(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap();
-    let prompt = request["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
+    let prompt = request["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     fake.seen.lock().unwrap().push(request);
     let forever = prompt.contains("forever");
     let pieces: Vec<Vec<u8>> = if forever {
@@ -116,7 +119,9 @@ async fn subscribe(socket: &mut Socket, execution: &str) {
 
 /// The next update of the subscription; `None` once it completed.
 async fn next_update(socket: &mut Socket) -> Option<Value> {
-    let message = next_message(socket).await.expect("the subscription answers within 10 s");
+    let message = next_message(socket)
+        .await
+        .expect("the subscription answers within 10 s");
     match message["type"].as_str() {
         Some("next") => {
             assert!(message["payload"].get("errors").is_none(), "{message}");
@@ -207,6 +212,20 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
     subscribe(&mut late, &execution).await;
     assert_eq!(all_updates(&mut late).await, live);
 
+    // Once the live updates are gone (expired, or Redis lost them), the recorded outcome
+    // answers: the start, the whole answer as one chunk, the end.
+    let redis = redis::Client::open(crate::support::redis_url()).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("promptcards:execution:{execution}:updates");
+    let removed: i64 = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
+    assert_eq!(removed, 1, "the live updates were in {key}");
+    let mut later = open_socket(&query_api, client.token()).await.expect("the socket opens");
+    subscribe(&mut later, &execution).await;
+    let replayed = all_updates(&mut later).await;
+    assert_eq!(kinds(&replayed), ["STARTED", "CHUNK", "FINISHED"], "{replayed:?}");
+    assert_eq!(chunks(&replayed), ANSWER);
+    assert_eq!(replayed[2], *finished);
+
     // Cancelled mid-answer: FAILED, and the provider's connection is closed.
     let forever = client
         .post(
@@ -219,7 +238,10 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
     subscribe(&mut socket, &forever).await;
     assert_eq!(next_update(&mut socket).await.unwrap()["kind"], "STARTED");
     let first = next_update(&mut socket).await.unwrap();
-    assert_eq!((first["kind"].as_str(), first["text"].as_str()), (Some("CHUNK"), Some("Thinking")));
+    assert_eq!(
+        (first["kind"].as_str(), first["text"].as_str()),
+        (Some("CHUNK"), Some("Thinking"))
+    );
     let cancelled = client
         .send(Method::POST, &format!("/executions/{forever}/cancel"), None)
         .await;
@@ -227,9 +249,11 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
     let rest = all_updates(&mut socket).await;
     assert_eq!(kinds(&rest), ["FAILED"], "{rest:?}");
     assert!(rest[0]["error"].as_str().unwrap().contains("cancelled"), "{rest:?}");
-    eventually(Duration::from_secs(10), "the runner hangs up on the provider", || async {
-        fake.hung_up.load(Ordering::SeqCst).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the runner hangs up on the provider",
+        || async { fake.hung_up.load(Ordering::SeqCst).then_some(()) },
+    )
     .await;
     let again = client
         .send(Method::POST, &format!("/executions/{forever}/cancel"), None)
@@ -237,15 +261,19 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
     assert_eq!(again.status(), StatusCode::CONFLICT);
 
     // Both are in the event store, as the audit log and analytics read them.
-    let recorded: Vec<(String,)> = sqlx::query_as(
-        "SELECT event_type FROM events WHERE stream_type = 'execution' ORDER BY position",
-    )
-    .fetch_all(&stack.pool)
-    .await
-    .unwrap();
+    let recorded: Vec<(String,)> =
+        sqlx::query_as("SELECT event_type FROM events WHERE stream_type = 'execution' ORDER BY position")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
     let recorded: Vec<&str> = recorded.iter().map(|(t,)| t.as_str()).collect();
     assert_eq!(
         recorded,
-        ["ExecutionRequested", "ExecutionFinished", "ExecutionRequested", "ExecutionCancelled"]
+        [
+            "ExecutionRequested",
+            "ExecutionFinished",
+            "ExecutionRequested",
+            "ExecutionCancelled"
+        ]
     );
 }

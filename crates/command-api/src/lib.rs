@@ -96,8 +96,8 @@ struct ApiDoc;
 /// The API's routes with their OpenAPI description, generated from the handlers.
 fn api() -> OpenApiRouter<AppState> {
     use routes::{
-        alerts, auth, cards, comparisons, executions, exports, imports, provider_credentials, runs, test_cases, webhooks,
-        workspaces,
+        alerts, auth, cards, comparisons, executions, exports, imports, provider_credentials, runs, test_cases,
+        webhooks, workspaces,
     };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))

@@ -45,8 +45,7 @@ pub struct ExecutionRequest {
 impl ExecutionRequest {
     fn plan(self) -> Result<ExecutionPlan, DomainError> {
         let card = &self.card;
-        let (Some(card_id), Some(workspace_id), Some(current)) = (card.id, card.workspace_id, card.current())
-        else {
+        let (Some(card_id), Some(workspace_id), Some(current)) = (card.id, card.workspace_id, card.current()) else {
             return Err(DomainError::NotFound("prompt card not found".into()));
         };
         if card.archived {
@@ -74,7 +73,10 @@ impl ExecutionRequest {
             (None, None) => {
                 let version = self.version.unwrap_or(card.version());
                 let Some(at) = card.at_version(version) else {
-                    problems.add("version", format!("must be an existing version, 1 to {}", card.version()));
+                    problems.add(
+                        "version",
+                        format!("must be an existing version, 1 to {}", card.version()),
+                    );
                     problems.into_result()?;
                     unreachable!("a problem was added")
                 };
@@ -118,8 +120,12 @@ fn unsaved_variables(
     problems: &mut Problems,
 ) -> Vec<Variable> {
     let mut variables = declared.to_vec();
-    let sources = std::iter::once(("template".to_owned(), template))
-        .chain(messages.iter().enumerate().map(|(i, m)| (format!("messages[{i}].content"), m.content.as_str())));
+    let sources = std::iter::once(("template".to_owned(), template)).chain(
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("messages[{i}].content"), m.content.as_str())),
+    );
     for (field, source) in sources {
         match template_variables(source) {
             Ok(names) => {
@@ -540,6 +546,17 @@ mod tests {
         r.template = Some("x".into());
         r.messages = Some(vec![]);
         assert!(matches!(requested(r), Err(DomainError::Invalid(_))));
+    }
+
+    #[test]
+    fn events_read_back_as_written() {
+        let events = requested(request(card(false))).unwrap();
+        for event in events {
+            let encoded = crate::event::encode(&event);
+            let decoded: ExecutionEvent =
+                crate::event::decode(encoded.event_type, encoded.schema_version, encoded.data).unwrap();
+            assert_eq!(decoded, event);
+        }
     }
 
     #[test]

@@ -21,13 +21,13 @@ pub use settings::ProviderSettings;
 
 use domain::prompt::{ChatMessage, ChatRole, Rendered};
 use domain::run::ProviderSpec;
+use futures::StreamExt;
 use protocol::{Protocol, Target};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 use service::Secret;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 

@@ -71,11 +71,15 @@ fn lines(
 }
 
 fn json(data: &str) -> Result<Value, ProviderError> {
-    serde_json::from_str(data).map_err(|e| ProviderError::Malformed(format!("a streamed part is not JSON ({e}): {data}")))
+    serde_json::from_str(data)
+        .map_err(|e| ProviderError::Malformed(format!("a streamed part is not JSON ({e}): {data}")))
 }
 
 fn tokens(value: &Value, pointer: &str) -> Option<u32> {
-    value.pointer(pointer).and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    value
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// An error object sent in the stream after a 200 (overload, content filter).
@@ -148,7 +152,10 @@ pub(crate) fn ollama_delta(line: &str) -> Result<Delta, ProviderError> {
     }
     let done = value.get("done").and_then(Value::as_bool).unwrap_or(false);
     Ok(Delta {
-        text: value.pointer("/message/content").and_then(Value::as_str).map(str::to_owned),
+        text: value
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         prompt_tokens: tokens(&value, "/prompt_eval_count").filter(|_| done),
         completion_tokens: tokens(&value, "/eval_count").filter(|_| done),
         done,
@@ -219,7 +226,10 @@ mod tests {
             anthropic_delta(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
             Err(ProviderError::Interrupted(m)) if m == "Overloaded"
         ));
-        assert!(matches!(ollama_delta(r#"{"error":"model not found"}"#), Err(ProviderError::Interrupted(_))));
+        assert!(matches!(
+            ollama_delta(r#"{"error":"model not found"}"#),
+            Err(ProviderError::Interrupted(_))
+        ));
         assert!(matches!(openai_delta("{not json"), Err(ProviderError::Malformed(_))));
     }
 }

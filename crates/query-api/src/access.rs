@@ -53,6 +53,34 @@ impl Access {
         Ok(role)
     }
 
+    /// [`Access::sees`] as the workspace's stream says now, not as projected: for what a client
+    /// subscribes to the moment it created it (a playground execution in a workspace made a
+    /// moment ago), where the read model may not have caught up yet.
+    pub async fn sees_now(&self, state: &AppState, workspace_id: Uuid) -> async_graphql::Result<bool> {
+        let Some(principal) = self.0 else { return Ok(false) };
+        let member = match principal {
+            Principal::User(user_id) => {
+                let workspace = state
+                    .repo
+                    .load::<domain::workspace::Workspace>(workspace_id)
+                    .await
+                    .map_err(internal)?;
+                workspace.state.members.contains_key(&user_id)
+            }
+            // Authentication checked the key against its workspace's stream.
+            Principal::ApiKey {
+                workspace_id: key_workspace,
+                ..
+            } => key_workspace == workspace_id,
+        };
+        if member {
+            if let Err(retry_after_secs) = state.workspace_limiter.check(&workspace_id.to_string()) {
+                return Err(rate_limited("workspace", retry_after_secs));
+            }
+        }
+        Ok(member)
+    }
+
     async fn role(pool: &PgPool, principal: Principal, workspace_id: Uuid) -> async_graphql::Result<Option<String>> {
         let role: Option<String> = match principal {
             Principal::User(user_id) => {

@@ -99,7 +99,7 @@ impl ExecutionsSubscription {
         let Some(workspace_id) = loaded.state.workspace_id() else {
             return Err(not_found("execution"));
         };
-        if access.sees(state, workspace_id).await?.is_none() {
+        if !access.sees_now(state, workspace_id).await? {
             return Err(not_found("execution"));
         }
         // Blocking reads need a connection of their own. Without one, the end is read from

@@ -64,10 +64,11 @@ impl Runner {
                     completion_tokens: c.completion_tokens,
                     latency_ms: c.latency.as_millis() as u64,
                     first_token_ms: streamed.first_token.as_millis() as u64,
-                    cost_micro_usd: self
-                        .providers
-                        .prices()
-                        .cost(&plan.provider.id, c.prompt_tokens, c.completion_tokens),
+                    cost_micro_usd: self.providers.prices().cost(
+                        &plan.provider.id,
+                        c.prompt_tokens,
+                        c.completion_tokens,
+                    ),
                 }))
             }
             Some(Err(error)) => Some(ExecutionCommand::Fail {
@@ -94,8 +95,16 @@ impl Runner {
         let _ = updates.send(last);
         drop(updates);
         let _ = writer.await;
-        if let Some(cost) = self.repo.load::<Execution>(execution_id).await?.state.output.and_then(|o| o.cost_micro_usd) {
-            self.record_spend(execution_id, plan.workspace_id, cost.max(0) as u64).await?;
+        if let Some(cost) = self
+            .repo
+            .load::<Execution>(execution_id)
+            .await?
+            .state
+            .output
+            .and_then(|o| o.cost_micro_usd)
+        {
+            self.record_spend(execution_id, plan.workspace_id, cost.max(0) as u64)
+                .await?;
         }
         Ok(status)
     }

@@ -184,25 +184,28 @@ async fn handle(State(state): State<Arc<ServerState>>, uri: Uri, headers: Header
                     state: state.clone(),
                     armed: true,
                 };
-                let body = futures::stream::unfold((pieces.into_iter(), Some(guard)), move |(mut pieces, guard)| async move {
-                    match pieces.next() {
-                        Some(piece) => {
-                            tokio::time::sleep(gap).await;
-                            Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (pieces, guard)))
-                        }
-                        None if then_hang => {
-                            // Until the client hangs up, which drops this stream and the guard.
-                            std::future::pending::<()>().await;
-                            None
-                        }
-                        None => {
-                            if let Some(mut guard) = guard {
-                                guard.armed = false;
+                let body = futures::stream::unfold(
+                    (pieces.into_iter(), Some(guard)),
+                    move |(mut pieces, guard)| async move {
+                        match pieces.next() {
+                            Some(piece) => {
+                                tokio::time::sleep(gap).await;
+                                Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (pieces, guard)))
                             }
-                            None
+                            None if then_hang => {
+                                // Until the client hangs up, which drops this stream and the guard.
+                                std::future::pending::<()>().await;
+                                None
+                            }
+                            None => {
+                                if let Some(mut guard) = guard {
+                                    guard.armed = false;
+                                }
+                                None
+                            }
                         }
-                    }
-                });
+                    },
+                );
                 let mut response = axum::body::Body::from_stream(body).into_response();
                 response
                     .headers_mut()

@@ -14,7 +14,10 @@ fn openai_body() -> String {
     let mut body = String::new();
     body.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
     for piece in PIECES {
-        body.push_str(&format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": piece}}]})));
+        body.push_str(&format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": piece}}]})
+        ));
     }
     body.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n");
     body
@@ -40,7 +43,10 @@ fn anthropic_body() -> String {
 fn ollama_body() -> String {
     let mut body = String::new();
     for piece in PIECES {
-        body.push_str(&format!("{}\n", json!({"model": "m", "message": {"role": "assistant", "content": piece}, "done": false})));
+        body.push_str(&format!(
+            "{}\n",
+            json!({"model": "m", "message": {"role": "assistant", "content": piece}, "done": false})
+        ));
     }
     body.push_str(&format!(
         "{}\n",
@@ -65,9 +71,24 @@ async fn stream(providers: &Providers, id: &str, prompt: &str) -> (Result<Stream
 #[tokio::test]
 async fn each_wire_streams_the_same_answer_however_it_is_cut() {
     let wires = [
-        ("openai:chat:gpt-test", "/v1/chat/completions", "text/event-stream", openai_body()),
-        ("anthropic:messages:claude-test", "/v1/messages", "text/event-stream", anthropic_body()),
-        ("ollama:chat:llama-test", "/api/chat", "application/x-ndjson", ollama_body()),
+        (
+            "openai:chat:gpt-test",
+            "/v1/chat/completions",
+            "text/event-stream",
+            openai_body(),
+        ),
+        (
+            "anthropic:messages:claude-test",
+            "/v1/messages",
+            "text/event-stream",
+            anthropic_body(),
+        ),
+        (
+            "ollama:chat:llama-test",
+            "/api/chat",
+            "application/x-ndjson",
+            ollama_body(),
+        ),
     ];
     for (id, path, content_type, body) in wires {
         for every in [1, 3, 5, 64] {
@@ -77,7 +98,11 @@ async fn each_wire_streams_the_same_answer_however_it_is_cut() {
             let streamed = result.unwrap_or_else(|e| panic!("{id} cut every {every}: {e}"));
             assert_eq!(chunks, PIECES, "{id} cut every {every}");
             let c = &streamed.completion;
-            assert_eq!((c.output.as_str(), c.prompt_tokens, c.completion_tokens), (ANSWER, 7, 4), "{id}");
+            assert_eq!(
+                (c.output.as_str(), c.prompt_tokens, c.completion_tokens),
+                (ANSWER, 7, 4),
+                "{id}"
+            );
             assert!(streamed.first_token <= c.latency);
             let seen = &fake.seen()[0];
             assert_eq!(seen.path, path);
@@ -96,17 +121,24 @@ async fn each_wire_streams_the_same_answer_however_it_is_cut() {
 async fn a_refusal_before_the_answer_is_its_status_and_no_chunk() {
     let fake = serve(|_, _| Reply::json(401, json!({"error": {"message": "bad key"}}))).await;
     let (result, chunks) = stream(&providers(settings(&fake)), "openai:chat:gpt-test", "Hi").await;
-    assert!(matches!(result, Err(ProviderError::Status { status: 401, .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ProviderError::Status { status: 401, .. })),
+        "{result:?}"
+    );
     assert!(chunks.is_empty());
     assert_eq!(fake.requests(), 1, "a streamed call is not retried");
 }
 
 #[tokio::test]
 async fn an_error_sent_mid_answer_fails_it_after_the_chunks_before() {
-    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Hal\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\"}}\n\n";
+    let body =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hal\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\"}}\n\n";
     let fake = serve(move |_, _| Reply::stream("text/event-stream", body.as_bytes(), 7)).await;
     let (result, chunks) = stream(&providers(settings(&fake)), "openai:chat:gpt-test", "Hi").await;
-    assert!(matches!(&result, Err(ProviderError::Interrupted(m)) if m == "overloaded"), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Interrupted(m)) if m == "overloaded"),
+        "{result:?}"
+    );
     assert_eq!(chunks, ["Hal"]);
 }
 
