@@ -6,6 +6,7 @@
 //! Settings: `COMMAND_API_URL`, `QUERY_API_URL`, `DATABASE_URL` (dev defaults).
 
 mod figures;
+mod playground;
 mod scenarios;
 mod webhooks;
 
@@ -41,7 +42,7 @@ impl Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     const USAGE: &str =
-        "usage: bench [--quick] [--json] [--only append|append.store|compare|serve|freshness|graphql|subscriptions|runner|runner.graded|webhooks|replay|rss]";
+        "usage: bench [--quick] [--json] [--only append|append.store|compare|playground|serve|freshness|graphql|subscriptions|runner|runner.graded|webhooks|replay|rss]";
     let (mut quick, mut json, mut only) = (false, false, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

@@ -18,10 +18,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone)]
 pub(crate) struct Session {
-    http: reqwest::Client,
-    command_api: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) command_api: String,
     query_api: String,
-    token: String,
+    pub(crate) token: String,
     pub(crate) workspace: String,
 }
 
@@ -169,6 +169,9 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
     if config.runs("compare") {
         comparison_verdict(config, &session, report).await?;
     }
+    if config.runs("playground") {
+        crate::playground::playground(config, &session, report).await?;
+    }
     if config.runs("webhooks") {
         crate::webhooks::webhooks(config, &session, report).await?;
     }
@@ -182,9 +185,10 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
 }
 
 /// The groups of figures, as `--only` names them.
-pub const GROUPS: [&str; 10] = [
+pub const GROUPS: [&str; 11] = [
     "append",
     "compare",
+    "playground",
     "freshness",
     "graphql",
     "subscriptions",
