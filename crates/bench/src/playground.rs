@@ -40,8 +40,9 @@ fn chunk(text: &str) -> Bytes {
 
 async fn completions(State(server): State<Server>) -> Response {
     let n = server.requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let body = futures::stream::unfold((0usize, server), move |(i, server)| async move {
-        let piece = match i {
+    let body =
+        futures::stream::unfold((0usize, server), move |(i, server)| async move {
+            let piece = match i {
             0 => {
                 let mut go = server.go.clone();
                 let _ = go.wait_for(|allowed| *allowed >= n).await;
@@ -57,8 +58,8 @@ async fn completions(State(server): State<Server>) -> Response {
             ),
             _ => return None,
         };
-        Some((Ok::<_, std::io::Error>(piece), (i + 1, server)))
-    });
+            Some((Ok::<_, std::io::Error>(piece), (i + 1, server)))
+        });
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(body))
@@ -133,11 +134,15 @@ pub async fn playground(config: &Config, session: &Session, report: &mut Report)
                         "provider": "openai:chat:bench" }),
             )
             .await?;
-        let id = body["execution_id"].as_str().ok_or_else(|| anyhow!("no execution_id: {body}"))?;
+        let id = body["execution_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no execution_id: {body}"))?;
         let query = format!("subscription {{ execution(id: \"{id}\") {{ kind text }} }}");
         let subscribe = json!({"id": n.to_string(), "type": "subscribe", "payload": {"query": query}});
         socket.send(Message::text(subscribe.to_string())).await?;
-        let (started, _) = next_update(&mut socket).await?.ok_or_else(|| anyhow!("completed at once"))?;
+        let (started, _) = next_update(&mut socket)
+            .await?
+            .ok_or_else(|| anyhow!("completed at once"))?;
         anyhow::ensure!(started["kind"] == "STARTED", "{started}");
         go.send_replace(n);
         let mut first = None;

@@ -2,6 +2,7 @@
 //! provider and a local server speaking the OpenAI protocol for slow or broken providers.
 
 mod credentials;
+mod executions;
 mod graders;
 mod support;
 
