@@ -260,6 +260,24 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
         .await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
 
+    // The finished one counts in analytics (the cancelled one does not).
+    let query = format!(
+        r#"{{ analytics(workspaceId: "{}") {{ executions {{ provider executions tokens firstTokenP50Ms }} }} }}"#,
+        client.workspace
+    );
+    let counted = eventually(Duration::from_secs(30), "analytics count the execution", || async {
+        let data = client.graphql(&query_api, &query, json!({})).await;
+        let rows = data["analytics"]["executions"].as_array().cloned().unwrap_or_default();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0]["provider"], "openai:chat:gpt-test");
+    assert_eq!(
+        (counted[0]["executions"].as_u64(), counted[0]["tokens"].as_u64()),
+        (Some(1), Some(9))
+    );
+
     // Both are in the event store, as the audit log and analytics read them.
     let recorded: Vec<(String,)> =
         sqlx::query_as("SELECT event_type FROM events WHERE stream_type = 'execution' ORDER BY position")

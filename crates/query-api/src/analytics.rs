@@ -1,4 +1,5 @@
-//! Test-result analytics from ClickHouse's `test_results`. An empty result is a valid answer.
+//! Test-result analytics from ClickHouse's `test_results`, and playground executions from its
+//! `events`. An empty result is a valid answer.
 //! `FINAL` collapses rows a retried batch wrote twice.
 
 use crate::context::{access, parse_id, state};
@@ -50,6 +51,30 @@ pub struct LatencyStats {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+}
+
+/// Playground executions that finished, per provider.
+#[derive(Debug, SimpleObject)]
+pub struct ProviderExecutions {
+    pub provider: String,
+    pub executions: u64,
+    pub tokens: u64,
+    pub cost_micro_usd: i64,
+    pub cost_usd: String,
+    /// Median time to the answer's first piece, in milliseconds.
+    pub first_token_p50_ms: f64,
+    /// Median time to the answer's end, in milliseconds.
+    pub latency_p50_ms: f64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct ExecutionsRow {
+    provider: String,
+    executions: u64,
+    tokens: u64,
+    cost: i64,
+    first_token_p50: f64,
+    latency_p50: f64,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -171,6 +196,34 @@ impl Analytics {
                 grading_cost_micro_usd: row.grading_cost,
                 grading_cost_usd: micro_usd_to_string(row.grading_cost),
                 grading_tokens: row.grading_tokens,
+            })
+            .collect())
+    }
+
+    /// Playground executions that finished, per provider, from their `ExecutionFinished` events.
+    async fn executions(&self, ctx: &Context<'_>) -> Result<Vec<ProviderExecutions>> {
+        // The events' data is flat JSON written by serde; a string value never holds an
+        // unescaped `"name":`, so visitParamExtract* finds the event's own fields.
+        let sql = format!(
+            "SELECT visitParamExtractString(data, 'provider') AS provider, count() AS executions,
+                    toUInt64(sum(visitParamExtractUInt(data, 'prompt_tokens') + visitParamExtractUInt(data, 'completion_tokens'))) AS tokens,
+                    toInt64(sum(visitParamExtractInt(data, 'cost_micro_usd'))) AS cost,
+                    toFloat64(quantile(0.5)(toFloat64(visitParamExtractUInt(data, 'first_token_ms')))) AS first_token_p50,
+                    toFloat64(quantile(0.5)(toFloat64(visitParamExtractUInt(data, 'latency_ms')))) AS latency_p50
+             FROM events FINAL WHERE {} AND event_type = 'ExecutionFinished' GROUP BY provider ORDER BY provider",
+            self.filter(false)
+        );
+        let rows: Vec<ExecutionsRow> = self.query(ctx, &sql, None).fetch_all().await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ProviderExecutions {
+                provider: row.provider,
+                executions: row.executions,
+                tokens: row.tokens,
+                cost_micro_usd: row.cost,
+                cost_usd: micro_usd_to_string(row.cost),
+                first_token_p50_ms: row.first_token_p50,
+                latency_p50_ms: row.latency_p50,
             })
             .collect())
     }
