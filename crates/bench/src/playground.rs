@@ -102,6 +102,10 @@ pub async fn playground(config: &Config, session: &Session, report: &mut Report)
         .with_state(server.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1", listener.local_addr()?);
+    // As providers' servers do: each piece is sent when written, not after the last one's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let ws = format!("/v1/workspaces/{}", session.workspace);
     let set = session

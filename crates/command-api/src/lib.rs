@@ -226,7 +226,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = EventStore::connect(settings.database_url.expose(), settings.database_max_connections).await?;
         store.migrate().await?;
-        let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+        let listener = service::bind_without_nagle(settings.addr).await?;
         let state = AppState::new(store, settings);
         Ok(Self {
             listener,

@@ -282,7 +282,7 @@ impl Application {
             .acquire_timeout(Duration::from_secs(5))
             .connect(settings.database_url.expose())
             .await?;
-        let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+        let listener = service::bind_without_nagle(settings.addr).await?;
         let state = AppState::new(pool, settings).await;
         Ok(Self {
             listener,
