@@ -190,7 +190,9 @@ mod listener_tests {
     #[tokio::test]
     async fn accepted_connections_have_nagle_off() {
         let listener = super::bind_without_nagle("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(accepted.nodelay().unwrap());
         drop(client);

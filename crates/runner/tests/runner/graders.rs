@@ -173,3 +173,36 @@ async fn similar_compares_embeddings_from_the_embeddings_route(pool: PgPool) {
     assert_eq!(result.grading.grading_prompt_tokens, 7 * sent.len() as u32);
     assert_eq!(result.grading.grading_completion_tokens, 0);
 }
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_comparison_sees_the_flip_a_grader_judged(pool: PgPool) {
+    // The baseline answers "Capital of France?" (cosine 0.6 to "Paris": fails), the candidate
+    // "Paris is the capital of France." (cosine 1: passes); only the grader tells them apart.
+    let store = event_store::EventStore::new(pool.clone());
+    let server = FakeGrader::start(Judgement::Says(String::new())).await;
+    let similar = || vec![json!({"type": "similar", "value": "Paris"})];
+    let baseline = request_graded_run_of(&store, "Capital of {{ country }}?", similar()).await;
+    let candidate = request_graded_run_of(&store, "Paris is the capital of {{ country }}.", similar()).await;
+    let runner = grading_runner(&store, &server.url, Duration::from_secs(5));
+    for run in [baseline, candidate] {
+        assert_eq!(
+            runner.execute(run).await.unwrap(),
+            RunOutcome::Completed { recorded: 1 }
+        );
+    }
+    let report = domain::comparison::compare(
+        &recorded_results(&store, baseline).await,
+        &recorded_results(&store, candidate).await,
+    );
+    assert_eq!(report.flip_count, 1);
+    let flip = &report.flips[0];
+    assert_eq!(
+        (flip.from, flip.to),
+        (domain::comparison::Outcome::Fail, domain::comparison::Outcome::Pass)
+    );
+    assert_eq!(flip.changed_assertions, ["similar"]);
+    assert_eq!(
+        (report.overall.baseline.passed, report.overall.candidate.passed),
+        (0, 1)
+    );
+}

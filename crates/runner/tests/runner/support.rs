@@ -352,11 +352,16 @@ pub fn grading_runner(store: &EventStore, url: &str, timeout: Duration) -> Runne
 /// A run of one case ("Capital of {{ country }}?", country = France) on the `tested` model,
 /// with `assertions`.
 pub async fn request_graded_run(store: &EventStore, assertions: Vec<Value>) -> Uuid {
+    request_graded_run_of(store, "Capital of {{ country }}?", assertions).await
+}
+
+/// [`request_graded_run`] with another template.
+pub async fn request_graded_run_of(store: &EventStore, template: &str, assertions: Vec<Value>) -> Uuid {
     let plan = RunPlan {
         workspace_id: Uuid::new_v4(),
         card_id: Uuid::new_v4(),
         card_version: 1,
-        template: "Capital of {{ country }}?".into(),
+        template: template.into(),
         messages: vec![],
         config: Default::default(),
         variables: vec![Variable {
