@@ -62,8 +62,20 @@ async fn completions(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
         .to_owned();
     fake.seen.lock().unwrap().push(request);
     let forever = prompt.contains("forever");
+    let gap = if prompt.contains("slowly") {
+        Duration::from_millis(150)
+    } else {
+        Duration::from_millis(2)
+    };
     let pieces: Vec<Vec<u8>> = if forever {
         vec![b"data: {\"choices\":[{\"delta\":{\"content\":\"Thinking\"}}]}\n\n".to_vec()]
+    } else if prompt.contains("slowly") {
+        // Whole events, one at a time.
+        String::from_utf8(sse_body())
+            .unwrap()
+            .split_inclusive("\n\n")
+            .map(|event| event.as_bytes().to_vec())
+            .collect()
     } else {
         // Five bytes at a time: cuts fall inside characters and inside the JSON.
         sse_body().chunks(5).map(<[u8]>::to_vec).collect()
@@ -72,19 +84,23 @@ async fn completions(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
         fake: fake.clone(),
         armed: forever,
     };
-    let stream = answer(pieces, guard);
+    let stream = answer(pieces, gap, guard);
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap()
 }
 
-/// The pieces a moment apart; an armed guard's answer then never ends.
-fn answer(pieces: Vec<Vec<u8>>, guard: HangUp) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures::stream::unfold((pieces.into_iter(), guard), |(mut pieces, guard)| async move {
+/// The pieces `gap` apart; an armed guard's answer then never ends.
+fn answer(
+    pieces: Vec<Vec<u8>>,
+    gap: Duration,
+    guard: HangUp,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::unfold((pieces.into_iter(), guard), move |(mut pieces, guard)| async move {
         match pieces.next() {
             Some(piece) => {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(gap).await;
                 Some((Ok(Bytes::from(piece)), (pieces, guard)))
             }
             None if guard.armed => {
@@ -294,4 +310,56 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
             "ExecutionCancelled"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_killed_mid_answer_starts_the_execution_again_and_its_subscriber_sees_it_end() {
+    let mut stack = Stack::start().await;
+    let query_api = stack.url("query-api");
+    let client = stack.client().await;
+    let (fake_url, fake) = serve_fake().await;
+    let set = client
+        .send(
+            Method::PUT,
+            "/provider-credentials/openai",
+            Some(json!({ "base_url": format!("{fake_url}/v1") })),
+        )
+        .await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let card = client.create_card("Greeter").await;
+    // Whole SSE events 150 ms apart: the runner is killed while the answer is arriving.
+    let started = client
+        .post(
+            "/executions",
+            json!({ "card_id": card, "variables": { "word": "slowly" }, "provider": "openai:chat:gpt-test" }),
+        )
+        .await;
+    let execution = started["execution_id"].as_str().unwrap().to_owned();
+    let mut socket = open_socket(&query_api, client.token()).await.expect("the socket opens");
+    subscribe(&mut socket, &execution).await;
+    assert_eq!(next_update(&mut socket).await.unwrap()["kind"], "STARTED");
+    assert_eq!(next_update(&mut socket).await.unwrap()["kind"], "CHUNK");
+    stack.kill("runner");
+    stack.start_process("runner").await;
+    let rest = all_updates(&mut socket).await;
+    // The restarted runner starts the answer over: STARTED again, then all of it.
+    let again = rest
+        .iter()
+        .position(|u| u["kind"] == "STARTED")
+        .unwrap_or_else(|| panic!("no second STARTED in {rest:?}"));
+    let after = &rest[again..];
+    assert_eq!(chunks(after), ANSWER, "{rest:?}");
+    assert_eq!(after.last().unwrap()["kind"], "FINISHED");
+    assert_eq!(
+        fake.seen.lock().unwrap().len(),
+        2,
+        "the provider was called again, once"
+    );
+    let ends: Vec<(String,)> =
+        sqlx::query_as("SELECT event_type FROM events WHERE stream_id = $1 AND event_type <> 'ExecutionRequested'")
+            .bind(uuid::Uuid::parse_str(&execution).unwrap())
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(ends, [("ExecutionFinished".to_owned(),)], "one outcome recorded");
 }
