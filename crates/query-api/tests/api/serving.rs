@@ -306,3 +306,35 @@ async fn a_strangers_key_or_token_gets_404_and_no_credential_401(pool: PgPool) {
     let (status, _, _) = app.get(&path).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn a_key_created_a_moment_ago_fetches_before_the_read_models_know_it(pool: PgPool) {
+    // CI jobs create a key and use it at once; the key is found in its workspace's stream
+    // when the read model does not have it yet.
+    let app = TestApp::new(pool).await;
+    let tenant = app.tenant("Acme").await;
+    card_with_versions(&app, &tenant, "support-reply", 1).await;
+    app.project().await;
+    let key = app.api_key(&tenant, Role::Viewer).await;
+    let (status, _, body) = call(
+        &app,
+        Method::GET,
+        &prompt_path(&tenant, "support-reply"),
+        &key,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 1);
+    let (status, _, _) = call(
+        &app,
+        Method::GET,
+        &prompt_path(&tenant, "support-reply"),
+        "pc_00000000000000000000000000000000_nope",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an unknown key is still refused");
+}
