@@ -28,7 +28,7 @@ use memory::Memory;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -223,6 +223,11 @@ impl Prompts {
         // The version of the key's workspace stream the key was read at, in the same statement.
         let read_at = AtomicI64::new(0);
         let read_at = &read_at;
+        // Whether the key came from its workspace's stream because the read model did not have
+        // it yet (a key created a moment ago): not remembered, since no read-model version dates it.
+        let from_stream = AtomicBool::new(false);
+        let from_stream = &from_stream;
+        let api_keys = &self.api_keys;
         let principal = auth::authenticate(&self.tokens, token, |key_id| async move {
             // The same lookup as the query API's (crates/query-api/src/access.rs).
             let row: Option<(Uuid, String, i64)> = sqlx::query_as(
@@ -234,17 +239,25 @@ impl Prompts {
             .fetch_optional(pool)
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-            Ok::<_, AuthError>(row.map(|(workspace_id, secret_hash, version)| {
-                read_at.store(version, Ordering::Relaxed);
-                StoredApiKey {
-                    workspace_id,
-                    secret_hash,
+            match row {
+                Some((workspace_id, secret_hash, version)) => {
+                    read_at.store(version, Ordering::Relaxed);
+                    Ok(Some(StoredApiKey {
+                        workspace_id,
+                        secret_hash,
+                    }))
                 }
-            }))
+                None => {
+                    from_stream.store(true, Ordering::Relaxed);
+                    api_keys.find_live(key_id).await
+                }
+            }
         })
         .await?;
-        self.memory
-            .remember_principal(token, principal, (epoch, read_at.load(Ordering::Relaxed)));
+        if !from_stream.load(Ordering::Relaxed) {
+            self.memory
+                .remember_principal(token, principal, (epoch, read_at.load(Ordering::Relaxed)));
+        }
         self.live(principal).await
     }
 
@@ -282,19 +295,12 @@ impl Prompts {
                 .fetch_optional(&self.pool)
                 .await?
             }
+            // A key reads its own workspace whatever its role, and `authenticate` found it live
+            // in that workspace (from its stream when the read model did not have it yet).
             Principal::ApiKey {
-                key_id,
                 workspace_id: key_workspace,
-            } if key_workspace == workspace_id => {
-                sqlx::query_as(
-                    "SELECT (SELECT role FROM read.api_keys WHERE key_id = $2),
-                            COALESCE((SELECT version FROM read.stream_versions WHERE stream_id = $1), 0)",
-                )
-                .bind(workspace_id)
-                .bind(key_id)
-                .fetch_optional(&self.pool)
-                .await?
-            }
+                ..
+            } if key_workspace == workspace_id => return Ok(()),
             Principal::ApiKey { .. } => Some((None, i64::MAX)),
         };
         let (role, version) = row.unwrap_or((None, 0));
