@@ -3,7 +3,7 @@
 //! WebSocket from the start and again after the end (the same updates, in order), and an
 //! execution cancelled mid-answer (FAILED at once, the provider's connection closed).
 
-use crate::support::{eventually, next_message, open_socket, Socket, Stack};
+use crate::support::{eventually, next_message, open_socket, Client, Socket, Stack};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
@@ -124,6 +124,38 @@ async fn serve_fake() -> (String, Arc<Fake>) {
     (url, fake)
 }
 
+/// A stack whose workspace's OpenAI-compatible provider is the fake, and a card to execute.
+struct Playground {
+    stack: Stack,
+    query_api: String,
+    client: Client,
+    fake: Arc<Fake>,
+    card: uuid::Uuid,
+}
+
+async fn playground() -> Playground {
+    let stack = Stack::start().await;
+    let query_api = stack.url("query-api");
+    let client = stack.client().await;
+    let (fake_url, fake) = serve_fake().await;
+    let set = client
+        .send(
+            Method::PUT,
+            "/provider-credentials/openai",
+            Some(json!({ "base_url": format!("{fake_url}/v1") })),
+        )
+        .await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let card = client.create_card("Greeter").await;
+    Playground {
+        stack,
+        query_api,
+        client,
+        fake,
+        card,
+    }
+}
+
 /// Subscribes to `execution(id)` on an open socket.
 async fn subscribe(socket: &mut Socket, execution: &str) {
     let query = format!(
@@ -170,19 +202,13 @@ fn chunks(updates: &[Value]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
-    let stack = Stack::start().await;
-    let query_api = stack.url("query-api");
-    let client = stack.client().await;
-    let (fake_url, fake) = serve_fake().await;
-    let set = client
-        .send(
-            Method::PUT,
-            "/provider-credentials/openai",
-            Some(json!({ "base_url": format!("{fake_url}/v1") })),
-        )
-        .await;
-    assert_eq!(set.status(), StatusCode::OK);
-    let card = client.create_card("Greeter").await;
+    let Playground {
+        stack,
+        query_api,
+        client,
+        fake,
+        card,
+    } = playground().await;
 
     // Bad input is refused and appends nothing.
     let refused = client
@@ -314,19 +340,13 @@ async fn an_execution_streams_replays_in_order_and_cancels_mid_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_runner_killed_mid_answer_starts_the_execution_again_and_its_subscriber_sees_it_end() {
-    let mut stack = Stack::start().await;
-    let query_api = stack.url("query-api");
-    let client = stack.client().await;
-    let (fake_url, fake) = serve_fake().await;
-    let set = client
-        .send(
-            Method::PUT,
-            "/provider-credentials/openai",
-            Some(json!({ "base_url": format!("{fake_url}/v1") })),
-        )
-        .await;
-    assert_eq!(set.status(), StatusCode::OK);
-    let card = client.create_card("Greeter").await;
+    let Playground {
+        mut stack,
+        query_api,
+        client,
+        fake,
+        card,
+    } = playground().await;
     // Whole SSE events 150 ms apart: the runner is killed while the answer is arriving.
     let started = client
         .post(
