@@ -201,6 +201,26 @@ impl Repository {
         self.append_decided(decided, metadata).await
     }
 
+    /// [`execute`](Self::execute), deciding again for as long as another writer appends to the
+    /// stream first: for background writers whose command is decided afresh on whatever came
+    /// first (the runner recording results while a cancel races it). A refusal ends it.
+    pub async fn execute_retrying<A: Aggregate>(
+        &self,
+        stream_id: Uuid,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Executed<A>, ExecuteError>
+    where
+        A::Command: Clone,
+    {
+        loop {
+            match self.execute::<A>(stream_id, command.clone(), metadata.clone()).await {
+                Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => continue,
+                outcome => return outcome,
+            }
+        }
+    }
+
     async fn append_decided<A: Aggregate>(
         &self,
         decided: Decided<A>,

@@ -12,7 +12,7 @@ use crate::Runner;
 use domain::execution::{Execution, ExecutionCommand, ExecutionOutput, ExecutionStatus, ExecutionUpdate, CANCELLED};
 use domain::names::execution_updates_key;
 use domain::DomainError;
-use event_store::{AppendError, ExecuteError, Metadata};
+use event_store::{ExecuteError, Metadata};
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -39,9 +39,8 @@ impl Runner {
         let credentials = self.credentials(plan.workspace_id).await?;
         let key = execution_updates_key(execution_id);
         let redis = self.live.as_ref().and_then(|lazy| lazy.get().cloned());
-        // A restarted execution begins its updates again.
         let (updates, receiver) = mpsc::unbounded_channel::<ExecutionUpdate>();
-        let writer = tokio::spawn(write_updates(redis, key, receiver, true));
+        let writer = tokio::spawn(write_updates(redis, key, receiver));
         let _ = updates.send(ExecutionUpdate::started());
 
         let mut on_chunk = |text: &str| {
@@ -84,25 +83,19 @@ impl Runner {
             Some(command) => self.end_execution(execution_id, command, metadata).await?,
             None => None,
         };
-        let (status, last) = match ended {
+        let (status, last, cost) = match ended {
             Some(execution) => {
                 let last = execution.replay().pop().expect("an ended execution replays its end");
-                (execution.status, last)
+                let cost = execution.output.as_ref().and_then(|o| o.cost_micro_usd);
+                (execution.status, last, cost)
             }
             // Cancelled, before or while the answer came.
-            None => (ExecutionStatus::Cancelled, ExecutionUpdate::failed(CANCELLED)),
+            None => (ExecutionStatus::Cancelled, ExecutionUpdate::failed(CANCELLED), None),
         };
         let _ = updates.send(last);
         drop(updates);
         let _ = writer.await;
-        if let Some(cost) = self
-            .repo
-            .load::<Execution>(execution_id)
-            .await?
-            .state
-            .output
-            .and_then(|o| o.cost_micro_usd)
-        {
+        if let Some(cost) = cost {
             self.record_spend(execution_id, plan.workspace_id, cost.max(0) as u64)
                 .await?;
         }
@@ -116,20 +109,17 @@ impl Runner {
         command: ExecutionCommand,
         metadata: Metadata,
     ) -> anyhow::Result<Option<Execution>> {
-        loop {
-            match self
-                .repo
-                .execute::<Execution>(execution_id, command.clone(), metadata.clone())
-                .await
-            {
-                Ok(_) => return Ok(Some(self.repo.load::<Execution>(execution_id).await?.state)),
-                Err(ExecuteError::Refused(DomainError::Conflict(_))) => {
-                    let state = self.repo.load::<Execution>(execution_id).await?.state;
-                    return Ok((state.status != ExecutionStatus::Cancelled).then_some(state));
-                }
-                Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => continue,
-                Err(other) => return Err(other.into()),
+        match self
+            .repo
+            .execute_retrying::<Execution>(execution_id, command, metadata)
+            .await
+        {
+            Ok(executed) => Ok(Some(executed.state)),
+            Err(ExecuteError::Refused(DomainError::Conflict(_))) => {
+                let state = self.repo.load::<Execution>(execution_id).await?.state;
+                Ok((state.status != ExecutionStatus::Cancelled).then_some(state))
             }
+            Err(other) => Err(other.into()),
         }
     }
 }
@@ -148,19 +138,19 @@ async fn cancelled(runner: &Runner, execution_id: Uuid) {
 }
 
 /// Appends updates to the execution's Redis stream in order, as many per round trip as are
-/// waiting. Without Redis, or when it fails, updates are dropped: the outcome event is what
-/// lasts.
+/// waiting, after deleting what an earlier attempt wrote (a restarted execution begins its
+/// updates again). Without Redis, or when it fails, updates are dropped: the outcome event is
+/// what lasts.
 async fn write_updates(
     redis: Option<ConnectionManager>,
     key: String,
     mut updates: mpsc::UnboundedReceiver<ExecutionUpdate>,
-    restart: bool,
 ) {
     let Some(mut redis) = redis else {
         while updates.recv().await.is_some() {}
         return;
     };
-    let mut first = restart;
+    let mut first = true;
     let mut failing = false;
     while let Some(update) = updates.recv().await {
         let mut batch = vec![update];

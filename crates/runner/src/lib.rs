@@ -19,7 +19,7 @@ use domain::run::{GradingUsage, ResultKey, RunCommand, RunPlan, TestResult, Test
 use domain::template::render;
 use domain::workspace::{ProviderKind, Workspace, WorkspaceCommand};
 use domain::DomainError;
-use event_store::{AppendError, ExecuteError, Metadata, Repository};
+use event_store::{ExecuteError, Metadata, Repository};
 use grading::{GraderResolver, GradingSettings, SettingsGraders};
 use providers::{Credentials, Endpoint, Providers};
 use service::sealing::Sealer;
@@ -270,17 +270,10 @@ impl Runner {
             run_id: source_id,
             micro_usd,
         };
-        loop {
-            match self
-                .repo
-                .execute::<Workspace>(workspace_id, command.clone(), metadata.clone())
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => continue,
-                Err(other) => return Err(other.into()),
-            }
-        }
+        self.repo
+            .execute_retrying::<Workspace>(workspace_id, command, metadata)
+            .await?;
+        Ok(())
     }
 
     async fn record_spend_of_run(&self, run_id: Uuid, workspace_id: Uuid) -> anyhow::Result<()> {
@@ -326,14 +319,11 @@ async fn decide_and_append(
         correlation_id: run_id,
         ..Default::default()
     };
-    loop {
-        match repo.execute::<TestRun>(run_id, command.clone(), metadata.clone()).await {
-            Ok(executed) => return Ok(executed.events),
-            Err(ExecuteError::Refused(refusal)) => return Err(AppendOutcome::Refused(refusal)),
-            // Someone else (a cancel, another runner) appended first: decide again.
-            Err(ExecuteError::Append(AppendError::WrongExpectedVersion { .. })) => continue,
-            Err(other) => return Err(AppendOutcome::Failed(other.into())),
-        }
+    // Someone else (a cancel, another runner) appending first makes it decide again.
+    match repo.execute_retrying::<TestRun>(run_id, command, metadata).await {
+        Ok(executed) => Ok(executed.events),
+        Err(ExecuteError::Refused(refusal)) => Err(AppendOutcome::Refused(refusal)),
+        Err(other) => Err(AppendOutcome::Failed(other.into())),
     }
 }
 
