@@ -118,10 +118,7 @@ impl RunRequests {
                         };
                         let (runner, done) = (self.runner.clone(), done_tx.clone());
                         tokio::spawn(async move {
-                            match work {
-                                Work::Run(run_id) => execute_until_done(&runner, run_id).await,
-                                Work::Execution(execution_id) => stream_until_done(&runner, execution_id).await,
-                            }
+                            until_done(&runner, work).await;
                             let _ = done.send((partition, offset));
                             drop(permit);
                         });
@@ -159,6 +156,7 @@ impl RunRequests {
 }
 
 /// What a request on the topic asks the runner to do.
+#[derive(Debug, Clone, Copy)]
 enum Work {
     Run(Uuid),
     Execution(Uuid),
@@ -174,46 +172,34 @@ impl Work {
     }
 }
 
-/// Retries a playground execution that could not be recorded (a database outage) until it is.
-async fn stream_until_done(runner: &Runner, execution_id: Uuid) {
+/// Does `work` until it is over, starting it again after a failure (a database outage, say)
+/// with a growing pause: a run resumes where it stopped, an execution starts over.
+async fn until_done(runner: &Runner, work: Work) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match runner.run_execution(execution_id).await {
-            Ok(status) => {
-                tracing::info!(execution_id = %execution_id, status = status.as_str(), "Execution is over.");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(execution_id = %execution_id, error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
-                    "The execution failed; starting it again shortly.");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
-/// Retries a run whose execution failed (a database outage, say) until it is over.
-async fn execute_until_done(runner: &Runner, run_id: Uuid) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let outcome = match runner.execute(run_id).await {
+        let outcome = match work {
             // A run that is one side of a comparison settles it once over; until that is
             // written the request stays uncommitted, so a crash in between settles it again.
-            Ok(outcome) => runner
-                .settle_comparison(run_id)
+            Work::Run(run_id) => match runner.execute(run_id).await {
+                Ok(outcome) => runner
+                    .settle_comparison(run_id)
+                    .await
+                    .map(|comparison| format!("{outcome:?}, comparison {comparison:?}")),
+                Err(error) => Err(error),
+            },
+            Work::Execution(execution_id) => runner
+                .run_execution(execution_id)
                 .await
-                .map(|comparison| (outcome, comparison)),
-            Err(error) => Err(error),
+                .map(|status| status.as_str().to_owned()),
         };
         match outcome {
-            Ok((outcome, comparison)) => {
-                tracing::info!(run_id = %run_id, outcome = ?outcome, comparison = ?comparison, "Run is over.");
+            Ok(outcome) => {
+                tracing::info!(work = ?work, outcome, "Work is over.");
                 return;
             }
             Err(error) => {
-                tracing::warn!(run_id = %run_id, error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
-                    "Executing the run failed; resuming it shortly.");
+                tracing::warn!(work = ?work, error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64,
+                    "The work failed; starting it again shortly.");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
