@@ -324,6 +324,15 @@ async fn the_gate_passes_an_improvement_and_fails_a_regression_with_junit_for_ci
         .as_str()
         .unwrap()
         .to_owned();
+    // A CI job gates a card made long before; this one was made a moment ago, so wait until
+    // it is served by name with its production label, as the gate looks it up.
+    eventually(Duration::from_secs(30), "the card is served by name", || async {
+        let served = client
+            .send(Method::GET, "/prompts/compare?label=production", None)
+            .await;
+        (served.status() == 200).then_some(())
+    })
+    .await;
     let junit = std::env::temp_dir().join(format!("gate-{}.xml", Uuid::new_v4()));
     let junit_arg = junit.to_str().unwrap();
 
