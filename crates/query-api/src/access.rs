@@ -46,9 +46,7 @@ impl Access {
         let Some(principal) = self.0 else { return Ok(None) };
         let role = Self::role(&state.pool, principal, workspace_id).await?;
         if role.is_some() {
-            if let Err(retry_after_secs) = state.workspace_limiter.check(&workspace_id.to_string()) {
-                return Err(rate_limited("workspace", retry_after_secs));
-            }
+            count_for_workspace(state, workspace_id)?;
         }
         Ok(role)
     }
@@ -74,9 +72,7 @@ impl Access {
             } => key_workspace == workspace_id,
         };
         if member {
-            if let Err(retry_after_secs) = state.workspace_limiter.check(&workspace_id.to_string()) {
-                return Err(rate_limited("workspace", retry_after_secs));
-            }
+            count_for_workspace(state, workspace_id)?;
         }
         Ok(member)
     }
@@ -105,4 +101,12 @@ impl Access {
         };
         Ok(role)
     }
+}
+
+/// Counts one request of a member against the workspace's limit.
+fn count_for_workspace(state: &AppState, workspace_id: Uuid) -> async_graphql::Result<()> {
+    state
+        .workspace_limiter
+        .check(&workspace_id.to_string())
+        .map_err(|retry_after_secs| rate_limited("workspace", retry_after_secs))
 }
