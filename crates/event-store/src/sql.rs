@@ -15,13 +15,176 @@ macro_rules! event_columns {
     };
 }
 
-/// Appends a batch of commands in one statement (one transaction, one round trip): the
-/// function `promptcards_append_batch` (migrations/*_append_batch.sql) runs each command in a
-/// subtransaction, so a conflict fails that command alone. Returns one outcome per command.
+/// Appends a batch of commands in one statement (one transaction, one round trip). Returns one
+/// outcome per command.
+///
+/// The common batch, plain writes at exact versions of distinct streams, goes to
+/// `promptcards_append_batch_fast` (migrations/*_append_fast.sql): a few set-based statements.
+/// When it meets any conflict it writes nothing, and the batch goes to
+/// `promptcards_append_batch` (migrations/*_append_batch.sql), which runs each command in a
+/// subtransaction, so a conflict fails that command alone; so does every other batch.
 pub(crate) async fn append_batch(
     pool: &PgPool,
     appends: &[Append],
 ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+    if let Some(fast) = FastBatch::of(appends) {
+        match fast.append(pool, appends).await {
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("PC409" | "23505")) => {
+                tracing::debug!("A command of a batch met a conflict; each command is appended on its own.");
+            }
+            outcome => return outcome,
+        }
+    }
+    append_each(pool, appends).await
+}
+
+/// A batch as `promptcards_append_batch_fast` takes it: one array per column.
+#[derive(Default)]
+struct FastBatch {
+    unchanged_ids: Vec<Uuid>,
+    unchanged_versions: Vec<i64>,
+    stream_ids: Vec<Uuid>,
+    stream_types: Vec<String>,
+    stream_expected: Vec<i64>,
+    stream_counts: Vec<i64>,
+    stream_workspaces: Vec<Option<Uuid>>,
+    event_ids: Vec<Uuid>,
+    event_streams: Vec<Uuid>,
+    event_stream_types: Vec<String>,
+    event_versions: Vec<i64>,
+    event_types: Vec<String>,
+    event_schemas: Vec<i32>,
+    event_workspaces: Vec<Option<Uuid>>,
+    event_actors: Vec<Option<Uuid>>,
+    event_correlations: Vec<Uuid>,
+    event_causations: Vec<Option<Uuid>>,
+    event_traceparents: Vec<Option<String>>,
+    event_tracestates: Vec<Option<String>>,
+    event_data: Vec<Value>,
+    event_canonical: Vec<String>,
+}
+
+impl FastBatch {
+    /// The batch in columns, if it qualifies: no idempotency key, reservation or release, every
+    /// written stream at an exact version (0: new), and no stream written by two commands or
+    /// written by one and read by another.
+    fn of(appends: &[Append]) -> Option<Self> {
+        let mut batch = Self::default();
+        let mut written = std::collections::HashSet::new();
+        for append in appends {
+            if append.idempotency.is_some() || !append.reservations.is_empty() || !append.releases.is_empty() {
+                return None;
+            }
+            let meta = &append.metadata;
+            for stream in append.streams.iter().filter(|s| !s.events.is_empty()) {
+                let expected = match stream.expected {
+                    ExpectedVersion::NoStream => 0,
+                    ExpectedVersion::Exact(version) => version,
+                    ExpectedVersion::Any => return None,
+                };
+                if !written.insert(stream.stream_id) {
+                    return None;
+                }
+                batch.stream_ids.push(stream.stream_id);
+                batch.stream_types.push(stream.stream_type.clone());
+                batch.stream_expected.push(expected);
+                batch.stream_counts.push(stream.events.len() as i64);
+                batch.stream_workspaces.push(meta.workspace_id);
+                for (version, event) in (expected + 1..).zip(&stream.events) {
+                    batch.event_ids.push(event.event_id);
+                    batch.event_streams.push(stream.stream_id);
+                    batch.event_stream_types.push(stream.stream_type.clone());
+                    batch.event_versions.push(version);
+                    batch.event_types.push(event.event_type.clone());
+                    batch.event_schemas.push(event.schema_version);
+                    batch.event_workspaces.push(meta.workspace_id);
+                    batch.event_actors.push(meta.actor_id);
+                    batch.event_correlations.push(meta.correlation_id);
+                    batch.event_causations.push(meta.causation_id);
+                    batch.event_traceparents.push(meta.traceparent.clone());
+                    batch.event_tracestates.push(meta.tracestate.clone());
+                    batch.event_data.push(event.data.clone());
+                    batch.event_canonical.push(crate::chain::canonical(&event.data));
+                }
+            }
+            for unchanged in &append.unchanged {
+                batch.unchanged_ids.push(unchanged.stream_id);
+                batch.unchanged_versions.push(unchanged.version);
+            }
+        }
+        if batch.unchanged_ids.iter().any(|id| written.contains(id)) {
+            return None;
+        }
+        Some(batch)
+    }
+
+    async fn append(
+        self,
+        pool: &PgPool,
+        appends: &[Append],
+    ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT * FROM promptcards_append_batch_fast($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                                                         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+        )
+        .bind(lock_keys(appends))
+        .bind(self.unchanged_ids)
+        .bind(self.unchanged_versions)
+        .bind(self.stream_ids)
+        .bind(self.stream_types)
+        .bind(self.stream_expected)
+        .bind(self.stream_counts)
+        .bind(self.stream_workspaces)
+        .bind(self.event_ids)
+        .bind(self.event_streams)
+        .bind(self.event_stream_types)
+        .bind(self.event_versions)
+        .bind(self.event_types)
+        .bind(self.event_schemas)
+        .bind(self.event_workspaces)
+        .bind(self.event_actors)
+        .bind(self.event_correlations)
+        .bind(self.event_causations)
+        .bind(self.event_traceparents)
+        .bind(self.event_tracestates)
+        .bind(self.event_data)
+        .bind(self.event_canonical)
+        .fetch_all(pool)
+        .await?;
+        let positions: std::collections::HashMap<Uuid, i64> = rows.into_iter().collect();
+        appends
+            .iter()
+            .map(|append| {
+                let written = append.streams.iter().filter(|s| !s.events.is_empty());
+                let mut position = None;
+                for event in written.clone().flat_map(|s| &s.events) {
+                    let stored = positions.get(&event.event_id).copied().ok_or_else(|| {
+                        sqlx::Error::Protocol(format!("the append batch stored no event {}", event.event_id))
+                    })?;
+                    position = position.max(Some(stored));
+                }
+                let streams = written
+                    .map(|s| StreamVersion {
+                        stream_id: s.stream_id,
+                        version: match s.expected {
+                            ExpectedVersion::Exact(version) => version,
+                            _ => 0,
+                        } + s.events.len() as i64,
+                    })
+                    .collect();
+                Ok(Ok(Appended {
+                    streams,
+                    position: position.unwrap_or_default(),
+                    replayed: false,
+                    response: None,
+                }))
+            })
+            .collect()
+    }
+}
+
+/// Every command of the batch in a subtransaction of its own, by `promptcards_append_batch`.
+async fn append_each(pool: &PgPool, appends: &[Append]) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
     let commands = Value::Array(appends.iter().map(command_json).collect());
     let sqlx::types::Json(outcomes): sqlx::types::Json<Vec<Value>> =
         sqlx::query_scalar("SELECT promptcards_append_batch($1, $2)")
@@ -423,7 +586,69 @@ pub(crate) async fn verify_chains(
 
 #[cfg(test)]
 mod tests {
+    use super::FastBatch;
+    use crate::{Append, ExpectedVersion, Idempotency, NewEvent, Reservation, StreamAppend, StreamVersion};
     use sqlx::PgPool;
+    use uuid::Uuid;
+
+    fn write(stream_id: Uuid, expected: ExpectedVersion) -> Append {
+        Append {
+            streams: vec![StreamAppend {
+                stream_id,
+                stream_type: "test".into(),
+                expected,
+                events: vec![NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: "Happened".into(),
+                    schema_version: 1,
+                    data: serde_json::json!({}),
+                }],
+            }],
+            ..Append::default()
+        }
+    }
+
+    /// Which batches the set-based append takes; the rest go command by command.
+    #[test]
+    fn only_plain_writes_of_distinct_streams_are_appended_set_based() {
+        use ExpectedVersion::{Any, Exact, NoStream};
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let set_based = |batch: Vec<Append>| FastBatch::of(&batch).is_some();
+
+        let plain = FastBatch::of(&[write(a, Exact(3)), write(b, NoStream)]).unwrap();
+        assert_eq!(plain.stream_expected, vec![3, 0]);
+        assert_eq!(plain.event_versions, vec![4, 1]);
+
+        assert!(
+            !set_based(vec![write(a, Exact(3)), write(a, Exact(4))]),
+            "one stream twice"
+        );
+        assert!(!set_based(vec![write(a, Any)]), "no expected version");
+        let mut read_and_written = write(b, NoStream);
+        read_and_written.unchanged = vec![StreamVersion {
+            stream_id: a,
+            version: 3,
+        }];
+        assert!(!set_based(vec![write(a, Exact(3)), read_and_written.clone()]));
+        assert!(set_based(vec![read_and_written]), "a stream read alone");
+        let mut named = write(a, NoStream);
+        named.reservations = vec![Reservation {
+            scope: "name".into(),
+            value: "n".into(),
+            stream_id: a,
+        }];
+        assert!(!set_based(vec![named.clone()]));
+        named.releases = std::mem::take(&mut named.reservations);
+        assert!(!set_based(vec![named]));
+        let mut keyed = write(a, NoStream);
+        keyed.idempotency = Some(Idempotency {
+            scope: "s".into(),
+            key: "k".into(),
+            request_hash: "h".into(),
+            response: serde_json::json!({}),
+        });
+        assert!(!set_based(vec![keyed]));
+    }
 
     /// The tailing read walks the global-order index: with sorting disabled, the planner sorts
     /// only when no index gives the order asked for.
