@@ -26,7 +26,7 @@ CREATE FUNCTION promptcards_append_batch_fast(
     event_causations uuid[], event_traceparents text[], event_tracestates text[],
     event_data jsonb[], event_canonical text[])
 RETURNS TABLE (appended_event_id uuid, appended_position bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_rows bigint;
     v_previous text;

@@ -26,6 +26,33 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A new user with a workspace of their own; also the position of the sign-up's append.
+    async fn sign_up(config: &Config, http: reqwest::Client) -> anyhow::Result<(Session, i64)> {
+        let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
+        let signup: Value = http
+            .post(format!("{}/v1/auth/signup", config.command_api))
+            .json(&json!({ "email": email, "password": "bench password", "workspace_name": "Bench" }))
+            .send()
+            .await
+            .context("is the stack up? (deploy/local/up)")?
+            .json()
+            .await?;
+        let session = Session {
+            http,
+            command_api: config.command_api.clone(),
+            query_api: config.query_api.clone(),
+            token: signup["access_token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("signup failed: {signup}"))?
+                .to_owned(),
+            workspace: signup["workspace_id"].as_str().unwrap_or_default().to_owned(),
+        };
+        let position = signup["position"]
+            .as_i64()
+            .ok_or_else(|| anyhow!("no position in {signup}"))?;
+        Ok((session, position))
+    }
+
     pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let response = self
             .http
@@ -112,30 +139,9 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-    let signup: Value = http
-        .post(format!("{}/v1/auth/signup", config.command_api))
-        .json(&json!({ "email": email, "password": "bench password", "workspace_name": "Bench" }))
-        .send()
-        .await
-        .context("is the stack up? (deploy/local/up)")?
-        .json()
-        .await?;
-    let session = Session {
-        http,
-        command_api: config.command_api.clone(),
-        query_api: config.query_api.clone(),
-        token: signup["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("signup failed: {signup}"))?
-            .to_owned(),
-        workspace: signup["workspace_id"].as_str().unwrap_or_default().to_owned(),
-    };
+    let (session, signed_up) = Session::sign_up(config, http).await?;
     // Read your write: every figure starts once the read models know the new member. A
     // subscription opened before that is refused (not a member yet) and would count as lost.
-    let signed_up = signup["position"]
-        .as_i64()
-        .ok_or_else(|| anyhow!("no position in {signup}"))?;
     session.graphql("{ me { id } }", Some(signed_up)).await?;
     report.note(&format!(
         "{} clients, {} s per throughput figure, on {} cores",
@@ -199,12 +205,16 @@ pub const GROUPS: [&str; 11] = [
     "rss",
 ];
 
-/// Card updates over HTTP at a fixed concurrency, each client editing its own card.
+/// Card updates over HTTP at a fixed concurrency, each client a user of its own (the command API
+/// limits each caller's rate; see README) editing its own card.
 async fn append(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
+    let mut clients = Vec::new();
+    for _ in 0..config.concurrency {
+        clients.push(Session::sign_up(config, session.http.clone()).await?.0);
+    }
     let deadline = Instant::now() + config.duration;
     let mut workers = Vec::new();
-    for worker in 0..config.concurrency {
-        let session = session.clone();
+    for (worker, session) in clients.into_iter().enumerate() {
         workers.push(tokio::spawn(async move {
             let (id, _) = session.create_card(&format!("Append bench {worker}")).await?;
             let mut latencies = Vec::new();
