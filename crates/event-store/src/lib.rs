@@ -258,7 +258,7 @@ impl EventStore {
                 "every append of a batch needs at least one event".into(),
             ));
         }
-        sql::append_batch(&self.pool, appends).await
+        sql::append_batch(&mut *self.pool.acquire().await?, appends).await
     }
 
     /// The stored result of an earlier append with this idempotency key, if any.

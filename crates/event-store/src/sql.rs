@@ -4,7 +4,7 @@ use crate::{
     Append, AppendError, Appended, Cursor, ExpectedVersion, Idempotency, RecordedEvent, StreamInfo, StreamVersion,
 };
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 macro_rules! event_columns {
@@ -24,18 +24,18 @@ macro_rules! event_columns {
 /// `promptcards_append_batch` (migrations/*_append_batch.sql), which runs each command in a
 /// subtransaction, so a conflict fails that command alone; so does every other batch.
 pub(crate) async fn append_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     appends: &[Append],
 ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
     if let Some(fast) = FastBatch::of(appends) {
-        match fast.append(pool, appends).await {
+        match fast.append(conn, appends).await {
             Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("PC409" | "23505")) => {
                 tracing::debug!("A command of a batch met a conflict; each command is appended on its own.");
             }
             outcome => return outcome,
         }
     }
-    append_each(pool, appends).await
+    append_each(conn, appends).await
 }
 
 /// A batch as `promptcards_append_batch_fast` takes it: one array per column.
@@ -120,7 +120,7 @@ impl FastBatch {
 
     async fn append(
         self,
-        pool: &PgPool,
+        conn: &mut PgConnection,
         appends: &[Append],
     ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
         let rows: Vec<(Uuid, i64)> = sqlx::query_as(
@@ -149,7 +149,7 @@ impl FastBatch {
         .bind(self.event_tracestates)
         .bind(self.event_data)
         .bind(self.event_canonical)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
         let positions: std::collections::HashMap<Uuid, i64> = rows.into_iter().collect();
         appends
@@ -184,13 +184,16 @@ impl FastBatch {
 }
 
 /// Every command of the batch in a subtransaction of its own, by `promptcards_append_batch`.
-async fn append_each(pool: &PgPool, appends: &[Append]) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+async fn append_each(
+    conn: &mut PgConnection,
+    appends: &[Append],
+) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
     let commands = Value::Array(appends.iter().map(command_json).collect());
     let sqlx::types::Json(outcomes): sqlx::types::Json<Vec<Value>> =
         sqlx::query_scalar("SELECT promptcards_append_batch($1, $2)")
             .bind(sqlx::types::Json(commands))
             .bind(lock_keys(appends))
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await?;
     if outcomes.len() != appends.len() {
         return Err(sqlx::Error::Protocol(format!(
@@ -331,10 +334,10 @@ fn outcome(value: Value, append: &Append) -> Result<Appended, AppendError> {
 }
 
 /// Wakes tailing readers (the Kafka relay), which also poll, so a lost wake-up only delays them.
-pub(crate) async fn notify_appended(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub(crate) async fn notify_appended(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(crate::EVENTS_CHANNEL)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(drop)
 }
