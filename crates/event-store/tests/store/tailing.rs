@@ -242,12 +242,13 @@ async fn a_stream_keeps_its_version_order_when_an_append_to_it_waited(pool: PgPo
     })
     .await;
 
-    // When append N to `hot` runs meanwhile, and then the slow writer rolls back
+    // When append N to `hot` runs meanwhile from another process (one process's appends queue
+    // behind each other in its group commit), and then the slow writer rolls back
     let n = append_to(hot, Any, 1);
     let n_event = event_ids(&n)[0];
     let n = tokio::spawn({
-        let store = store.clone();
-        async move { store.append(n).await }
+        let other_process = EventStore::new(pool.clone());
+        async move { other_process.append(n).await }
     });
     eventually("N has appended or waits", || async {
         (n.is_finished() || sessions_waiting_on_locks(&pool).await >= 2).then_some(())
