@@ -121,24 +121,7 @@ async fn a_batch_killed_before_it_commits_leaves_nothing_of_any_command(pool: Pg
 
     // When the batch's backend dies mid-batch (as in a crash of Postgres's session or of the
     // process), with the first command's events already inserted
-    let backend: i32 = loop {
-        let waiting: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%append_batch%'",
-        )
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
-        if let Some(pid) = waiting {
-            break pid;
-        }
-        tokio::task::yield_now().await;
-    };
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(backend)
-        .execute(&pool)
-        .await
-        .unwrap();
+    kill_backend_waiting_in(&pool, "%promptcards_append_batch(%").await;
 
     // Then the batch failed as a whole and nothing of either command is stored
     assert!(running.await.unwrap().is_err());
@@ -278,22 +261,7 @@ async fn a_batch_of_plain_writes_killed_before_it_commits_leaves_nothing(pool: P
 
     // When the batch's backend dies while it waits (in the set-based append, which is how
     // such a batch is appended)
-    let backend: i32 = eventually("the batch waits in the set-based append", || async {
-        sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query LIKE '%promptcards_append_batch_fast%'",
-        )
-        .fetch_optional(&pool)
-        .await
-        .unwrap()
-    })
-    .await;
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(backend)
-        .execute(&pool)
-        .await
-        .unwrap();
+    kill_backend_waiting_in(&pool, "%promptcards_append_batch_fast(%").await;
 
     // Then nothing of either command is stored, and sent again both are appended whole
     assert!(running.await.unwrap().is_err());
@@ -305,4 +273,25 @@ async fn a_batch_of_plain_writes_killed_before_it_commits_leaves_nothing(pool: P
     assert_eq!(versions(&store, first).await, vec![1, 2, 3, 4]);
     assert_eq!(versions(&store, second).await, vec![1, 2]);
     assert_eq!(store.verify_chains(None).await.unwrap(), vec![]);
+}
+
+/// Once a backend of this database waits on a lock in a statement like `query`, terminates it,
+/// as a crash of that session (or of Postgres) would.
+async fn kill_backend_waiting_in(pool: &PgPool, query: &str) {
+    let backend: i32 = eventually("the batch waits on a lock", || async {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(query)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(backend)
+        .execute(pool)
+        .await
+        .unwrap();
 }
