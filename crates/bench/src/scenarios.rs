@@ -150,8 +150,9 @@ pub async fn run_all(config: &Config, report: &mut Report) -> anyhow::Result<()>
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     ));
     if config.runs("append") {
-        append(config, &session, report).await?;
-        pg_ceiling(config, report).await?;
+        let commands = append(config, &session, report).await?;
+        let ceiling = pg_ceiling(config, report).await?;
+        report.figure("append.ceiling_ratio", commands / ceiling, "x");
         store_append(config, report).await?;
     }
     if config.runs("freshness") {
@@ -207,7 +208,7 @@ pub const GROUPS: [&str; 11] = [
 
 /// Card updates over HTTP at a fixed concurrency, each client a user of its own (the command API
 /// limits each caller's rate; see README) editing its own card.
-async fn append(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<()> {
+async fn append(config: &Config, session: &Session, report: &mut Report) -> anyhow::Result<f64> {
     let mut clients = Vec::new();
     for _ in 0..config.concurrency {
         clients.push(Session::sign_up(config, session.http.clone()).await?.0);
@@ -232,14 +233,11 @@ async fn append(config: &Config, session: &Session, report: &mut Report) -> anyh
     for worker in workers {
         latencies.extend(worker.await??);
     }
-    report.figure(
-        "append.commands_per_s",
-        latencies.len() as f64 / config.duration.as_secs_f64(),
-        "commands/s",
-    );
+    let commands_per_s = latencies.len() as f64 / config.duration.as_secs_f64();
+    report.figure("append.commands_per_s", commands_per_s, "commands/s");
     report.figure("append.p50_ms", percentile_ms(&mut latencies, 50.0), "ms");
     report.figure("append.p99_ms", percentile_ms(&mut latencies, 99.0), "ms");
-    Ok(())
+    Ok(commands_per_s)
 }
 
 /// The peer harness's workload (../shared/peers/cqrs-es-bench) in process, without HTTP: each
@@ -352,8 +350,8 @@ async fn database_activity(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
 }
 
 /// The same row shape as an event, inserted by plain single-row transactions at the same
-/// concurrency: the most this Postgres can take, for comparison.
-async fn pg_ceiling(config: &Config, report: &mut Report) -> anyhow::Result<()> {
+/// concurrency: the most this Postgres can take, for comparison. Returns the rows/s.
+async fn pg_ceiling(config: &Config, report: &mut Report) -> anyhow::Result<f64> {
     let pool = PgPoolOptions::new()
         .max_connections(config.concurrency as u32)
         .connect(&config.database_url)
@@ -392,12 +390,9 @@ async fn pg_ceiling(config: &Config, report: &mut Report) -> anyhow::Result<()> 
         rows += worker.await??;
     }
     sqlx::query("DROP TABLE bench_ceiling").execute(&pool).await?;
-    report.figure(
-        "append.pg_ceiling_rows_per_s",
-        rows as f64 / config.duration.as_secs_f64(),
-        "rows/s",
-    );
-    Ok(())
+    let rows_per_s = rows as f64 / config.duration.as_secs_f64();
+    report.figure("append.pg_ceiling_rows_per_s", rows_per_s, "rows/s");
+    Ok(rows_per_s)
 }
 
 /// Commands at a steady rate; each is followed by a GraphQL read with `X-Min-Position`, and
