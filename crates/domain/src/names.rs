@@ -58,7 +58,7 @@ pub fn card_name_scope(workspace_id: Uuid) -> String {
     format!("card_name:{workspace_id}")
 }
 
-/// Postgres NOTIFY channel: the projector names each prompt card whose read model changed in a
+/// Postgres NOTIFY channel: the projector names each prompt card and workspace whose read model changed in a
 /// batch, as `[[card_id, stream_version], ...]` in JSON, so that processes serving prompts from
 /// memory drop what they hold of it. Sent in the batch's transaction, so a reader woken by it
 /// finds the change committed.

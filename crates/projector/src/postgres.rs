@@ -114,17 +114,19 @@ impl PostgresSink {
             .execute(&mut *tx)
             .await?;
         }
-        // Tells processes serving prompts from memory which cards changed, once the batch is
-        // visible (a NOTIFY is delivered at commit). Chunked: a payload holds at most 8,000 bytes.
+        // Tells processes serving prompts from memory which cards and workspaces (members, keys)
+        // changed, once the batch is visible (a NOTIFY is delivered at commit): a caller refused
+        // before their membership was projected is asked again. Chunked: a payload holds at
+        // most 8,000 bytes.
         if self.notify {
-            let cards: Vec<(Uuid, i64)> = events
+            let changed: Vec<(Uuid, i64)> = events
                 .iter()
-                .filter(|e| e.stream_type == stream_types::PROMPT_CARD)
+                .filter(|e| [stream_types::PROMPT_CARD, stream_types::WORKSPACE].contains(&e.stream_type.as_str()))
                 .map(|e| (e.stream_id, e.version))
                 .collect::<BTreeMap<_, _>>()
                 .into_iter()
                 .collect();
-            for chunk in cards.chunks(100) {
+            for chunk in changed.chunks(100) {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(PROMPTS_CHANNEL)
                     .bind(serde_json::to_string(chunk)?)

@@ -291,3 +291,34 @@ async fn a_card_and_a_test_case_project_their_whole_history(pool: PgPool) {
     roles.sort();
     assert_eq!(roles, ["member", "owner", "viewer"]);
 }
+
+#[sqlx::test(migrator = "event_store::MIGRATOR")]
+async fn the_prompt_servers_hear_of_every_changed_card_and_workspace(pool: PgPool) {
+    // A prompt server that refused a caller before their membership was projected must hear
+    // that the workspace changed, or it keeps refusing them from memory.
+    let store = EventStore::new(pool.clone());
+    seed(&store, 1, 2, 1).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen(domain::names::PROMPTS_CHANNEL).await.unwrap();
+    let events = store.read_all(event_store::Cursor::START, 10_000).await.unwrap();
+
+    PostgresSink::new(pool.clone()).apply(&events).await.unwrap();
+
+    let mut named = std::collections::BTreeMap::new();
+    while let Ok(Ok(notice)) = tokio::time::timeout(std::time::Duration::from_secs(1), listener.recv()).await {
+        let streams: Vec<(Uuid, i64)> = serde_json::from_str(notice.payload()).unwrap();
+        named.extend(streams);
+    }
+    let mut expected = std::collections::BTreeMap::new();
+    for event in events
+        .iter()
+        .filter(|e| ["workspace", "prompt_card"].contains(&e.stream_type.as_str()))
+    {
+        expected.insert(event.stream_id, event.version);
+    }
+    assert!(
+        expected.values().count() >= 3,
+        "a workspace and two cards: {expected:?}"
+    );
+    assert_eq!(named, expected);
+}
